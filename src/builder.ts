@@ -1,0 +1,268 @@
+/**
+ * `BackgroundWorkerBuilder`: registers a worker, as pgrx's builder over PostgreSQL's `BackgroundWorker`
+ * struct. Each setter validates its own field at once; `load()`/`loadDynamic()` check the rules that span
+ * fields, then hand a frozen `WorkerDefinition` to the postmaster.
+ */
+import { currentInit, processRole } from "./context.js";
+import {
+  BgWorkerStartTime,
+  encodeDatum,
+  START_TIME_NAMES,
+  type Datum,
+  type WorkerDefinition,
+} from "./definition.js";
+import { fail, show } from "./errors.js";
+import type { DynamicBackgroundWorker } from "./handle.js";
+import type { DynamicLauncher } from "./launcher.js";
+
+/** PostgreSQL's BGW_MAXLEN (96) less the terminating NUL. */
+export const MAX_NAME_BYTES = 95;
+/** PostgreSQL's BGW_EXTRALEN. */
+export const MAX_EXTRA_BYTES = 128;
+/** One day, PostgreSQL's limit for `bgw_restart_time`, in milliseconds. */
+export const MAX_RESTART_TIME_MS = 86_400_000;
+const MAX_PID = 2 ** 31 - 1;
+const MIN_DATUM_BIGINT = -(2n ** 63n);
+const MAX_DATUM_BIGINT = 2n ** 64n - 1n;
+
+/** Returns the rule a short string field breaks, or undefined if it keeps them. */
+function shortStringRule(value: unknown): string | undefined {
+  if (typeof value !== "string") return "must be a string";
+  if (value.length === 0) return "must not be empty";
+  if (value.includes("\0")) return "must not contain a NUL character";
+  if (Buffer.byteLength(value) > MAX_NAME_BYTES) return `must be at most ${MAX_NAME_BYTES} UTF-8 bytes`;
+  return undefined;
+}
+
+export class BackgroundWorkerBuilder {
+  #name: string;
+  #type: string | undefined;
+  #library: string | undefined;
+  #function: string | undefined;
+  #startTime = BgWorkerStartTime.PostmasterStart;
+  #restartTimeMs: number | null = null;
+  #argument: Datum = null;
+  #extra: Uint8Array = new Uint8Array(0);
+  #spi = false;
+  #shmem = false;
+  #shmemStartup: (() => void) | undefined;
+  #notifyPid: number | undefined;
+
+  /** A worker named `name`; its type defaults to the name. */
+  constructor(name: string) {
+    const rule = shortStringRule(name);
+    if (rule !== undefined) fail(TypeError, `BackgroundWorkerBuilder: name ${show(name)} ${rule}`, new.target);
+    this.#name = name;
+  }
+
+  /** Same as `new BackgroundWorkerBuilder(name)`, pgrx's spelling. */
+  static new(name: string): BackgroundWorkerBuilder {
+    const rule = shortStringRule(name);
+    if (rule !== undefined) fail(TypeError, `BackgroundWorkerBuilder.new: name ${show(name)} ${rule}`, BackgroundWorkerBuilder.new);
+    return new BackgroundWorkerBuilder(name);
+  }
+
+  /** The worker's type: what logs, status and `pg_stat_activity` show. Defaults to the name. */
+  setType(type: string): this {
+    const rule = shortStringRule(type);
+    if (rule !== undefined) fail(TypeError, `setType: type ${show(type)} ${rule}`, this.setType);
+    this.#type = type;
+    return this;
+  }
+
+  /**
+   * Attach the worker to shared memory. `startup` runs in the postmaster after the segment is created and
+   * after every crash-restart, to initialise it.
+   */
+  enableShmemAccess(startup?: () => void): this {
+    if (startup !== undefined && typeof startup !== "function") {
+      fail(TypeError, `enableShmemAccess: startup ${show(startup)} must be a function or undefined`, this.enableShmemAccess);
+    }
+    this.#shmem = true;
+    this.#shmemStartup = startup;
+    return this;
+  }
+
+  /** The worker will open a database session. Moves the start time to RecoveryFinished, as pgrx does. */
+  enableSpiAccess(): this {
+    this.#spi = true;
+    this.#startTime = BgWorkerStartTime.RecoveryFinished;
+    return this;
+  }
+
+  setStartTime(startTime: BgWorkerStartTime): this {
+    if (!Object.prototype.hasOwnProperty.call(START_TIME_NAMES, startTime as PropertyKey) || typeof startTime !== "number") {
+      fail(
+        TypeError,
+        `setStartTime: start time ${show(startTime)} must be BgWorkerStartTime.PostmasterStart, ConsistentState or RecoveryFinished`,
+        this.setStartTime,
+      );
+    }
+    this.#startTime = startTime;
+    return this;
+  }
+
+  /** Milliseconds to wait before restarting after exit code 1 or a crash; `null` never restarts. */
+  setRestartTime(ms: number | null): this {
+    if (ms !== null) {
+      if (typeof ms !== "number" || !Number.isInteger(ms)) {
+        fail(TypeError, `setRestartTime: restart time ${show(ms)} must be null or an integer number of milliseconds`, this.setRestartTime);
+      }
+      if (ms < 0 || ms > MAX_RESTART_TIME_MS) {
+        fail(RangeError, `setRestartTime: restart time ${ms} must be from 0 to ${MAX_RESTART_TIME_MS} ms (one day), or null`, this.setRestartTime);
+      }
+    }
+    this.#restartTimeMs = ms;
+    return this;
+  }
+
+  /** The module holding the worker's function: a path (from the postmaster's working directory) or a package. */
+  setLibrary(module: string): this {
+    if (typeof module !== "string" || module.length === 0) {
+      fail(TypeError, `setLibrary: library ${show(module)} must be a non-empty module specifier`, this.setLibrary);
+    }
+    if (module.includes("\0")) fail(TypeError, `setLibrary: library ${show(module)} must not contain a NUL character`, this.setLibrary);
+    this.#library = module;
+    return this;
+  }
+
+  /** The exported function the worker runs, called as `await fn(argument)`. */
+  setFunction(name: string): this {
+    const rule = shortStringRule(name);
+    if (rule !== undefined) fail(TypeError, `setFunction: function ${show(name)} ${rule}`, this.setFunction);
+    this.#function = name;
+    return this;
+  }
+
+  /**
+   * The by-value argument the worker's function receives, with the same JavaScript type. Strings and
+   * objects are refused: the worker is another process.
+   */
+  setArgument(arg?: Datum): this {
+    const value = arg === undefined ? null : arg;
+    switch (typeof value) {
+      case "number":
+        if (!Number.isFinite(value)) fail(RangeError, `setArgument: argument ${value} must be a finite number`, this.setArgument);
+        break;
+      case "bigint":
+        if (value < MIN_DATUM_BIGINT || value > MAX_DATUM_BIGINT) {
+          fail(RangeError, `setArgument: argument ${value}n does not fit in a 64-bit Datum`, this.setArgument);
+        }
+        break;
+      case "boolean":
+        break;
+      default:
+        if (value !== null) {
+          fail(
+            TypeError,
+            `setArgument: argument ${show(value)} is not a by-value Datum (number, bigint, boolean or null): a worker is ` +
+              `another process, so pass a small value, use setExtra() for up to ${MAX_EXTRA_BYTES} bytes, or an index into shared memory`,
+            this.setArgument,
+          );
+        }
+    }
+    this.#argument = value;
+    return this;
+  }
+
+  /** Up to 128 bytes the worker reads with `getExtra()`/`getExtraBytes()` (PostgreSQL's `bgw_extra`). */
+  setExtra(extra: string | Uint8Array): this {
+    let bytes: Uint8Array;
+    if (typeof extra === "string") bytes = new Uint8Array(Buffer.from(extra, "utf8"));
+    else if (extra instanceof Uint8Array) bytes = new Uint8Array(extra);
+    else fail(TypeError, `setExtra: extra ${show(extra)} must be a string or a Uint8Array`, this.setExtra);
+    if (bytes.byteLength > MAX_EXTRA_BYTES) {
+      fail(RangeError, `setExtra: extra of ${bytes.byteLength} bytes must be at most ${MAX_EXTRA_BYTES} bytes`, this.setExtra);
+    }
+    this.#extra = bytes;
+    return this;
+  }
+
+  /** The process told when a dynamic worker starts and stops; 0 makes its handle untracked. */
+  setNotifyPid(pid: number): this {
+    if (typeof pid !== "number" || !Number.isInteger(pid) || pid < 0 || pid > MAX_PID) {
+      fail(TypeError, `setNotifyPid: notify pid ${show(pid)} must be a process id (an integer from 0 to ${MAX_PID})`, this.setNotifyPid);
+    }
+    this.#notifyPid = pid;
+    return this;
+  }
+
+  /** Registers a static worker. Only inside an extension's `_PG_init()`. */
+  load(): void {
+    const init = currentInit();
+    if (init === undefined) {
+      fail(
+        Error,
+        `load: static background worker "${this.#name}" can only be registered inside an extension's _PG_init(); ` +
+          `use loadDynamic() to start a worker at run time`,
+        this.load,
+      );
+    }
+    if (this.#notifyPid !== undefined && this.#notifyPid !== 0) {
+      fail(
+        TypeError,
+        `load: notify pid ${this.#notifyPid} of background worker "${this.#name}" is refused: only dynamic background workers can request notification`,
+        this.load,
+      );
+    }
+    const definition = this.definition(this.#library ?? init.extension, 0, this.load);
+    init.registerStatic(definition, this.#shmemStartup);
+  }
+
+  /**
+   * Starts a dynamic worker now and returns its handle. Rejects with `NoFreeWorkerSlotError` when every
+   * slot is taken. The notify pid defaults to this process.
+   */
+  async loadDynamic(): Promise<DynamicBackgroundWorker> {
+    if (this.#library === undefined) {
+      fail(TypeError, `loadDynamic: library of background worker "${this.#name}" is not set: call setLibrary(module)`, this.loadDynamic);
+    }
+    const definition = this.definition(this.#library, this.#notifyPid ?? process.pid, this.loadDynamic);
+    const launcher = processRole<{ launcher?: DynamicLauncher }>()?.launcher;
+    if (launcher === undefined) {
+      fail(
+        Error,
+        `loadDynamic: background worker "${this.#name}" has no postmaster to run it: call connect() first ` +
+          `(inside the postmaster and its workers the connection is implicit)`,
+        this.loadDynamic,
+      );
+    }
+    return launcher.launch(definition, this.#shmemStartup);
+  }
+
+  /** The validated definition, for the control socket and tools. */
+  toDefinition(): WorkerDefinition {
+    if (this.#library === undefined) {
+      fail(TypeError, `toDefinition: library of background worker "${this.#name}" is not set: call setLibrary(module)`, this.toDefinition);
+    }
+    return this.definition(this.#library, this.#notifyPid ?? 0, this.toDefinition);
+  }
+
+  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
+  private definition(library: string, notifyPid: number, caller: Function): WorkerDefinition {
+    if (this.#function === undefined) {
+      fail(TypeError, `${caller.name}: function of background worker "${this.#name}" is not set: call setFunction(name)`, caller);
+    }
+    if (this.#spi && this.#startTime === BgWorkerStartTime.PostmasterStart) {
+      fail(
+        TypeError,
+        `${caller.name}: background worker "${this.#name}" cannot request database access with start time PostmasterStart: ` +
+          `the database may not be consistent yet; use ConsistentState or RecoveryFinished`,
+        caller,
+      );
+    }
+    return Object.freeze({
+      name: this.#name,
+      type: this.#type ?? this.#name,
+      library,
+      function: this.#function,
+      startTime: this.#startTime,
+      restartTimeMs: this.#restartTimeMs,
+      argument: Object.freeze(encodeDatum(this.#argument)),
+      extra: Buffer.from(this.#extra).toString("base64"),
+      spi: this.#spi,
+      shmem: this.#shmem,
+      notifyPid,
+    });
+  }
+}

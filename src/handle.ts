@@ -1,0 +1,76 @@
+/** `DynamicBackgroundWorker`: a handle to a dynamic worker, usable from any process that reaches the postmaster. */
+import { BackgroundWorkerStatus, BackgroundWorkerStatusError } from "./errors.js";
+import { formatHandle, type HandleBackend, type HandleRef, type HandleState } from "./launcher.js";
+
+function statusError(state: HandleState, what: string): BackgroundWorkerStatusError {
+  return new BackgroundWorkerStatusError(state.status, `${what}: background worker is ${state.status}`);
+}
+
+export class DynamicBackgroundWorker {
+  /** The process told when the worker starts and stops; only it may wait on the handle. 0: untracked. */
+  readonly notifyPid: number;
+  /** Serialisable: another process may `attach()` to it to query or terminate the worker. */
+  readonly handle: string;
+  readonly #ref: HandleRef;
+  readonly #backend: HandleBackend;
+
+  /** @internal Handles come from `loadDynamic()` or `PostmasterClient#attach()`. */
+  constructor(ref: HandleRef, notifyPid: number, backend: HandleBackend) {
+    this.#ref = ref;
+    this.#backend = backend;
+    this.notifyPid = notifyPid;
+    this.handle = formatHandle(ref);
+  }
+
+  /** The worker's pid; rejects with `BackgroundWorkerStatusError` unless it is Started. */
+  async pid(): Promise<number> {
+    const state = await this.#backend.state(this.#ref);
+    if (state.status !== BackgroundWorkerStatus.Started || state.pid === undefined) throw statusError(state, "pid");
+    return state.pid;
+  }
+
+  async status(): Promise<BackgroundWorkerStatus> {
+    return (await this.#backend.state(this.#ref)).status;
+  }
+
+  /** The pid once the worker's function has been entered; rejects Stopped, PostmasterDied or Untracked. */
+  async waitForStartup(): Promise<number> {
+    const state = await this.#backend.waitForStartup(this.#ref, this.notifyPid);
+    if (state.status !== BackgroundWorkerStatus.Started || state.pid === undefined) throw statusError(state, "waitForStartup");
+    return state.pid;
+  }
+
+  /** Resolves once the worker has stopped; rejects PostmasterDied or Untracked. */
+  async waitForShutdown(): Promise<void> {
+    const state = await this.#backend.waitForShutdown(this.#ref, this.notifyPid);
+    if (state.status !== BackgroundWorkerStatus.Stopped) throw statusError(state, "waitForShutdown");
+  }
+
+  /** SIGTERM if running, unregistered if not yet started; never restarted after. */
+  terminate(): TerminatingDynamicBackgroundWorker {
+    return new TerminatingDynamicBackgroundWorker(this, this.#backend.terminate(this.#ref));
+  }
+}
+
+/** What `terminate()` returns: the request is under way; `waitForShutdown()` waits for the worker to be gone. */
+export class TerminatingDynamicBackgroundWorker {
+  readonly #worker: DynamicBackgroundWorker;
+  readonly #sent: Promise<void>;
+
+  /** @internal */
+  constructor(worker: DynamicBackgroundWorker, sent: Promise<void>) {
+    this.#worker = worker;
+    this.#sent = sent;
+    // A caller that never waits must not see an unhandled rejection; waitForShutdown re-raises it.
+    sent.catch(() => undefined);
+  }
+
+  get handle(): string {
+    return this.#worker.handle;
+  }
+
+  async waitForShutdown(): Promise<void> {
+    await this.#sent;
+    await this.#worker.waitForShutdown();
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * The postmaster's log: one line per event, in the shape of PostgreSQL's server log
+ * (`log_line_prefix = '%m [%p] '`), or one JSON object per line.
+ */
+
+/** PostgreSQL's message severities, as they appear in the log. */
+export type LogLevel = "DEBUG" | "LOG" | "INFO" | "NOTICE" | "WARNING" | "ERROR" | "FATAL" | "PANIC";
+
+/** `text` mirrors PostgreSQL's server log; `json` writes one object per line. */
+export type LogFormat = "text" | "json";
+
+export const LOG_FORMATS: readonly LogFormat[] = ["text", "json"];
+
+/** Who a log line is about, when it is about a worker. */
+export interface WorkerRef {
+  readonly type: string;
+  readonly name: string;
+  readonly pid?: number | undefined;
+}
+
+export interface LogRecord {
+  readonly time: string;
+  /** The process the line is about: the postmaster's pid, or the worker's. */
+  readonly pid: number;
+  readonly level: LogLevel;
+  readonly message: string;
+  readonly worker?: WorkerRef;
+  /** Set for lines a worker wrote to its own stdout or stderr. */
+  readonly stream?: "stdout" | "stderr";
+  readonly detail?: string;
+}
+
+export type LogSink = (line: string) => void;
+
+const defaultSink: LogSink = (line) => {
+  process.stderr.write(line + "\n");
+};
+
+/** `2026-11-24 13:10:00.123 UTC`, PostgreSQL's `%m`. */
+export function pgTimestamp(date: Date): string {
+  const iso = date.toISOString(); // 2026-11-24T13:10:00.123Z
+  return `${iso.slice(0, 10)} ${iso.slice(11, 23)} UTC`;
+}
+
+export function formatText(record: LogRecord): string {
+  const prefix = `${pgTimestamp(new Date(record.time))} [${record.pid}]`;
+  if (record.stream !== undefined && record.worker !== undefined) {
+    return `${prefix} ${record.worker.type}: ${record.message}`;
+  }
+  const detail = record.detail === undefined ? "" : `\n${prefix} DETAIL:  ${record.detail}`;
+  return `${prefix} ${record.level}:  ${record.message}${detail}`;
+}
+
+export class Logger {
+  readonly format: LogFormat;
+  private readonly sink: LogSink;
+  private readonly pid: number;
+
+  constructor(options: { format?: LogFormat; sink?: LogSink; pid?: number } = {}) {
+    this.format = options.format ?? "text";
+    this.sink = options.sink ?? defaultSink;
+    this.pid = options.pid ?? process.pid;
+  }
+
+  /** A postmaster event, optionally about one worker. */
+  log(level: LogLevel, message: string, extra: { worker?: WorkerRef; detail?: string } = {}): void {
+    this.emit({
+      time: new Date().toISOString(),
+      pid: extra.worker?.pid ?? this.pid,
+      level,
+      message,
+      ...(extra.worker === undefined ? {} : { worker: extra.worker }),
+      ...(extra.detail === undefined ? {} : { detail: extra.detail }),
+    });
+  }
+
+  /** One line a worker wrote to its stdout or stderr, prefixed with its type and pid. */
+  output(worker: WorkerRef & { pid: number }, stream: "stdout" | "stderr", line: string): void {
+    this.emit({
+      time: new Date().toISOString(),
+      pid: worker.pid,
+      level: "LOG",
+      message: line,
+      worker,
+      stream,
+    });
+  }
+
+  private emit(record: LogRecord): void {
+    this.sink(this.format === "json" ? JSON.stringify(record) : formatText(record));
+  }
+}
