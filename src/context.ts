@@ -5,12 +5,15 @@
  * namespace), and every copy must see the same postmaster, worker and connection.
  */
 import type { WorkerDefinition } from "./definition.js";
+import type { ShmemRequest } from "./shmem/types.js";
 
 /** What `_PG_init` may do while an extension module is being initialised. */
 export interface InitContext {
   /** Absolute path of the extension module being initialised: the default library of its workers. */
   readonly extension: string;
   registerStatic(definition: WorkerDefinition, startup: (() => void) | undefined): void;
+  /** `pgShmemInit`'s structures, laid out in the one segment the postmaster creates at start. */
+  requestShmem(requests: readonly ShmemRequest[]): void;
 }
 
 const INIT = Symbol.for("bgworker.init");

@@ -29,7 +29,9 @@ export class NoFreeWorkerSlotError extends Error {
 export function show(value: unknown): string {
   if (typeof value === "string") {
     const bytes = Buffer.byteLength(value);
-    return bytes > 60 ? `${JSON.stringify(value.slice(0, 40))}… (${bytes} bytes)` : JSON.stringify(value);
+    if (bytes <= 60) return JSON.stringify(value);
+    const cut = value.length > 40;
+    return `${JSON.stringify(cut ? value.slice(0, 40) : value)}${cut ? "…" : ""} (${bytes} bytes)`;
   }
   if (typeof value === "bigint") return `${value}n`;
   if (typeof value === "function") return `function ${value.name || "(anonymous)"}`;
@@ -53,4 +55,36 @@ export function fail(
   const error = new Ctor(message);
   Error.captureStackTrace(error, caller);
   throw error;
+}
+
+/** An error as it crosses a process boundary (IPC or the control socket). */
+export interface WireError {
+  readonly name: string;
+  readonly message: string;
+  readonly status?: string;
+}
+
+export function errorToWire(error: unknown): WireError {
+  if (error instanceof BackgroundWorkerStatusError) return { name: error.name, message: error.message, status: error.status };
+  if (error instanceof Error) return { name: error.name, message: error.message };
+  return { name: "Error", message: String(error) };
+}
+
+/** Re-creates the error on this side, so `instanceof NoFreeWorkerSlotError` and friends hold for the caller. */
+export function errorFromWire(wire: WireError): Error {
+  switch (wire.name) {
+    case "NoFreeWorkerSlotError":
+      return new NoFreeWorkerSlotError(wire.message);
+    case "BackgroundWorkerStatusError": {
+      const statuses = Object.values(BackgroundWorkerStatus) as string[];
+      const status = statuses.includes(wire.status ?? "") ? (wire.status as BackgroundWorkerStatus) : BackgroundWorkerStatus.Stopped;
+      return new BackgroundWorkerStatusError(status, wire.message);
+    }
+    case "TypeError":
+      return new TypeError(wire.message);
+    case "RangeError":
+      return new RangeError(wire.message);
+    default:
+      return new Error(wire.message);
+  }
 }

@@ -35,14 +35,14 @@ export class DynamicBackgroundWorker {
 
   /** The pid once the worker's function has been entered; rejects Stopped, PostmasterDied or Untracked. */
   async waitForStartup(): Promise<number> {
-    const state = await this.#backend.waitForStartup(this.#ref, this.notifyPid);
+    const state = await this.#backend.waitForStartup(this.#ref);
     if (state.status !== BackgroundWorkerStatus.Started || state.pid === undefined) throw statusError(state, "waitForStartup");
     return state.pid;
   }
 
   /** Resolves once the worker has stopped; rejects PostmasterDied or Untracked. */
   async waitForShutdown(): Promise<void> {
-    const state = await this.#backend.waitForShutdown(this.#ref, this.notifyPid);
+    const state = await this.#backend.waitForShutdown(this.#ref);
     if (state.status !== BackgroundWorkerStatus.Stopped) throw statusError(state, "waitForShutdown");
   }
 

@@ -1,6 +1,33 @@
 /** bgworker: PostgreSQL's background workers, for TypeScript. The package's only public entry point. */
+
+// Registering workers
 export { BackgroundWorkerBuilder } from "./builder.js";
 export { BgWorkerStartTime, type Datum } from "./definition.js";
-export { BackgroundWorkerStatus, BackgroundWorkerStatusError, NoFreeWorkerSlotError } from "./errors.js";
+
+// Inside a worker
+export { BackgroundWorker } from "./runtime/worker.js";
+export { SignalWakeFlags } from "./runtime/signals.js";
+export { Spi, SpiError } from "./runtime/spi.js";
+
+// Dynamic workers and their handles
 export { DynamicBackgroundWorker, TerminatingDynamicBackgroundWorker } from "./handle.js";
+export { BackgroundWorkerStatus, BackgroundWorkerStatusError, NoFreeWorkerSlotError } from "./errors.js";
+export { connect, type PostmasterClient } from "./control/client.js";
+
+// Shared memory
+export { PgAtomic, PgLwLock, pgShmemInit } from "./shmem/index.js";
+
+// The postmaster
+export { Postmaster, type PostmasterOptions } from "./postmaster/postmaster.js";
+export type { RestartBackoff } from "./postmaster/rules.js";
+export type { DatabaseOption } from "./database/types.js";
 export type { LogFormat, LogLevel } from "./log.js";
+export type {
+  LastExit,
+  Phase,
+  PostmasterStatusRow,
+  ShutdownMode,
+  StatusReport,
+  WorkerState,
+  WorkerStatusRow,
+} from "./status.js";

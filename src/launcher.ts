@@ -24,11 +24,12 @@ export interface HandleBackend {
   state(ref: HandleRef): Promise<HandleState>;
   /**
    * Resolves once the worker has started (with its pid) or stopped, or the postmaster has gone. Only the
-   * notify pid's process may wait; others get Untracked.
+   * worker's notify pid may wait: the backend names its own process as the caller, and the postmaster
+   * answers Untracked to any other.
    */
-  waitForStartup(ref: HandleRef, notifyPid: number): Promise<HandleState>;
+  waitForStartup(ref: HandleRef): Promise<HandleState>;
   /** Resolves once the worker has stopped, or the postmaster has gone; Untracked as above. */
-  waitForShutdown(ref: HandleRef, notifyPid: number): Promise<HandleState>;
+  waitForShutdown(ref: HandleRef): Promise<HandleState>;
   terminate(ref: HandleRef): Promise<void>;
 }
 

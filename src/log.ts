@@ -20,7 +20,7 @@ export interface WorkerRef {
 
 export interface LogRecord {
   readonly time: string;
-  /** The process the line is about: the postmaster's pid, or the worker's. */
+  /** The process that speaks: the postmaster for its own events, the worker for what it reports or prints. */
   readonly pid: number;
   readonly level: LogLevel;
   readonly message: string;
@@ -56,17 +56,31 @@ export class Logger {
   private readonly sink: LogSink;
   private readonly pid: number;
 
-  constructor(options: { format?: LogFormat; sink?: LogSink; pid?: number } = {}) {
+  private readonly debug: boolean;
+
+  constructor(options: { format?: LogFormat; sink?: LogSink; pid?: number; debug?: boolean } = {}) {
     this.format = options.format ?? "text";
     this.sink = options.sink ?? defaultSink;
     this.pid = options.pid ?? process.pid;
+    // DEBUG lines are for diagnosing the postmaster itself, as PostgreSQL's log_min_messages = debug1.
+    this.debug = options.debug ?? process.env.BGWORKER_DEBUG !== undefined;
   }
 
   /** A postmaster event, optionally about one worker. */
   log(level: LogLevel, message: string, extra: { worker?: WorkerRef; detail?: string } = {}): void {
+    this.record(this.pid, level, message, extra);
+  }
+
+  /** A message a worker's runtime reported about itself (e.g. its FATAL on SIGTERM): the worker's pid. */
+  fromWorker(worker: WorkerRef & { pid: number }, level: LogLevel, message: string, detail?: string): void {
+    this.record(worker.pid, level, message, detail === undefined ? { worker } : { worker, detail });
+  }
+
+  private record(pid: number, level: LogLevel, message: string, extra: { worker?: WorkerRef; detail?: string }): void {
+    if (level === "DEBUG" && !this.debug) return;
     this.emit({
       time: new Date().toISOString(),
-      pid: extra.worker?.pid ?? this.pid,
+      pid,
       level,
       message,
       ...(extra.worker === undefined ? {} : { worker: extra.worker }),

@@ -1,0 +1,82 @@
+/** The CLI's help texts, one per command; `bgworker --help` lists them all. */
+
+export const HELP: Readonly<Record<string, string>> = {
+  start: `Usage: bgworker start EXTENSION... [options]
+
+Runs a postmaster in the foreground; see "bgworker start --help".
+`,
+  status: `Usage: bgworker status [--json] [--socket PATH]
+
+Shows the postmaster and one row per worker slot.
+
+Options:
+  --json           print the status report as JSON
+  --socket PATH    the postmaster's control socket (default ./.bgworker/bgworker.sock)
+  -h, --help       show this help
+`,
+  launch: `Usage: bgworker launch --library L --function F [options]
+
+Starts a dynamic background worker and prints its handle.
+
+Options:
+  --library L         module holding the worker's function: a path (made absolute from here) or a package
+  --function F        exported function to run, called as await F(argument)
+  --name N            worker name (default: the function's name)
+  --type T            worker type, shown in logs and status (default: the name)
+  --arg DATUM         argument: 123 (number), 123n (bigint), true, false or null (default null);
+                      for a negative value write --arg=-1
+  --extra S           up to 128 bytes the worker reads with BackgroundWorker.getExtra()
+  --spi               the worker opens a database session (start time becomes recovery-finished)
+  --shmem             the worker attaches to shared memory
+  --start-time T      postmaster | consistent | recovery-finished (or PostmasterStart, ConsistentState,
+                      RecoveryFinished); default postmaster, or recovery-finished with --spi
+  --restart-time MS   restart MS milliseconds after exit code 1 or a crash, or "never" (default never)
+  --wait              wait until the worker's function is running and print its pid too
+  --json              print {"handle", "pid"} as JSON
+  --socket PATH       the postmaster's control socket (default ./.bgworker/bgworker.sock)
+  -h, --help          show this help
+`,
+  terminate: `Usage: bgworker terminate PID|HANDLE [--wait] [--socket PATH]
+
+Terminates a background worker: SIGTERM if it is running, unregistered if it has not started.
+A terminated worker is never restarted.
+
+Options:
+  --wait           wait until the worker has exited
+  --socket PATH    the postmaster's control socket (default ./.bgworker/bgworker.sock)
+  -h, --help       show this help
+`,
+  stop: `Usage: bgworker stop [--mode smart|fast|immediate] [--no-wait] [--timeout MS] [--socket PATH]
+
+Shuts the postmaster down and waits until it has exited.
+
+Options:
+  --mode M         smart: no new launches, let dynamic workers finish, then as fast;
+                   fast: SIGTERM every worker, SIGKILL after the shutdown timeout (default);
+                   immediate: SIGKILL every worker now
+  --no-wait        return once the postmaster has accepted the request
+  --timeout MS     how long to wait for the postmaster to exit (default 60000)
+  --socket PATH    the postmaster's control socket (default ./.bgworker/bgworker.sock)
+  -h, --help       show this help
+`,
+};
+
+export const MAIN_HELP = `Usage: bgworker COMMAND [options]        (alias: bgw)
+
+PostgreSQL's background workers, for TypeScript.
+
+Commands:
+  start EXTENSION...   run a postmaster in the foreground
+  status               show the postmaster and its worker slots
+  launch               start a dynamic background worker
+  terminate PID|HANDLE terminate a background worker
+  stop                 shut the postmaster down
+
+Run "bgworker COMMAND --help" for a command's options.
+
+Options:
+  -h, --help       show this help
+  -v, --version    print the version
+
+Exit status: 0 success, 1 failure, 2 usage error.
+`;

@@ -1,0 +1,121 @@
+/** `bgworker launch --library L --function F [...]`: a dynamic worker, built and checked by the builder. */
+import { BackgroundWorkerBuilder } from "../builder.js";
+import { connect } from "../control/client.js";
+import { BackgroundWorkerStatus, BackgroundWorkerStatusError } from "../errors.js";
+import { HELP } from "./help.js";
+import { EXIT_OK, parseOrUsage, required, validating } from "./usage.js";
+import { parseDatum, parseRestartTime, parseSocket, parseStartTime, resolveLibrary } from "./values.js";
+
+const COMMAND = "launch";
+
+/** The builder's messages name its methods; on the command line the flag is what the user wrote. */
+const FLAGS: Readonly<Record<string, string>> = {
+  "BackgroundWorkerBuilder:": "--name:",
+  "setType:": "--type:",
+  "setLibrary:": "--library:",
+  "setFunction:": "--function:",
+  "setArgument:": "--arg:",
+  "setExtra:": "--extra:",
+  "setStartTime:": "--start-time:",
+  "setRestartTime:": "--restart-time:",
+  "toDefinition:": "launch:",
+};
+
+function inFlagTerms(error: unknown): unknown {
+  if (!(error instanceof TypeError || error instanceof RangeError)) return error;
+  const prefix = error.message.slice(0, error.message.indexOf(":") + 1);
+  const flag = FLAGS[prefix];
+  if (flag === undefined) return error;
+  const Ctor = error instanceof RangeError ? RangeError : TypeError;
+  return new Ctor(flag + error.message.slice(prefix.length));
+}
+
+function parse(args: string[]) {
+  return parseOrUsage(COMMAND, {
+    args,
+    options: {
+      library: { type: "string" },
+      function: { type: "string" },
+      name: { type: "string" },
+      type: { type: "string" },
+      arg: { type: "string" },
+      extra: { type: "string" },
+      spi: { type: "boolean" },
+      shmem: { type: "boolean" },
+      "start-time": { type: "string" },
+      "restart-time": { type: "string" },
+      wait: { type: "boolean" },
+      json: { type: "boolean" },
+      socket: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+}
+
+/** Every flag checked before connecting, so a usage error never depends on a postmaster running. */
+function builderFrom(values: ReturnType<typeof parse>["values"]): BackgroundWorkerBuilder {
+  const library = required(COMMAND, "library", values.library);
+  const fn = required(COMMAND, "function", values.function);
+  const argument = values.arg === undefined ? null : parseDatum(COMMAND, values.arg);
+  const startTime = values["start-time"] === undefined ? undefined : parseStartTime(COMMAND, values["start-time"]);
+  const restartTime = values["restart-time"] === undefined ? null : parseRestartTime(COMMAND, values["restart-time"]);
+  return validating(COMMAND, () => {
+    try {
+      return build();
+    } catch (error) {
+      throw inFlagTerms(error);
+    }
+  });
+
+  function build(): BackgroundWorkerBuilder {
+    const builder = new BackgroundWorkerBuilder(values.name ?? fn).setLibrary(resolveLibrary(library)).setFunction(fn);
+    if (values.type !== undefined) builder.setType(values.type);
+    // Before setStartTime: SPI access moves the start time, and an explicit --start-time wins.
+    if (values.spi === true) builder.enableSpiAccess();
+    if (startTime !== undefined) builder.setStartTime(startTime);
+    if (values.shmem === true) builder.enableShmemAccess();
+    builder.setRestartTime(restartTime).setArgument(argument);
+    if (values.extra !== undefined) builder.setExtra(values.extra);
+    // The cross-field rules (e.g. SPI with PostmasterStart) are checked here too, not after connecting.
+    builder.toDefinition();
+    return builder;
+  }
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values } = parse(args);
+  if (values.help === true) {
+    process.stdout.write(HELP.launch ?? "");
+    return EXIT_OK;
+  }
+  const builder = builderFrom(values);
+  const socket = parseSocket(COMMAND, values.socket);
+  const client = await connect(socket);
+  try {
+    const worker = await client.loadDynamic(builder);
+    let pid: number | undefined;
+    if (values.wait === true) {
+      try {
+        pid = await worker.waitForStartup();
+      } catch (error) {
+        if (error instanceof BackgroundWorkerStatusError) {
+          const name = values.name ?? values.function ?? "";
+          throw new Error(
+            error.status === BackgroundWorkerStatus.PostmasterDied
+              ? `the postmaster died before background worker "${name}" (${worker.handle}) started`
+              : `background worker "${name}" (${worker.handle}) did not start: it is ${error.status} (see the postmaster's log)`,
+          );
+        }
+        throw error;
+      }
+    }
+    if (values.json === true) {
+      process.stdout.write(JSON.stringify(pid === undefined ? { handle: worker.handle } : { handle: worker.handle, pid }) + "\n");
+    } else {
+      process.stdout.write(`${worker.handle}\n${pid === undefined ? "" : `${pid}\n`}`);
+    }
+  } finally {
+    await client.close();
+  }
+  return EXIT_OK;
+}

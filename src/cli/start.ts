@@ -1,0 +1,73 @@
+/**
+ * `bgworker start EXTENSION...`: a postmaster in the foreground. Signals map to shutdown modes as with
+ * `pg_ctl`: SIGTERM smart, SIGINT (Ctrl-C) fast, SIGQUIT immediate.
+ */
+import type { DatabaseOption } from "../database/types.js";
+import type { LogFormat } from "../log.js";
+import { Postmaster, type PostmasterOptions } from "../postmaster/postmaster.js";
+import type { ShutdownMode } from "../status.js";
+import { parseOrUsage, UsageError, validating } from "./usage.js";
+
+const SIGNAL_MODES: Readonly<Record<string, ShutdownMode>> = { SIGTERM: "smart", SIGINT: "fast", SIGQUIT: "immediate" };
+
+export const START_USAGE =
+  "usage: bgworker start EXTENSION... [--database URL | --pgdata DIR | --no-database] [--max-worker-processes N] " +
+  "[--socket PATH] [--shutdown-timeout MS] [--log-format text|json]";
+
+function wholeNumber(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[0-9]+$/.test(value)) throw new UsageError(`--${flag} ${JSON.stringify(value)} must be a whole number`, "start");
+  return Number(value);
+}
+
+function databaseOf(values: { database?: string; pgdata?: string; "no-database"?: boolean }): DatabaseOption | false {
+  const chosen = [values.database !== undefined, values.pgdata !== undefined, values["no-database"] === true].filter(Boolean).length;
+  if (chosen > 1) throw new UsageError("--database, --pgdata and --no-database exclude each other: give at most one", "start");
+  if (values.database !== undefined) return { url: values.database };
+  if (values.pgdata !== undefined) return { pgdata: values.pgdata };
+  if (values["no-database"] === true) return false;
+  return "embedded";
+}
+
+/** Parses `start`'s arguments into Postmaster options; throws UsageError. */
+export function parseStart(args: readonly string[]): PostmasterOptions {
+  const parsed = parseOrUsage("start", {
+    args: [...args],
+    allowPositionals: true,
+    options: {
+      database: { type: "string" },
+      pgdata: { type: "string" },
+      "no-database": { type: "boolean" },
+      "max-worker-processes": { type: "string" },
+      socket: { type: "string" },
+      "shutdown-timeout": { type: "string" },
+      "log-format": { type: "string" },
+    },
+  });
+  const { values, positionals } = parsed;
+  if (positionals.length === 0) throw new UsageError("missing EXTENSION: give at least one extension module", "start");
+  const logFormat = values["log-format"] ?? "text";
+  if (logFormat !== "text" && logFormat !== "json") throw new UsageError(`--log-format ${JSON.stringify(logFormat)} must be text or json`, "start");
+  const maxWorkerProcesses = wholeNumber("max-worker-processes", values["max-worker-processes"]);
+  const shutdownTimeoutMs = wholeNumber("shutdown-timeout", values["shutdown-timeout"]);
+  return {
+    extensions: positionals,
+    database: databaseOf(values),
+    logFormat: logFormat as LogFormat,
+    ...(maxWorkerProcesses === undefined ? {} : { maxWorkerProcesses }),
+    ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs }),
+    ...(values.socket === undefined ? {} : { socketPath: values.socket }),
+  };
+}
+
+export async function run(args: string[]): Promise<number> {
+  const options = parseStart(args);
+  const postmaster = validating("start", () => new Postmaster(options));
+  for (const [signal, mode] of Object.entries(SIGNAL_MODES)) {
+    process.on(signal, () => void postmaster.stop(mode));
+  }
+  await postmaster.start();
+  process.stdout.write("ready\n");
+  await postmaster.closed;
+  return 0;
+}

@@ -1,0 +1,27 @@
+/**
+ * What the control server asks of the postmaster. The server owns the socket and the protocol; every
+ * decision (slots, the Untracked rule, shutdown) stays with the postmaster, which implements this.
+ */
+import type { WorkerDefinition } from "../definition.js";
+import type { HandleRef, HandleState } from "../launcher.js";
+import type { ShutdownMode, StatusReport } from "../status.js";
+
+export interface ControlHandler {
+  /** `HandleRef.postmaster` of this run; the hello reply carries it so clients can tell runs apart. */
+  readonly postmasterId: string;
+  status(): StatusReport;
+  /**
+   * Registers a dynamic worker. Throws `NoFreeWorkerSlotError` when every slot is taken, an `Error` while
+   * shutting down, a `TypeError` for a definition the postmaster cannot run (e.g. SPI without a database).
+   */
+  launch(definition: WorkerDefinition): HandleRef;
+  state(ref: HandleRef): HandleState;
+  /** `callerPid` is the client's hello pid; the handler answers Untracked unless it is the notify pid. */
+  waitForStartup(ref: HandleRef, callerPid: number): Promise<HandleState>;
+  waitForShutdown(ref: HandleRef, callerPid: number): Promise<HandleState>;
+  /** A number is a worker's pid: throws `Error("no background worker with pid N")` when there is none. */
+  terminate(target: number | HandleRef): void;
+  stop(mode: ShutdownMode): void;
+  /** The last connection of the process with this pid has closed: cancel its notifications. */
+  clientGone(pid: number): void;
+}

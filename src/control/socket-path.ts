@@ -1,0 +1,26 @@
+/** Where the control socket lives, and the 107-byte limit of a Unix socket path. */
+import path from "node:path";
+
+/** `sun_path` holds 108 bytes including the terminating NUL. */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
+/** The socket of a postmaster started in `cwd` without `--socket`: `./.bgworker/bgworker.sock`. */
+export function defaultSocketPath(cwd: string = process.cwd()): string {
+  return path.resolve(cwd, ".bgworker", "bgworker.sock");
+}
+
+/**
+ * The string to hand to `listen()`/`connect()` for `socketPath` (an absolute path). The kernel limits the
+ * path, not the file, so when the absolute path is too long but the path relative to the working directory
+ * fits, the relative one is used (deep temp and project directories are common). Throws an Error naming
+ * the path and the limit when neither fits.
+ */
+export function socketAddress(socketPath: string, cwd: string = process.cwd()): string {
+  if (Buffer.byteLength(socketPath) <= MAX_SOCKET_PATH_BYTES) return socketPath;
+  const relative = path.relative(cwd, socketPath);
+  if (relative.length > 0 && Buffer.byteLength(relative) <= MAX_SOCKET_PATH_BYTES) return relative;
+  throw new Error(
+    `socket path ${socketPath} is ${Buffer.byteLength(socketPath)} bytes; a Unix socket path must be at most ` +
+      `${MAX_SOCKET_PATH_BYTES} bytes (choose a shorter one with --socket)`,
+  );
+}

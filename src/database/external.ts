@@ -1,0 +1,34 @@
+/** A server that somebody else runs, given by URL: watched, never started or stopped. */
+import { PhaseMonitor } from "./monitor.js";
+import { describeParams, parseDatabaseUrl } from "./options.js";
+import type { ConnectionParams, PhaseListener, ServedDatabase } from "./types.js";
+
+export class ExternalDatabase implements ServedDatabase {
+  readonly description: string;
+  private readonly params: ConnectionParams;
+  private monitor: PhaseMonitor | undefined;
+
+  constructor(url: string) {
+    this.params = parseDatabaseUrl(url);
+    this.description = `${describeParams(this.params)} (external)`;
+  }
+
+  async start(): Promise<void> {
+    // Nothing to start: the phase monitor reports `starting` until the server accepts connections.
+  }
+
+  connectionParams(): ConnectionParams {
+    return this.params;
+  }
+
+  watch(onPhase: PhaseListener): void {
+    if (this.monitor !== undefined) throw new Error("the database is already being watched");
+    this.monitor = new PhaseMonitor(() => this.params, onPhase);
+    this.monitor.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.monitor?.stop();
+    this.monitor = undefined;
+  }
+}

@@ -1,0 +1,98 @@
+/** A cluster that the postmaster runs itself: created on first run, started, watched, stopped after the workers. */
+import { relative, resolve, isAbsolute } from "node:path";
+import type { Logger } from "../log.js";
+import { Cluster, SERVER_LOG, SUPERUSER } from "./cluster.js";
+import { PhaseMonitor } from "./monitor.js";
+import { choosePort } from "./ports.js";
+import type { ConnectionParams, PhaseListener, ServedDatabase } from "./types.js";
+
+export class ManagedDatabase implements ServedDatabase {
+  private readonly pgdata: string;
+  private cluster: Cluster | undefined;
+  private port: number | undefined;
+  private startedHere = false;
+  private monitor: PhaseMonitor | undefined;
+
+  constructor(
+    pgdata: string,
+    private readonly options: { cwd: string; logger: Logger; embedded: boolean },
+  ) {
+    this.pgdata = resolve(options.cwd, pgdata);
+  }
+
+  /** `embedded PostgreSQL 15.18 in ./.bgworker/pgdata (port 54321, managed)`; version and port once started. */
+  get description(): string {
+    const kind = this.options.embedded ? "embedded PostgreSQL" : "PostgreSQL";
+    const version = this.cluster === undefined ? "" : ` ${this.cluster.binaries.version}`;
+    const port = this.port === undefined ? "" : `port ${this.port}, `;
+    return `${kind}${version} in ${this.shownPath()} (${port}managed, log ${SERVER_LOG})`;
+  }
+
+  async start(): Promise<void> {
+    if (this.cluster !== undefined) throw new Error(`${this.pgdata}: the managed database is already started`);
+    const cluster = await Cluster.at(this.pgdata);
+    const { logger } = this.options;
+    if (!(await cluster.exists())) {
+      logger.log("LOG", `creating a PostgreSQL ${cluster.binaries.version} cluster in ${this.pgdata}`);
+      await cluster.init();
+    }
+    const onDisk = await cluster.majorVersionOnDisk();
+    const major = cluster.binaries.version.split(".")[0];
+    if (onDisk !== major) {
+      throw new Error(
+        `database.pgdata: ${this.pgdata} holds a PostgreSQL ${onDisk ?? "?"} cluster, but the server binaries in ` +
+          `${cluster.binaries.bindir} are version ${cluster.binaries.version} (the major versions must match)`,
+      );
+    }
+    const running = await cluster.runningPid();
+    if (running !== null) {
+      throw new Error(
+        `database.pgdata: a PostgreSQL server (pid ${running}) is already running on ${this.pgdata}: ` +
+          `stop it (pg_ctl stop -D ${this.pgdata}) or serve it with --database URL`,
+      );
+    }
+    // The port persists across runs; if another process took it meanwhile, the cluster moves to a free one.
+    const saved = await cluster.savedPort();
+    let port = await choosePort(saved);
+    if (port !== saved) await cluster.savePort(port);
+    try {
+      await cluster.start({ port });
+    } catch (error) {
+      // Lost the race for the port between the check and the bind: try once more on a fresh one.
+      if (!/address already in use|could not bind|could not create any TCP/i.test((error as Error).message)) throw error;
+      port = await choosePort(null);
+      await cluster.savePort(port);
+      await cluster.start({ port });
+    }
+    this.cluster = cluster;
+    this.startedHere = true;
+    this.port = (await cluster.pidFile())?.port ?? port;
+    logger.log("LOG", `database system is ready: PostgreSQL ${cluster.binaries.version} on 127.0.0.1 port ${this.port}, data ${this.pgdata}`);
+  }
+
+  connectionParams(): ConnectionParams {
+    if (this.port === undefined) throw new Error(`${this.pgdata}: the managed database is not started yet`);
+    return { host: "127.0.0.1", port: this.port, user: SUPERUSER, database: "postgres" };
+  }
+
+  watch(onPhase: PhaseListener): void {
+    if (this.monitor !== undefined) throw new Error("the database is already being watched");
+    this.monitor = new PhaseMonitor(() => this.connectionParams(), onPhase);
+    this.monitor.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.monitor?.stop();
+    this.monitor = undefined;
+    if (this.cluster !== undefined && this.startedHere) {
+      this.startedHere = false;
+      await this.cluster.stop("fast");
+    }
+  }
+
+  /** `./.bgworker/pgdata` when inside the working directory: shorter in the startup line. */
+  private shownPath(): string {
+    const rel = relative(this.options.cwd, this.pgdata);
+    return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel) ? `./${rel}` : this.pgdata;
+  }
+}

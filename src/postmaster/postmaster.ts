@@ -1,0 +1,441 @@
+/**
+ * The postmaster: loads extensions, serves a database, runs workers as processes, and carries out what
+ * the state machine decides. Every decision is the machine's; this file only does the I/O around it.
+ */
+import { processRole, setProcessRole, withInit, type InitContext } from "../context.js";
+import type { ControlHandler } from "../control/handler.js";
+import { ControlServer } from "../control/server.js";
+import { definitionFromWire } from "../control/wire-definition.js";
+import { openDatabase } from "../database/index.js";
+import type { ServedDatabase } from "../database/types.js";
+import type { WorkerDefinition } from "../definition.js";
+import { BackgroundWorkerStatus, errorToWire } from "../errors.js";
+import { parseHandle, type HandleRef, type HandleState } from "../launcher.js";
+import { Logger } from "../log.js";
+import { ensureTypeScript, importFrom, modulePath } from "../modules.js";
+import type { FromRunner } from "../runtime/ipc.js";
+import { cleanupStaleSegments, ShmemHost, type ShmemAttachment, type ShmemRequest } from "../shmem/index.js";
+import type { Phase, ShutdownMode, StatusReport } from "../status.js";
+import { SHUTDOWN_MODES } from "../status.js";
+import { LocalLauncher } from "./local-launcher.js";
+import { PostmasterMachine, type Action } from "./machine.js";
+import { resolveOptions, type PostmasterOptions, type ResolvedOptions } from "./options.js";
+import { Runner, Runners } from "./runners.js";
+
+export type { PostmasterOptions } from "./options.js";
+
+interface Waiter {
+  readonly ref: HandleRef;
+  readonly until: "startup" | "shutdown";
+  readonly resolve: (state: HandleState) => void;
+}
+
+interface RunningWorker {
+  readonly runner: Runner;
+  readonly slot: number;
+  readonly generation: number;
+}
+
+type Lifecycle = "new" | "starting" | "running" | "stopping" | "stopped";
+
+export class Postmaster implements ControlHandler {
+  /** Identifies this run of the postmaster in handles. */
+  readonly postmasterId: string;
+  readonly pid = process.pid;
+  private readonly options: ResolvedOptions;
+  private readonly logger: Logger;
+  private readonly machine: PostmasterMachine;
+  private readonly runners: Runners;
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly workers = new Map<number, RunningWorker>();
+  private readonly waiters = new Set<Waiter>();
+  private readonly shmemRequests: ShmemRequest[] = [];
+  private readonly startupHooks: (() => void)[] = [];
+  private shmem: ShmemHost | undefined;
+  private shmemAttachment: ShmemAttachment | null = null;
+  private database: ServedDatabase | undefined;
+  private control: ControlServer | undefined;
+  private lifecycle: Lifecycle = "new";
+  private startedAt = 0;
+  private applying = 0;
+  private readonly stopped: Promise<void>;
+  private markStopped!: () => void;
+  private readonly removeShmemAtExit = (): void => this.shmem?.destroy();
+
+  constructor(options: PostmasterOptions) {
+    this.options = resolveOptions(options);
+    this.postmasterId = `${process.pid.toString(36)}.${Date.now().toString(36)}`;
+    this.logger = new Logger({ format: this.options.logFormat, ...(this.options.logSink === undefined ? {} : { sink: this.options.logSink }) });
+    this.machine = new PostmasterMachine({
+      postmasterId: this.postmasterId,
+      maxWorkerProcesses: this.options.maxWorkerProcesses,
+      restartBackoff: this.options.restartBackoff,
+      databaseServed: this.options.database !== false,
+      shutdownTimeoutMs: this.options.shutdownTimeoutMs,
+    });
+    this.runners = new Runners(this.options.spareRunners, {
+      message: (runner, message) => this.onRunnerMessage(runner, message),
+      output: (runner, stream, line) => this.logger.output(this.workerRef(runner), stream, line),
+      exit: (runner, code, signal) => this.onRunnerExit(runner, code, signal),
+    });
+    this.stopped = new Promise((resolve) => (this.markStopped = resolve));
+  }
+
+  /**
+   * Loads every extension (running its `_PG_init`), creates shared memory, starts the workers whose start
+   * time has come, opens the control socket and starts (or connects to) the database. Resolves once all of
+   * that is done; rejects, with everything stopped again, if any of it fails.
+   */
+  async start(): Promise<void> {
+    if (this.lifecycle !== "new") throw new Error(`Postmaster.start: this postmaster is already ${this.lifecycle}`);
+    const role = processRole<{ kind?: string }>();
+    if (role?.kind === "postmaster" || role?.kind === "worker") {
+      throw new Error(`Postmaster.start: this process is already a ${role.kind}; one postmaster per process`);
+    }
+    this.lifecycle = "starting";
+    this.startedAt = Date.now();
+    setProcessRole({ kind: "postmaster", launcher: new LocalLauncher(this) });
+    try {
+      await this.loadExtensions();
+      this.createShmem();
+      // Without a database there is nothing to wait for: every start time has come.
+      if (this.options.database === false) this.apply(this.machine.setPhase("running", Date.now()));
+      this.runners.warm();
+      this.apply(this.machine.start(Date.now()));
+      if (this.options.socketPath !== false) {
+        this.control = new ControlServer({ path: this.options.socketPath, handler: this, logger: this.logger });
+        await this.control.listen();
+      }
+      if (this.options.database !== false) {
+        this.database = openDatabase(this.options.database, { cwd: this.options.cwd, logger: this.logger });
+        await this.database.start();
+        this.logger.log("LOG", `serving ${this.database.description}`);
+        this.database.watch((phase, reason) => this.onPhase(phase, reason));
+      }
+    } catch (error) {
+      this.apply(this.machine.shutdown("immediate", Date.now()));
+      await this.stopped;
+      throw error;
+    }
+    if (this.lifecycle === "starting") this.lifecycle = "running";
+    this.logger.log("LOG", `postmaster ready: ${this.options.extensions.length} extension(s), ${this.machine.rows().length} static worker(s)`);
+  }
+
+  /**
+   * Shuts down as `pg_ctl stop -m MODE` (default fast) and resolves once every worker is gone and a managed
+   * database is stopped. Calling it again with a stronger mode escalates.
+   */
+  async stop(mode: ShutdownMode = "fast"): Promise<void> {
+    if (!SHUTDOWN_MODES.includes(mode)) throw new TypeError(`Postmaster.stop: mode ${String(mode)} must be one of ${SHUTDOWN_MODES.join(", ")}`);
+    if (this.lifecycle === "new") {
+      this.lifecycle = "stopped";
+      this.markStopped();
+    } else if (this.lifecycle !== "stopped") {
+      this.lifecycle = "stopping";
+      this.apply(this.machine.shutdown(mode, Date.now()));
+    }
+    return this.stopped;
+  }
+
+  /** Resolves when the postmaster has shut down, whoever asked for it (a signal, `bgworker stop`, `stop()`). */
+  get closed(): Promise<void> {
+    return this.stopped;
+  }
+
+  status(): StatusReport {
+    return {
+      postmaster: {
+        pid: this.pid,
+        phase: this.machine.currentPhase,
+        database: this.database?.description ?? (this.options.database === false ? "none (--no-database)" : "starting"),
+        uptimeMs: this.startedAt === 0 ? 0 : Date.now() - this.startedAt,
+        shmemBytes: this.shmem?.size ?? 0,
+        maxWorkerProcesses: this.options.maxWorkerProcesses,
+        shutdown: this.machine.shuttingDown,
+      },
+      workers: this.machine.rows(),
+    };
+  }
+
+  // ----- ControlHandler: what the control socket, workers and in-process handles ask ----------------
+
+  launch(definition: WorkerDefinition): HandleRef {
+    if (this.lifecycle !== "running" && this.lifecycle !== "starting") {
+      throw new Error(`cannot register background worker "${definition.name}": the postmaster is ${this.lifecycle}`);
+    }
+    const { ref, actions } = this.machine.launch(definition, Date.now());
+    this.apply(actions);
+    return ref;
+  }
+
+  state(ref: HandleRef): HandleState {
+    return this.machine.handleState(ref);
+  }
+
+  waitForStartup(ref: HandleRef, callerPid: number): Promise<HandleState> {
+    return this.wait(ref, "startup", callerPid);
+  }
+
+  waitForShutdown(ref: HandleRef, callerPid: number): Promise<HandleState> {
+    return this.wait(ref, "shutdown", callerPid);
+  }
+
+  terminate(target: number | HandleRef): void {
+    if (typeof target === "number") {
+      const { found, actions } = this.machine.terminatePid(target, Date.now());
+      if (!found) throw new Error(`no background worker with pid ${target}`);
+      this.apply(actions);
+    } else {
+      this.apply(this.machine.terminate(target, Date.now()));
+    }
+  }
+
+  clientGone(pid: number): void {
+    this.machine.releaseNotifications(pid);
+  }
+
+  /** How the log names a runner: its worker, or a spare that has not become one yet. */
+  private workerRef(runner: Runner): { name: string; type: string; pid: number } {
+    return { ...(runner.worker ?? { name: "spare runner", type: "bgworker runner" }), pid: runner.pid };
+  }
+
+  // ----- start-up -----------------------------------------------------------------------------------
+
+  private async loadExtensions(): Promise<void> {
+    await ensureTypeScript();
+    for (const extension of this.options.extensions) {
+      const path = modulePath(extension, this.options.cwd) ?? extension;
+      let module: Record<string, unknown>;
+      try {
+        module = await importFrom(extension, this.options.cwd);
+      } catch (error) {
+        throw new Error(`extension "${extension}": cannot load ${path}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      const init = module._PG_init;
+      if (typeof init !== "function") throw new Error(`extension "${extension}" exports no _PG_init() function`);
+      const context: InitContext = {
+        extension: path,
+        registerStatic: (definition, startup) => {
+          this.machine.registerStatic(definition);
+          this.logger.log("DEBUG", `registered background worker "${definition.name}" from extension "${extension}"`);
+          if (startup !== undefined) this.startupHooks.push(startup);
+        },
+        requestShmem: (requests) => {
+          this.shmemRequests.push(...requests);
+        },
+      };
+      await withInit(context, () => (init as () => unknown)());
+    }
+  }
+
+  private createShmem(): void {
+    if (this.shmemRequests.length === 0 && this.startupHooks.length === 0) return;
+    const removed = cleanupStaleSegments();
+    for (const name of removed) this.logger.log("LOG", `removed shared memory segment "${name}" left by a postmaster that is gone`);
+    this.shmem = new ShmemHost(this.shmemRequests);
+    process.once("exit", this.removeShmemAtExit);
+    this.resetShmem();
+  }
+
+  /** Creates a fresh segment and runs the startup hooks: at start, and after a crash of a shared-memory worker. */
+  private resetShmem(): void {
+    if (this.shmem === undefined) return;
+    this.shmemAttachment = this.shmem.create();
+    for (const hook of this.startupHooks) hook();
+  }
+
+  // ----- events from the world ----------------------------------------------------------------------
+
+  private onPhase(phase: Phase, reason: string): void {
+    if (phase !== this.machine.currentPhase) this.logger.log("LOG", `database phase is now ${phase}: ${reason}`);
+    this.apply(this.machine.setPhase(phase, Date.now()));
+  }
+
+  private onRunnerMessage(runner: Runner, message: FromRunner): void {
+    const worker = this.workers.get(runner.pid);
+    switch (message.t) {
+      case "entered":
+        if (worker !== undefined) this.apply(this.machine.entered(worker.slot, worker.generation));
+        return;
+      case "log":
+        this.logger.fromWorker(this.workerRef(runner), message.level, message.message, message.detail);
+        return;
+      case "request":
+        void this.answer(runner, message.id, message.op, message.args);
+        return;
+      case "ready":
+      case "exiting":
+        return;
+    }
+  }
+
+  /** A worker's request about dynamic workers, answered with the caller's own pid. */
+  private async answer(runner: Runner, id: number, op: string, args: readonly unknown[]): Promise<void> {
+    try {
+      const [first] = args;
+      let result: unknown;
+      switch (op) {
+        case "launch":
+          result = this.launch(definitionFromWire(first));
+          break;
+        case "state":
+          result = this.state(toRef(first));
+          break;
+        case "waitForStartup":
+          result = await this.waitForStartup(toRef(first), runner.pid);
+          break;
+        case "waitForShutdown":
+          result = await this.waitForShutdown(toRef(first), runner.pid);
+          break;
+        case "terminate":
+          this.terminate(toRef(first));
+          break;
+        default:
+          throw new TypeError(`unknown request "${op}"`);
+      }
+      runner.send({ t: "reply", id, ok: true, result });
+    } catch (error) {
+      runner.send({ t: "reply", id, ok: false, error: errorToWire(error) });
+    }
+  }
+
+  private onRunnerExit(runner: Runner, code: number | null, signal: string | null): void {
+    const worker = this.workers.get(runner.pid);
+    if (worker === undefined) {
+      this.machine.releaseNotifications(runner.pid);
+      return;
+    }
+    this.workers.delete(runner.pid);
+    this.apply(this.machine.exited(runner.pid, code, signal, Date.now()));
+  }
+
+  // ----- carrying out the machine's decisions ---------------------------------------------------------
+
+  private apply(actions: readonly Action[]): void {
+    this.applying += 1;
+    try {
+      for (const action of actions) this.perform(action);
+    } finally {
+      this.applying -= 1;
+    }
+    if (this.applying === 0) this.settleWaiters();
+  }
+
+  private perform(action: Action): void {
+    switch (action.type) {
+      case "spawn":
+        return this.spawn(action.slot, action.generation, action.definition);
+      case "signal":
+        try {
+          process.kill(action.pid, action.signal);
+        } catch {
+          // Gone already; its exit event is on its way.
+        }
+        return;
+      case "setTimer": {
+        clearTimeout(this.timers.get(action.key));
+        const timer = setTimeout(() => {
+          this.timers.delete(action.key);
+          this.apply(this.machine.timer(action.key, Date.now()));
+        }, action.delayMs);
+        this.timers.set(action.key, timer);
+        return;
+      }
+      case "clearTimer":
+        clearTimeout(this.timers.get(action.key));
+        this.timers.delete(action.key);
+        return;
+      case "log":
+        this.logger.log(action.level, action.message, action.worker === undefined ? {} : { worker: action.worker });
+        return;
+      case "resetShmem":
+        this.resetShmem();
+        this.apply(this.machine.shmemReset(Date.now()));
+        return;
+      case "shutdownComplete":
+        void this.finish();
+        return;
+    }
+  }
+
+  private spawn(slot: number, generation: number, definition: WorkerDefinition): void {
+    let runner: Runner;
+    try {
+      runner = this.runners.take();
+    } catch (error) {
+      // PostgreSQL counts a failed fork as exit code 1; the machine applies that rule.
+      this.apply(this.machine.spawnFailed(slot, generation, error instanceof Error ? error.message : String(error), Date.now()));
+      return;
+    }
+    runner.worker = { name: definition.name, type: definition.type, pid: runner.pid };
+    this.workers.set(runner.pid, { runner, slot, generation });
+    runner.send({
+      t: "start",
+      definition,
+      slot,
+      generation,
+      postmasterId: this.postmasterId,
+      postmasterPid: process.pid,
+      cwd: this.options.cwd,
+      database: definition.spi && this.database !== undefined ? this.database.connectionParams() : null,
+      shmem: definition.shmem ? this.shmemAttachment : null,
+    });
+    this.apply(this.machine.forked(slot, generation, runner.pid, Date.now()));
+  }
+
+  private wait(ref: HandleRef, until: Waiter["until"], callerPid: number): Promise<HandleState> {
+    const notifyPid = this.machine.notifyPidOf(ref);
+    if (notifyPid === undefined) return Promise.resolve(this.machine.handleState(ref));
+    if (notifyPid === 0 || notifyPid !== callerPid) return Promise.resolve({ status: BackgroundWorkerStatus.Untracked });
+    return new Promise((resolve) => {
+      this.waiters.add({ ref, until, resolve });
+      this.settleWaiters();
+    });
+  }
+
+  private settleWaiters(): void {
+    for (const waiter of this.waiters) {
+      const state = this.machine.handleState(waiter.ref);
+      const done =
+        state.status === BackgroundWorkerStatus.Stopped || (waiter.until === "startup" && state.status === BackgroundWorkerStatus.Started);
+      if (done) {
+        this.waiters.delete(waiter);
+        waiter.resolve(state);
+      }
+    }
+  }
+
+  /** Every worker is gone: close the socket, stop the database, remove shared memory. */
+  private async finish(): Promise<void> {
+    this.lifecycle = "stopping";
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    this.runners.close();
+    try {
+      await this.control?.close();
+      await this.database?.stop();
+    } catch (error) {
+      this.logger.log("WARNING", `during shutdown: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    this.shmem?.destroy();
+    process.removeListener("exit", this.removeShmemAtExit);
+    this.settleWaiters();
+    for (const waiter of this.waiters) waiter.resolve({ status: BackgroundWorkerStatus.PostmasterDied });
+    this.waiters.clear();
+    setProcessRole(undefined);
+    this.lifecycle = "stopped";
+    this.logger.log("LOG", "postmaster shut down");
+    this.markStopped();
+  }
+}
+
+function toRef(value: unknown): HandleRef {
+  if (typeof value === "string") return parseHandle(value);
+  if (typeof value === "object" && value !== null) {
+    const { postmaster, slot, generation } = value as Record<string, unknown>;
+    if (typeof postmaster === "string" && Number.isSafeInteger(slot) && Number.isSafeInteger(generation)) {
+      return { postmaster, slot: slot as number, generation: generation as number };
+    }
+  }
+  throw new TypeError(`handle ${JSON.stringify(value)} is not a background worker handle`);
+}

@@ -1,0 +1,51 @@
+/**
+ * Messages on the IPC channel between the postmaster and a worker runner. The channel is also how the
+ * worker learns of the postmaster's death: it closes when the postmaster goes, however it goes.
+ */
+import type { ConnectionParams } from "../database/types.js";
+import type { WorkerDefinition } from "../definition.js";
+import type { LogLevel } from "../log.js";
+import type { ShmemAttachment } from "../shmem/types.js";
+
+/** Everything a runner needs to become a worker. */
+export interface StartMessage {
+  readonly t: "start";
+  readonly definition: WorkerDefinition;
+  readonly slot: number;
+  readonly generation: number;
+  readonly postmasterId: string;
+  readonly postmasterPid: number;
+  /** The postmaster's working directory: libraries resolve from it. */
+  readonly cwd: string;
+  /** The served database, for SPI workers. */
+  readonly database: ConnectionParams | null;
+  /** The shared memory segment, for workers with shared memory access. */
+  readonly shmem: ShmemAttachment | null;
+}
+
+/** A reply to a worker's request (dynamic launches and handle operations from inside a worker). */
+export interface ReplyMessage {
+  readonly t: "reply";
+  readonly id: number;
+  readonly ok: boolean;
+  readonly result?: unknown;
+  readonly error?: { readonly name: string; readonly message: string; readonly status?: string };
+}
+
+export type ToRunner = StartMessage | ReplyMessage;
+
+export type FromRunner =
+  /** A spare runner has booted and waits for a definition. */
+  | { readonly t: "ready" }
+  /** The worker's function has been entered. */
+  | { readonly t: "entered" }
+  | { readonly t: "log"; readonly level: LogLevel; readonly message: string; readonly detail?: string }
+  /** The worker is about to exit with this code; everything it sent before has been written. */
+  | { readonly t: "exiting"; readonly code: number }
+  | { readonly t: "request"; readonly id: number; readonly op: string; readonly args: readonly unknown[] };
+
+export function isFromRunner(value: unknown): value is FromRunner {
+  if (typeof value !== "object" || value === null) return false;
+  const t = (value as { t?: unknown }).t;
+  return t === "ready" || t === "entered" || t === "log" || t === "exiting" || t === "request";
+}

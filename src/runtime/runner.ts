@@ -1,0 +1,167 @@
+/**
+ * The worker runner: the program of every worker process. It boots as a warm spare (Node and this runtime
+ * loaded), tells the postmaster it is ready, and becomes a worker when it receives a definition: it installs
+ * the signal and latch machinery, imports the library, enters the function, and maps the outcome to an exit
+ * code (return -> 0, throw -> 1, `process.exit(n)` -> n).
+ */
+import { setProcessRole } from "../context.js";
+import { decodeDatum } from "../definition.js";
+import type { LogLevel } from "../log.js";
+import { importFrom } from "../modules.js";
+import { attachShmem, denyShmem } from "../shmem/index.js";
+import type { FromRunner, StartMessage, ToRunner } from "./ipc.js";
+import { Latch } from "./latch.js";
+import { WORKER_SIGNALS, type WorkerSignal } from "./signals.js";
+import { WorkerLauncher } from "./worker-launcher.js";
+import type { WorkerRole } from "./worker.js";
+
+/** How long a worker may outlive its postmaster before it ends itself. */
+const ORPHAN_GRACE_MS = 500;
+
+function send(message: FromRunner, then?: () => void): void {
+  if (process.connected) {
+    process.send?.(message, undefined, {}, () => then?.());
+  } else {
+    then?.();
+  }
+}
+
+/**
+ * Ends the process with `code` once every message sent before has been written to the channel (the
+ * postmaster logs the worker's last words before its exit), or at once if the channel is gone.
+ */
+function exitWorker(code: number): void {
+  send({ t: "exiting", code }, () => process.exit(code));
+  setTimeout(() => process.exit(code), 200).unref();
+}
+
+/** Unwinds the worker's code when it must end (FATAL); never shown to the user. */
+class WorkerExit extends Error {
+  constructor(readonly code: number) {
+    super(`background worker exiting with code ${code}`);
+  }
+}
+
+function log(level: LogLevel, message: string, detail?: string): void {
+  send(detail === undefined ? { t: "log", level, message } : { t: "log", level, message, detail });
+}
+
+function installSignals(role: WorkerRole): void {
+  const { type } = role.start.definition;
+  for (const signal of WORKER_SIGNALS) {
+    process.on(signal, () => {
+      if (role.attached.has(signal)) {
+        role.received.add(signal);
+        if (signal === "SIGTERM") role.latch.stop("terminate");
+        role.latch.set();
+      } else if (signal === "SIGTERM") {
+        role.fatal(`terminating background worker "${type}" due to administrator command`);
+      }
+      // SIGHUP, SIGINT and SIGCHLD are ignored until attached, as in PostgreSQL.
+    });
+  }
+  process.on("SIGURG", () => role.latch.set());
+}
+
+function watchPostmaster(role: WorkerRole): void {
+  // The IPC channel closes when the postmaster dies, however it dies: no polling.
+  process.on("disconnect", () => {
+    role.latch.stop("postmaster-death");
+    setTimeout(() => process.exit(1), ORPHAN_GRACE_MS);
+  });
+}
+
+async function become(start: StartMessage): Promise<void> {
+  const { definition } = start;
+  process.title = `bgworker: ${definition.name}`;
+  const latch = new Latch();
+  const launcher = new WorkerLauncher(start.postmasterId, send);
+  const role: WorkerRole = {
+    kind: "worker",
+    start,
+    latch,
+    attached: new Set<WorkerSignal>(),
+    received: new Set<WorkerSignal>(),
+    spiConnected: false,
+    postmasterAlive: () => process.connected && process.ppid === start.postmasterPid && latch.stopReason !== "postmaster-death",
+    log,
+    fatal(message: string, detail?: string): never {
+      log("FATAL", message, detail);
+      exitWorker(1);
+      throw new WorkerExit(1);
+    },
+    launcher,
+  };
+  setProcessRole(role);
+  installSignals(role);
+  watchPostmaster(role);
+  process.on("message", (message: ToRunner) => {
+    if (message.t === "reply") launcher.reply(message);
+  });
+
+  if (definition.shmem && start.shmem !== null) attachShmem(start.shmem);
+  else denyShmem(definition.name);
+
+  let fn: unknown;
+  try {
+    const library = await importFrom(definition.library, start.cwd);
+    fn = library[definition.function];
+  } catch (error) {
+    role.log("LOG", `background worker "${definition.name}": function "${definition.function}" not found in library "${definition.library}"`, errorText(error));
+    return exitWorker(1);
+  }
+  if (typeof fn !== "function") {
+    role.log(
+      "LOG",
+      `background worker "${definition.name}": function "${definition.function}" not found in library "${definition.library}"`,
+      fn === undefined ? undefined : `"${definition.function}" is a ${typeof fn}, not a function`,
+    );
+    return exitWorker(1);
+  }
+  send({ t: "entered" });
+  try {
+    await (fn as (arg: unknown) => unknown)(decodeDatum(definition.argument));
+  } catch (error) {
+    if (error instanceof WorkerExit) return;
+    role.log("ERROR", `background worker "${definition.type}": ${errorText(error)}`, errorStack(error));
+    return exitWorker(1);
+  }
+  exitWorker(0);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function errorStack(error: unknown): string | undefined {
+  return error instanceof Error && error.stack !== undefined ? error.stack : undefined;
+}
+
+// A WorkerExit thrown from a signal handler or a callback ends up here: the exit is already under way.
+process.on("uncaughtException", (error) => {
+  if (error instanceof WorkerExit) return;
+  log("ERROR", `uncaught exception: ${errorText(error)}`, errorStack(error));
+  exitWorker(1);
+});
+process.on("unhandledRejection", (reason) => {
+  if (reason instanceof WorkerExit) return;
+  log("ERROR", `unhandled rejection: ${errorText(reason)}`, errorStack(reason));
+  exitWorker(1);
+});
+
+// A spare that loses its postmaster before it is used has nothing to do.
+process.once("disconnect", () => {
+  if (!started) process.exit(0);
+});
+
+let started = false;
+process.on("message", (message: ToRunner) => {
+  if (message.t !== "start" || started) return;
+  started = true;
+  become(message).catch((error: unknown) => {
+    if (error instanceof WorkerExit) return;
+    log("ERROR", errorText(error), errorStack(error));
+    exitWorker(1);
+  });
+});
+send({ t: "ready" });

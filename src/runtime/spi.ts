@@ -1,0 +1,279 @@
+/**
+ * The database session of a worker process (SPEC §4, `Spi` and `transaction`): one `pg` client per process,
+ * opened once, used only inside `transaction()`. No worker plumbing here: the runtime decides who may connect.
+ *
+ * The session lives on `globalThis` under `Symbol.for("bgworker.spi")`, because a process may hold two copies
+ * of this package (an extension's own `node_modules`, the TypeScript loader) and all must share it.
+ */
+import pg from "pg";
+import type { ConnectionParams } from "../database/types.js";
+
+/** A PostgreSQL error raised by an SPI call, with the server's SQLSTATE, message and details. */
+export class SpiError extends Error {
+  override readonly name = "SpiError";
+  /** SQLSTATE, e.g. `42P01` (undefined table), `23505` (unique violation), `08006` (connection lost). */
+  readonly code: string;
+  readonly severity?: string;
+  readonly detail?: string;
+  readonly hint?: string;
+  /** 1-based character position in the statement, when the server reports one. */
+  readonly position?: number;
+  readonly where?: string;
+  readonly schema?: string;
+  readonly table?: string;
+  readonly column?: string;
+  readonly constraint?: string;
+
+  constructor(
+    message: string,
+    fields: {
+      code: string;
+      severity?: string | undefined;
+      detail?: string | undefined;
+      hint?: string | undefined;
+      position?: number | undefined;
+      where?: string | undefined;
+      schema?: string | undefined;
+      table?: string | undefined;
+      column?: string | undefined;
+      constraint?: string | undefined;
+    },
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.code = fields.code;
+    // Only the fields the server sent, so that printing the error shows no `undefined` noise.
+    for (const key of ["severity", "detail", "hint", "position", "where", "schema", "table", "column", "constraint"] as const) {
+      if (fields[key] !== undefined) Object.defineProperty(this, key, { value: fields[key], enumerable: true });
+    }
+  }
+
+  /** From an error of the `pg` driver: a server error keeps all its fields; a network error becomes 08006. */
+  static from(error: unknown): SpiError {
+    if (error instanceof SpiError) return error;
+    if (error instanceof pg.DatabaseError) {
+      const position = error.position === undefined ? undefined : Number(error.position);
+      return new SpiError(
+        error.message,
+        {
+          code: error.code ?? "XX000",
+          severity: error.severity,
+          detail: error.detail,
+          hint: error.hint,
+          position: Number.isFinite(position) ? position : undefined,
+          where: error.where,
+          schema: error.schema,
+          table: error.table,
+          column: error.column,
+          constraint: error.constraint,
+        },
+        { cause: error },
+      );
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    return new SpiError(`connection to the database failed: ${message}`, { code: CONNECTION_FAILURE }, { cause: error });
+  }
+}
+
+/** SQLSTATE `connection_failure`: what a lost session reports, as libpq-based clients do. */
+const CONNECTION_FAILURE = "08006";
+
+interface Session {
+  client: pg.Client | undefined;
+  /** Set while connecting, so that a second concurrent connect is refused too. */
+  connecting: boolean;
+  inTransaction: boolean;
+  /** Why the connection broke, surfaced on the next call instead of crashing the process. */
+  lost: SpiError | undefined;
+}
+
+const SESSION = Symbol.for("bgworker.spi");
+type Slots = { [SESSION]?: Session };
+
+function session(): Session {
+  const slots = globalThis as typeof globalThis & Slots;
+  slots[SESSION] ??= { client: undefined, connecting: false, inTransaction: false, lost: undefined };
+  return slots[SESSION];
+}
+
+/**
+ * int8 as `bigint` (PostgreSQL's int8 is pgrx's i64; a JS number would lose precision above 2^53, and pg's
+ * default is a string). Per client, so other `pg` users in the process keep their own parsers.
+ */
+const INT8_OID = 20;
+const INT8_ARRAY_OID = 1016;
+const types = {
+  getTypeParser(oid: number, format?: "text" | "binary"): (value: string) => unknown {
+    if (oid === INT8_OID && format !== "binary") return (value: string) => BigInt(value);
+    if (oid === INT8_ARRAY_OID && format !== "binary") {
+      const parseArray = builtinParser(oid, "text");
+      return (value: string) => mapDeep(parseArray(value), (v) => (typeof v === "string" ? BigInt(v) : v));
+    }
+    return builtinParser(oid, format ?? "text");
+  },
+};
+
+const builtinParser = pg.types.getTypeParser as (oid: number, format: "text" | "binary") => (value: string) => unknown;
+
+function mapDeep(value: unknown, fn: (v: unknown) => unknown): unknown {
+  return Array.isArray(value) ? value.map((v) => mapDeep(v, fn)) : fn(value);
+}
+
+/**
+ * Opens THE session of this process: `application_name` = the worker's type, so `pg_stat_activity` shows it.
+ * `dbname`/`username` default to the served database's. A wrong database or role rejects with a `SpiError`
+ * carrying PostgreSQL's message and SQLSTATE (e.g. 3D000).
+ */
+export async function connectSpi(
+  params: ConnectionParams,
+  options: { dbname?: string | null; username?: string | null; applicationName: string },
+): Promise<void> {
+  const state = session();
+  if (state.client !== undefined || state.connecting) {
+    throw new Error("connectSpi: this process already has its database session; a worker connects once");
+  }
+  state.connecting = true;
+  const client = new pg.Client({
+    host: params.host,
+    port: params.port,
+    user: options.username ?? params.user,
+    database: options.dbname ?? params.database,
+    ...(params.password === undefined ? {} : { password: params.password }),
+    application_name: options.applicationName,
+    types,
+    keepAlive: true,
+  });
+  // Never let the driver emit an unhandled 'error' (it would kill the worker): remember it for the next call.
+  client.on("error", (error: Error) => {
+    if (state.client === client) state.lost = SpiError.from(error);
+  });
+  client.on("end", () => {
+    if (state.client === client) {
+      state.lost ??= new SpiError("connection to the database was lost", { code: CONNECTION_FAILURE });
+    }
+  });
+  try {
+    await client.connect();
+  } catch (error) {
+    state.connecting = false;
+    await client.end().catch(() => undefined);
+    throw SpiError.from(error);
+  }
+  state.connecting = false;
+  state.client = client;
+  state.lost = undefined;
+}
+
+/**
+ * Runs `fn` between BEGIN and COMMIT and returns its value. If `fn` throws (or COMMIT fails) the transaction
+ * is rolled back and the error rethrown, unlike pgrx, which leaves it open. Transactions do not nest.
+ */
+export async function transaction<R>(fn: () => R | Promise<R>): Promise<R> {
+  const state = session();
+  if (state.inTransaction) {
+    throw new Error("transaction: already inside BackgroundWorker.transaction(); transactions do not nest");
+  }
+  const client = connected("transaction");
+  state.inTransaction = true;
+  try {
+    await query(client, "BEGIN");
+    let result: R;
+    try {
+      result = await fn();
+    } catch (error) {
+      await rollback(client);
+      throw error;
+    }
+    await query(client, "COMMIT");
+    return result;
+  } finally {
+    state.inTransaction = false;
+  }
+}
+
+/** SQL through the session, only inside `transaction()`; SQL errors reject with `SpiError`. */
+export const Spi = {
+  /** Runs a statement; resolves with the number of rows it affected (or returned). */
+  async run(sql: string, params?: unknown[]): Promise<number> {
+    const result = await inTransaction("Spi.run", sql, params, "object");
+    return result.rowCount ?? 0;
+  },
+  /** The first column of the first row, or null when there is no row. */
+  async getOne<T>(sql: string, params?: unknown[]): Promise<T | null> {
+    const result = await inTransaction("Spi.getOne", sql, params, "array");
+    const row = result.rows[0] as unknown[] | undefined;
+    return row === undefined || row.length === 0 ? null : ((row[0] ?? null) as T | null);
+  },
+  /** Every row, as objects keyed by column name. */
+  async select<T>(sql: string, params?: unknown[]): Promise<T[]> {
+    const result = await inTransaction("Spi.select", sql, params, "object");
+    return result.rows as T[];
+  },
+};
+
+/** The raw `pg` client of the session, for what `Spi` does not cover (COPY, LISTEN, cursors). */
+export function spiClient(): pg.Client | undefined {
+  return session().client;
+}
+
+/** Closes the session (the runtime calls it when the worker ends). */
+export async function disconnectSpi(): Promise<void> {
+  const state = session();
+  const client = state.client;
+  state.client = undefined;
+  state.inTransaction = false;
+  state.lost = undefined;
+  if (client !== undefined) await client.end().catch(() => undefined);
+}
+
+function connected(caller: string): pg.Client {
+  const state = session();
+  if (state.lost !== undefined) throw state.lost;
+  if (state.client === undefined) {
+    throw new Error(`${caller}: not connected to a database (call BackgroundWorker.connectWorkerToSpi() first)`);
+  }
+  return state.client;
+}
+
+async function inTransaction(
+  caller: string,
+  sql: string,
+  params: unknown[] | undefined,
+  rowMode: "array" | "object",
+): Promise<pg.QueryResult> {
+  if (typeof sql !== "string") throw new TypeError(`${caller}: sql must be a string, got ${typeof sql}`);
+  if (params !== undefined && !Array.isArray(params)) {
+    throw new TypeError(`${caller}: params must be an array, got ${typeof params}`);
+  }
+  if (!session().inTransaction) throw new Error(`${caller}: not inside BackgroundWorker.transaction()`);
+  const config: QueryConfig = {
+    text: sql,
+    ...(params === undefined ? {} : { values: params }),
+    ...(rowMode === "array" ? { rowMode: "array" } : {}),
+  };
+  const result = await query(connected(caller), config);
+  // Several statements in one string (no params) give one result each: the last one is the answer.
+  return Array.isArray(result) ? (result[result.length - 1] as pg.QueryResult) : result;
+}
+
+/** pg's QueryConfig plus `rowMode`, which its types keep on a separate overload. */
+type QueryConfig = pg.QueryConfig & { rowMode?: "array" };
+
+async function query(client: pg.Client, config: string | QueryConfig): Promise<pg.QueryResult | pg.QueryResult[]> {
+  const state = session();
+  if (state.lost !== undefined) throw state.lost;
+  try {
+    return (await client.query(config as pg.QueryConfig)) as pg.QueryResult | pg.QueryResult[];
+  } catch (error) {
+    throw SpiError.from(state.lost ?? error);
+  }
+}
+
+async function rollback(client: pg.Client): Promise<void> {
+  if (session().lost !== undefined) return; // the server dropped the transaction with the connection
+  try {
+    await client.query("ROLLBACK");
+  } catch {
+    // the original error matters more; a broken connection is reported on the next call
+  }
+}

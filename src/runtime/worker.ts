@@ -1,0 +1,170 @@
+/**
+ * `BackgroundWorker`: what a worker's code uses about itself (registration data, signals, latch,
+ * postmaster liveness, database session). It reads the worker role that the runner installed on this
+ * process; anywhere else every call throws.
+ */
+import { processRole } from "../context.js";
+import { decodeDatum, extraBytes, type Datum } from "../definition.js";
+import { fail } from "../errors.js";
+import type { DynamicLauncher } from "../launcher.js";
+import type { LogLevel } from "../log.js";
+import type { StartMessage } from "./ipc.js";
+import type { Latch } from "./latch.js";
+import { signalsOf, type SignalWakeFlags, type WorkerSignal } from "./signals.js";
+import { connectSpi, transaction as spiTransaction } from "./spi.js";
+
+/** The role of a worker process, installed once by the runner. */
+export interface WorkerRole {
+  readonly kind: "worker";
+  readonly start: StartMessage;
+  readonly latch: Latch;
+  /** Signals turned into flags by `attachSignalHandlers`; the others keep their default behaviour. */
+  readonly attached: Set<WorkerSignal>;
+  /** Pending flags, read and cleared by the `*Received()` calls. */
+  readonly received: Set<WorkerSignal>;
+  spiConnected: boolean;
+  postmasterAlive(): boolean;
+  log(level: LogLevel, message: string, detail?: string): void;
+  /** Logs at FATAL and ends the worker with exit code 1, as PostgreSQL's `ereport(FATAL)`. */
+  fatal(message: string, detail?: string): never;
+  /** Dynamic launches and handles from inside this worker go through the postmaster over IPC. */
+  readonly launcher: DynamicLauncher;
+}
+
+// eslint-disable-next-line @typescript-eslint/ban-types -- any public function is a stack boundary
+function worker(caller: Function): WorkerRole {
+  const role = processRole<{ kind?: string }>();
+  if (role?.kind !== "worker") fail(Error, `BackgroundWorker.${caller.name}: not in a background worker`, caller);
+  return role as WorkerRole;
+}
+
+function received(signal: WorkerSignal, caller: () => boolean): boolean {
+  const role = worker(caller);
+  const was = role.received.has(signal);
+  role.received.delete(signal);
+  return was;
+}
+
+export const BackgroundWorker = Object.freeze({
+  /** The name given to `BackgroundWorkerBuilder`. */
+  getName(): string {
+    return worker(BackgroundWorker.getName).start.definition.name;
+  },
+
+  /** The type: what logs, status and `pg_stat_activity` show. */
+  getType(): string {
+    return worker(BackgroundWorker.getType).start.definition.type;
+  },
+
+  /** `setExtra()`'s data as UTF-8 text. */
+  getExtra(): string {
+    return Buffer.from(extraBytes(worker(BackgroundWorker.getExtra).start.definition)).toString("utf8");
+  },
+
+  /** `setExtra()`'s data as bytes. */
+  getExtraBytes(): Uint8Array {
+    return extraBytes(worker(BackgroundWorker.getExtraBytes).start.definition);
+  },
+
+  /** The argument given to `setArgument()`, with its JavaScript type; also passed to the function. */
+  getArgument(): Datum {
+    return decodeDatum(worker(BackgroundWorker.getArgument).start.definition.argument);
+  },
+
+  /**
+   * From now on each selected signal sets its flag and the latch instead of its default action (SIGTERM
+   * ends the worker; SIGHUP and SIGINT are ignored).
+   */
+  attachSignalHandlers(flags: SignalWakeFlags): void {
+    const role = worker(BackgroundWorker.attachSignalHandlers);
+    for (const signal of signalsOf(flags)) role.attached.add(signal);
+  },
+
+  sighupReceived(): boolean {
+    return received("SIGHUP", BackgroundWorker.sighupReceived);
+  },
+
+  sigtermReceived(): boolean {
+    return received("SIGTERM", BackgroundWorker.sigtermReceived);
+  },
+
+  sigintReceived(): boolean {
+    return received("SIGINT", BackgroundWorker.sigintReceived);
+  },
+
+  sigchldReceived(): boolean {
+    return received("SIGCHLD", BackgroundWorker.sigchldReceived);
+  },
+
+  /**
+   * Waits until the latch is set, `timeoutMs` passes (null or omitted: no timeout), termination is
+   * requested or the postmaster dies, and resets the latch. Resolves false once termination was requested
+   * or the postmaster is gone, and keeps resolving false after that. It may resolve true for a wake-up that
+   * is not yours: loop and check your own condition.
+   */
+  async waitLatch(timeoutMs?: number | null): Promise<boolean> {
+    const role = worker(BackgroundWorker.waitLatch);
+    const timeout = timeoutMs ?? null;
+    if (timeout !== null && (typeof timeout !== "number" || !Number.isFinite(timeout) || timeout < 0)) {
+      fail(TypeError, `waitLatch: timeout ${String(timeout)} must be a non-negative number of milliseconds or null`, BackgroundWorker.waitLatch);
+    }
+    const reason = await role.latch.wait(timeout);
+    return reason === "latch" || reason === "timeout";
+  },
+
+  /** Sets this worker's latch, or (with `pid`) another worker's, waking its `waitLatch`. */
+  setLatch(pid?: number): void {
+    const role = worker(BackgroundWorker.setLatch);
+    if (pid === undefined || pid === process.pid) {
+      role.latch.set();
+      return;
+    }
+    if (typeof pid !== "number" || !Number.isInteger(pid) || pid <= 0) {
+      fail(TypeError, `setLatch: pid ${String(pid)} must be a positive integer process id`, BackgroundWorker.setLatch);
+    }
+    try {
+      process.kill(pid, "SIGURG");
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      fail(Error, `setLatch: cannot set the latch of pid ${pid}: ${code === "ESRCH" ? "no such process" : String(code)}`, BackgroundWorker.setLatch);
+    }
+  },
+
+  /** False once the postmaster is gone (noticed at once through the IPC channel, not by polling). */
+  postmasterIsAlive(): boolean {
+    return worker(BackgroundWorker.postmasterIsAlive).postmasterAlive();
+  },
+
+  /**
+   * Opens this worker's database session, once. Needs `enableSpiAccess()`. `dbname` and `username` default
+   * to the postmaster's. A database or role that does not exist ends the worker, as PostgreSQL's FATAL.
+   */
+  async connectWorkerToSpi(dbname?: string | null, username?: string | null): Promise<void> {
+    const role = worker(BackgroundWorker.connectWorkerToSpi);
+    const { definition, database } = role.start;
+    if (!definition.spi) {
+      fail(Error, `connectWorkerToSpi: background worker "${definition.name}" was not registered with enableSpiAccess()`, BackgroundWorker.connectWorkerToSpi);
+    }
+    if (role.spiConnected) {
+      fail(Error, `connectWorkerToSpi: background worker "${definition.name}" is already connected; a worker connects once`, BackgroundWorker.connectWorkerToSpi);
+    }
+    for (const [field, value] of [["dbname", dbname], ["username", username]] as const) {
+      if (value !== undefined && value !== null && (typeof value !== "string" || value.length === 0)) {
+        fail(TypeError, `connectWorkerToSpi: ${field} ${String(value)} must be a non-empty string or null`, BackgroundWorker.connectWorkerToSpi);
+      }
+    }
+    if (database === null) return role.fatal(`background worker "${definition.name}": no database is served`);
+    role.spiConnected = true;
+    try {
+      await connectSpi(database, { dbname: dbname ?? null, username: username ?? null, applicationName: definition.type });
+    } catch (error) {
+      role.fatal(error instanceof Error ? error.message : String(error));
+    }
+  },
+
+  /** Runs `fn` in a transaction of this worker's session: COMMIT and its value, or ROLLBACK and rethrow. */
+  async transaction<R>(fn: () => R | Promise<R>): Promise<R> {
+    worker(BackgroundWorker.transaction);
+    return spiTransaction(fn);
+  },
+});

@@ -1,0 +1,57 @@
+/** The rows of `bgworker status` and `Postmaster#status()` (SPEC §7). JSON-safe: they cross the control socket. */
+
+/** `waiting` for the database phase, `starting` (process up, function not yet entered), `running`, `backoff`
+ * (a restart is scheduled), `stopped` (gone; the slot shows its last run until it is reused). */
+export type WorkerState = "waiting" | "starting" | "running" | "backoff" | "stopped";
+
+/** The served database's state, as far as the start times care. */
+export type Phase = "starting" | "consistent" | "running";
+
+export type ShutdownMode = "smart" | "fast" | "immediate";
+export const SHUTDOWN_MODES: readonly ShutdownMode[] = ["smart", "fast", "immediate"];
+
+export interface LastExit {
+  /** Exit code, or null when the process died by a signal. */
+  readonly code: number | null;
+  readonly signal: string | null;
+  /** ISO time of the exit. */
+  readonly at: string;
+}
+
+export interface WorkerStatusRow {
+  readonly slot: number;
+  readonly name: string;
+  readonly type: string;
+  readonly pid: number | null;
+  readonly state: WorkerState;
+  readonly startTime: "PostmasterStart" | "ConsistentState" | "RecoveryFinished";
+  /** Milliseconds, or null: never restarted. */
+  readonly restartTimeMs: number | null;
+  readonly restarts: number;
+  readonly lastExit: LastExit | null;
+  readonly notifyPid: number;
+  readonly kind: "static" | "dynamic";
+  readonly spi: boolean;
+  readonly shmem: boolean;
+  /** With state `backoff`: how long the pending restart waits, in milliseconds. */
+  readonly backoffMs: number | null;
+  /** Dynamic workers: the serialisable handle. */
+  readonly handle: string | null;
+}
+
+export interface PostmasterStatusRow {
+  readonly pid: number;
+  readonly phase: Phase;
+  /** What database is served and how, without any password. */
+  readonly database: string;
+  readonly uptimeMs: number;
+  readonly shmemBytes: number;
+  readonly maxWorkerProcesses: number;
+  /** Set while shutting down. */
+  readonly shutdown: ShutdownMode | null;
+}
+
+export interface StatusReport {
+  readonly postmaster: PostmasterStatusRow;
+  readonly workers: readonly WorkerStatusRow[];
+}

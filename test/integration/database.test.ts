@@ -1,0 +1,264 @@
+/**
+ * The served database against real throwaway clusters: the managed (embedded) cluster's life cycle, and the
+ * phase monitor through start, standby, promotion, crash and stop. Every server started here is stopped here.
+ */
+import assert from "node:assert/strict";
+import { chmod, mkdtemp, rm, stat } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, test, type TestContext } from "node:test";
+import pg from "pg";
+import { Cluster } from "../../src/database/cluster.js";
+import { openDatabase, PhaseMonitor, type ConnectionParams, type ServedDatabase } from "../../src/database/index.js";
+import { pickFreePort } from "../../src/database/ports.js";
+import { Logger } from "../../src/log.js";
+import type { Phase } from "../../src/status.js";
+import { createStandby, createTestCluster } from "../helpers/cluster.js";
+
+/** Records phase reports with their time, and waits for one. */
+class PhaseLog {
+  readonly events: { phase: Phase; reason: string; at: number }[] = [];
+  private waiters: { phase: Phase; since: number; resolve: (at: number) => void }[] = [];
+
+  readonly listener = (phase: Phase, reason: string): void => {
+    const at = performance.now();
+    this.events.push({ phase, reason, at });
+    this.waiters = this.waiters.filter((w) => {
+      if (w.phase !== phase || at < w.since) return true;
+      w.resolve(at);
+      return false;
+    });
+  };
+
+  get last(): Phase | undefined {
+    return this.events[this.events.length - 1]?.phase;
+  }
+
+  /** Resolves with the time `phase` is reported at or after `since` (now by default). */
+  next(phase: Phase, timeoutMs = 10_000, since = performance.now()): Promise<number> {
+    const seen = this.events.find((e) => e.phase === phase && e.at >= since);
+    if (seen !== undefined) return Promise.resolve(seen.at);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`phase "${phase}" not reported within ${timeoutMs} ms (got ${this.events.map((e) => e.phase).join(" -> ")})`)),
+        timeoutMs,
+      );
+      this.waiters.push({ phase, since, resolve: (at) => (clearTimeout(timer), resolve(at)) });
+    });
+  }
+}
+
+function watch(t: TestContext, params: () => ConnectionParams): PhaseLog {
+  const log = new PhaseLog();
+  const monitor = new PhaseMonitor(params, log.listener);
+  monitor.start();
+  t.after(() => monitor.stop());
+  return log;
+}
+
+async function tempCwd(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "bgw-cwd-"));
+  await chmod(dir, 0o755); // the server's OS user must reach .bgworker/pgdata inside it
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function queryOne(params: ConnectionParams, sql: string): Promise<unknown> {
+  const client = new pg.Client({ ...params });
+  client.on("error", () => undefined);
+  await client.connect();
+  try {
+    const row = (await client.query(sql)).rows[0] as Record<string, unknown> | undefined;
+    return row === undefined ? undefined : Object.values(row)[0];
+  } finally {
+    await client.end();
+  }
+}
+
+describe("managed (embedded) database", () => {
+  test("creates the cluster on first run, then reuses it and its port", async (t) => {
+    const cwd = await tempCwd(t);
+    const lines: string[] = [];
+    const logger = new Logger({ sink: (line) => lines.push(line) });
+
+    const started = performance.now();
+    const first = openDatabase("embedded", { cwd, logger });
+    t.after(() => first.stop());
+    await first.start();
+    t.diagnostic(`first start (initdb + start): ${Math.round(performance.now() - started)} ms`);
+    const pgdata = join(cwd, ".bgworker", "pgdata");
+    assert.equal(((await stat(pgdata)).mode & 0o777).toString(8), "700");
+    assert.match(first.description, /^embedded PostgreSQL 1\d\.\d+ in \.\/\.bgworker\/pgdata \(port \d+, managed, log bgworker-server\.log\)$/);
+    assert.ok(lines.some((l) => l.includes("creating a PostgreSQL")));
+    const params = first.connectionParams();
+    assert.deepEqual({ host: params.host, user: params.user, database: params.database }, { host: "127.0.0.1", user: "postgres", database: "postgres" });
+    assert.equal(await queryOne(params, "select current_setting('listen_addresses')"), "127.0.0.1");
+
+    // A second postmaster on the same directory is refused while the first one's server runs.
+    const second = openDatabase({ pgdata }, { cwd: "/", logger });
+    await assert.rejects(second.start(), /^Error: database\.pgdata: a PostgreSQL server \(pid \d+\) is already running on .*: stop it/);
+
+    await queryOne(params, "create table kept (x int)");
+    await first.stop();
+
+    lines.length = 0;
+    const again = openDatabase("embedded", { cwd, logger });
+    t.after(() => again.stop());
+    const restarted = performance.now();
+    await again.start();
+    t.diagnostic(`second start (reuse): ${Math.round(performance.now() - restarted)} ms`);
+    assert.ok(!lines.some((l) => l.includes("creating a PostgreSQL")), "no initdb on the second run");
+    assert.equal(again.connectionParams().port, params.port, "the port persists across runs");
+    assert.equal(await queryOne(again.connectionParams(), "select count(*)::int from kept"), 0);
+    await again.stop();
+  });
+
+  test("moves to another port when the saved one is taken", async (t) => {
+    const cwd = await tempCwd(t);
+    const logger = new Logger({ sink: () => undefined });
+    const db = openDatabase("embedded", { cwd, logger });
+    t.after(() => db.stop());
+    await db.start();
+    const port = db.connectionParams().port;
+    await db.stop();
+
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.listen(port, "127.0.0.1", resolve));
+    t.after(() => new Promise<void>((resolve) => squatter.close(() => resolve())));
+    const moved = openDatabase("embedded", { cwd, logger });
+    t.after(() => moved.stop());
+    await moved.start();
+    assert.notEqual(moved.connectionParams().port, port);
+    assert.equal(await Cluster.at(join(cwd, ".bgworker", "pgdata")).then((c) => c.savedPort()), moved.connectionParams().port);
+    await moved.stop();
+  });
+
+  test("watch() reports running, and stop() ends the monitor before the server", async (t) => {
+    const cwd = await tempCwd(t);
+    const db: ServedDatabase = openDatabase("embedded", { cwd, logger: new Logger({ sink: () => undefined }) });
+    t.after(() => db.stop());
+    await db.start();
+    const log = new PhaseLog();
+    db.watch(log.listener);
+    await log.next("running");
+    await db.stop();
+    const count = log.events.length;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(log.events.length, count, "no phase reports after stop()");
+    assert.equal(log.last, "running");
+  });
+});
+
+describe("phase monitor", () => {
+  test("starting until the server accepts connections, then running", async (t) => {
+    const port = await pickFreePort();
+    const db = openDatabase({ url: `postgres://postgres:secret@127.0.0.1:${port}/postgres` }, { cwd: "/", logger: new Logger() });
+    assert.equal(db.description, `postgres://postgres@127.0.0.1:${port}/postgres (external)`);
+    const log = new PhaseLog();
+    db.watch(log.listener);
+    t.after(() => db.stop());
+    await log.next("starting");
+    const cluster = await createTestCluster({ port });
+    t.after(() => cluster.stop());
+    const up = performance.now();
+    const seen = await log.next("running");
+    t.diagnostic(`running seen ${Math.round(seen - up)} ms after pg_ctl start -w returned`);
+    assert.deepEqual(log.events.map((e) => e.phase), ["starting", "running"]);
+  });
+
+  test("a hot standby is consistent, and running after promotion", async (t) => {
+    const primary = await createTestCluster();
+    t.after(() => primary.stop());
+    const began = performance.now();
+    const standby = await createStandby(primary, { hotStandby: true });
+    t.after(() => standby.stop());
+    t.diagnostic(`standby (pg_basebackup + start): ${Math.round(performance.now() - began)} ms`);
+    const log = watch(t, () => standby.params);
+    await log.next("consistent");
+    assert.equal(await queryOne(standby.params, "select pg_is_in_recovery()"), true);
+
+    const promoting = performance.now();
+    await standby.promote();
+    const promoted = performance.now();
+    const seen = await log.next("running", 5000, promoting);
+    t.diagnostic(
+      `promotion: running seen ${Math.round(seen - promoting)} ms after pg_ctl promote began, ` +
+        `${Math.round(seen - promoted)} ms after it returned`,
+    );
+    assert.ok(seen - promoted < 2000, `running seen ${Math.round(seen - promoted)} ms after promotion (bound 2000)`);
+    assert.deepEqual(log.events.map((e) => e.phase), ["consistent", "running"]);
+  });
+
+  test("a standby without hot standby is starting until promoted", async (t) => {
+    const primary = await createTestCluster();
+    t.after(() => primary.stop());
+    const standby = await createStandby(primary, { hotStandby: false });
+    t.after(() => standby.stop());
+    const log = watch(t, () => standby.params);
+    await log.next("starting");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.deepEqual(log.events.map((e) => e.phase), ["starting"], "no other phase while recovering without hot standby");
+    assert.match(log.events[0]?.reason ?? "", /not (yet )?accepting connections|starting up/);
+
+    const promoting = performance.now();
+    await standby.promote();
+    const promoted = performance.now();
+    const seen = await log.next("running", 5000, promoting);
+    t.diagnostic(`promotion (no hot standby): running seen ${Math.round(seen - promoted)} ms after pg_ctl promote returned`);
+    assert.ok(seen - promoted < 2000);
+  });
+
+  test("a server crash (SIGKILL) is starting at once, running again after restart", async (t) => {
+    const cluster = await createTestCluster();
+    t.after(() => cluster.stop());
+    const log = watch(t, () => cluster.params);
+    await log.next("running");
+
+    const crashing = performance.now();
+    await cluster.crash();
+    const lost = await log.next("starting", 2000, crashing);
+    t.diagnostic(`crash: starting seen ${Math.round(lost - crashing)} ms after SIGKILL`);
+    assert.ok(lost - crashing < 1000);
+    assert.match(log.events[log.events.length - 1]?.reason ?? "", /lost the server/);
+
+    await cluster.restart();
+    const back = performance.now();
+    const running = await log.next("running", 5000, crashing);
+    t.diagnostic(`restart after crash: running seen ${Math.round(running - back)} ms after pg_ctl start -w returned`);
+    assert.ok(running - back < 1000);
+    assert.deepEqual(log.events.map((e) => e.phase), ["running", "starting", "running"]);
+  });
+
+  test("a server stop (pg_ctl stop -m fast) is starting at once, running again after start", async (t) => {
+    const cluster = await createTestCluster();
+    t.after(() => cluster.stop());
+    const log = watch(t, () => cluster.params);
+    await log.next("running");
+
+    const stopping = performance.now();
+    await (await Cluster.at(cluster.pgdata)).stop("fast");
+    const stopped = performance.now();
+    const lost = await log.next("starting", 2000, stopping);
+    t.diagnostic(`stop: starting seen ${Math.round(lost - stopping)} ms after pg_ctl stop began (it took ${Math.round(stopped - stopping)} ms)`);
+    assert.ok(lost <= stopped + 200, "starting is reported no later than 200 ms after the stop completes");
+
+    await cluster.restart();
+    const back = performance.now();
+    const running = await log.next("running", 5000, stopping);
+    t.diagnostic(`restart after stop: running seen ${Math.round(running - back)} ms after pg_ctl start -w returned`);
+    assert.deepEqual(log.events.map((e) => e.phase), ["running", "starting", "running"]);
+  });
+
+  test("an external server is never stopped by stop()", async (t) => {
+    const cluster = await createTestCluster();
+    t.after(() => cluster.stop());
+    const db = openDatabase({ url: cluster.url }, { cwd: "/", logger: new Logger() });
+    await db.start();
+    const log = new PhaseLog();
+    db.watch(log.listener);
+    await log.next("running");
+    await db.stop();
+    assert.equal(await queryOne(cluster.params, "select 1"), 1);
+  });
+});

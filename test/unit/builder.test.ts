@@ -1,0 +1,180 @@
+/** BackgroundWorkerBuilder: defaults, and every validation rule fed a bad value. */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { BackgroundWorkerBuilder } from "../../src/builder.js";
+import { withInit, type InitContext } from "../../src/context.js";
+import { BgWorkerStartTime, decodeDatum, type WorkerDefinition } from "../../src/definition.js";
+
+const base = () => new BackgroundWorkerBuilder("w").setLibrary("./lib.ts").setFunction("main");
+
+/** Asserts `fn` throws `type` with exactly `message`, on one line. */
+function throwsLine(fn: () => unknown, type: typeof TypeError | typeof RangeError | typeof Error, message: string): void {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof type, `expected ${type.name}, got ${String(error)}`);
+    assert.equal((error as Error).message, message);
+    assert.ok(!(error as Error).message.includes("\n"), "one line");
+    return true;
+  });
+}
+
+async function registered(fn: () => void): Promise<{ definitions: WorkerDefinition[]; startups: number }> {
+  const definitions: WorkerDefinition[] = [];
+  let startups = 0;
+  const context: InitContext = {
+    extension: "/ext/extension.ts",
+    registerStatic: (definition, startup) => {
+      definitions.push(definition);
+      if (startup !== undefined) startups += 1;
+    },
+    requestShmem: () => undefined,
+  };
+  await withInit(context, fn);
+  return { definitions, startups };
+}
+
+describe("BackgroundWorkerBuilder defaults", () => {
+  it("has pgrx's defaults: type = name, PostmasterStart, never restart, null argument, empty extra", async () => {
+    const { definitions } = await registered(() => BackgroundWorkerBuilder.new("ticker").setFunction("main").load());
+    assert.deepEqual(definitions, [
+      {
+        name: "ticker",
+        type: "ticker",
+        library: "/ext/extension.ts",
+        function: "main",
+        startTime: BgWorkerStartTime.PostmasterStart,
+        restartTimeMs: null,
+        argument: { kind: "null" },
+        extra: "",
+        spi: false,
+        shmem: false,
+        notifyPid: 0,
+      },
+    ]);
+    assert.ok(Object.isFrozen(definitions[0]));
+  });
+
+  it("keeps the argument's JavaScript type", () => {
+    for (const value of [42, -1.5, 123n, 2n ** 64n - 1n, true, false, null]) {
+      assert.deepEqual(decodeDatum(base().setArgument(value).toDefinition().argument), value);
+    }
+    assert.equal(decodeDatum(base().setArgument().toDefinition().argument), null);
+  });
+
+  it("enableSpiAccess moves the start time to RecoveryFinished; a later setStartTime overrides it", () => {
+    assert.equal(base().enableSpiAccess().toDefinition().startTime, BgWorkerStartTime.RecoveryFinished);
+    assert.equal(
+      base().enableSpiAccess().setStartTime(BgWorkerStartTime.ConsistentState).toDefinition().startTime,
+      BgWorkerStartTime.ConsistentState,
+    );
+  });
+
+  it("carries extra as bytes, from a string or a Uint8Array, up to 128 bytes", () => {
+    const bytes = new Uint8Array(128).fill(7);
+    assert.equal(Buffer.from(base().setExtra(bytes).toDefinition().extra, "base64").length, 128);
+    assert.equal(Buffer.from(base().setExtra("héllo").toDefinition().extra, "base64").toString(), "héllo");
+  });
+
+  it("passes the shared memory startup hook to the postmaster", async () => {
+    const { definitions, startups } = await registered(() => base().enableShmemAccess(() => undefined).load());
+    assert.equal(definitions[0]?.shmem, true);
+    assert.equal(startups, 1);
+  });
+});
+
+describe("BackgroundWorkerBuilder validation", () => {
+  const long = "x".repeat(96);
+  it("name and type: non-empty, at most 95 UTF-8 bytes", () => {
+    throwsLine(() => new BackgroundWorkerBuilder(""), TypeError, 'BackgroundWorkerBuilder: name "" must not be empty');
+    throwsLine(() => new BackgroundWorkerBuilder(long), TypeError, `BackgroundWorkerBuilder: name "${"x".repeat(40)}"… (96 bytes) must be at most 95 UTF-8 bytes`);
+    throwsLine(() => BackgroundWorkerBuilder.new(7 as unknown as string), TypeError, "BackgroundWorkerBuilder.new: name 7 must be a string");
+    // 32 three-byte characters are 96 bytes: counted in bytes, not characters.
+    throwsLine(() => base().setType("€".repeat(32)), TypeError, `setType: type "${"€".repeat(32)}" (96 bytes) must be at most 95 UTF-8 bytes`);
+    throwsLine(() => base().setType(""), TypeError, 'setType: type "" must not be empty');
+    assert.equal(base().setType("x".repeat(95)).toDefinition().type.length, 95);
+  });
+
+  it("function: set, non-empty, at most 95 bytes", () => {
+    throwsLine(() => base().setFunction(""), TypeError, 'setFunction: function "" must not be empty');
+    throwsLine(() => new BackgroundWorkerBuilder("w").setLibrary("./l.ts").toDefinition(), TypeError, 'toDefinition: function of background worker "w" is not set: call setFunction(name)');
+  });
+
+  it("library: a non-empty specifier, required for loadDynamic", async () => {
+    throwsLine(() => base().setLibrary(""), TypeError, 'setLibrary: library "" must be a non-empty module specifier');
+    await assert.rejects(new BackgroundWorkerBuilder("w").setFunction("main").loadDynamic(), {
+      name: "TypeError",
+      message: 'loadDynamic: library of background worker "w" is not set: call setLibrary(module)',
+    });
+  });
+
+  it("extra: at most 128 bytes, string or Uint8Array", () => {
+    throwsLine(() => base().setExtra("y".repeat(129)), RangeError, "setExtra: extra of 129 bytes must be at most 128 bytes");
+    throwsLine(() => base().setExtra(12 as unknown as string), TypeError, "setExtra: extra 12 must be a string or a Uint8Array");
+  });
+
+  it("restart time: null or an integer from 0 to 86,400,000 ms", () => {
+    throwsLine(() => base().setRestartTime(-1), RangeError, "setRestartTime: restart time -1 must be from 0 to 86400000 ms (one day), or null");
+    throwsLine(() => base().setRestartTime(86_400_001), RangeError, "setRestartTime: restart time 86400001 must be from 0 to 86400000 ms (one day), or null");
+    throwsLine(() => base().setRestartTime(1.5), TypeError, "setRestartTime: restart time 1.5 must be null or an integer number of milliseconds");
+    throwsLine(() => base().setRestartTime(Number.NaN), TypeError, "setRestartTime: restart time NaN must be null or an integer number of milliseconds");
+    assert.equal(base().setRestartTime(0).toDefinition().restartTimeMs, 0);
+    assert.equal(base().setRestartTime(250).toDefinition().restartTimeMs, 250);
+  });
+
+  it("argument: by-value Datums only, finite numbers, 64-bit bigints", () => {
+    const why = "a worker is another process, so pass a small value, use setExtra() for up to 128 bytes, or an index into shared memory";
+    throwsLine(() => base().setArgument("hello" as never), TypeError, `setArgument: argument "hello" is not a by-value Datum (number, bigint, boolean or null): ${why}`);
+    throwsLine(() => base().setArgument({ a: 1 } as never), TypeError, `setArgument: argument object is not a by-value Datum (number, bigint, boolean or null): ${why}`);
+    throwsLine(() => base().setArgument([1] as never), TypeError, `setArgument: argument array(1) is not a by-value Datum (number, bigint, boolean or null): ${why}`);
+    throwsLine(() => base().setArgument((() => 1) as never), TypeError, `setArgument: argument function (anonymous) is not a by-value Datum (number, bigint, boolean or null): ${why}`);
+    throwsLine(() => base().setArgument(Symbol("s") as never), TypeError, `setArgument: argument Symbol(s) is not a by-value Datum (number, bigint, boolean or null): ${why}`);
+    throwsLine(() => base().setArgument(Number.POSITIVE_INFINITY), RangeError, "setArgument: argument Infinity must be a finite number");
+    throwsLine(() => base().setArgument(2n ** 64n), RangeError, "setArgument: argument 18446744073709551616n does not fit in a 64-bit Datum");
+  });
+
+  it("start time: one of BgWorkerStartTime", () => {
+    throwsLine(
+      () => base().setStartTime(7 as BgWorkerStartTime),
+      TypeError,
+      "setStartTime: start time 7 must be BgWorkerStartTime.PostmasterStart, ConsistentState or RecoveryFinished",
+    );
+  });
+
+  it("SPI access with PostmasterStart is refused at load", async () => {
+    const message =
+      'load: background worker "w" cannot request database access with start time PostmasterStart: the database may not be consistent yet; use ConsistentState or RecoveryFinished';
+    await assert.rejects(
+      registered(() => base().enableSpiAccess().setStartTime(BgWorkerStartTime.PostmasterStart).load()),
+      { name: "TypeError", message },
+    );
+  });
+
+  it("notify pid: a process id; refused on a static worker", async () => {
+    throwsLine(() => base().setNotifyPid(-3), TypeError, "setNotifyPid: notify pid -3 must be a process id (an integer from 0 to 2147483647)");
+    await assert.rejects(registered(() => base().setNotifyPid(1234).load()), {
+      name: "TypeError",
+      message: 'load: notify pid 1234 of background worker "w" is refused: only dynamic background workers can request notification',
+    });
+  });
+
+  it("shared memory startup: a function", () => {
+    throwsLine(() => base().enableShmemAccess(5 as never), TypeError, "enableShmemAccess: startup 5 must be a function or undefined");
+  });
+
+  it("load() outside _PG_init names loadDynamic()", () => {
+    throwsLine(
+      () => base().load(),
+      Error,
+      'load: static background worker "w" can only be registered inside an extension\'s _PG_init(); use loadDynamic() to start a worker at run time',
+    );
+  });
+
+  it("errors point at the caller's line, not at validation internals", () => {
+    try {
+      base().setRestartTime(-5);
+      assert.fail("expected a throw");
+    } catch (error) {
+      const frames = (error as Error).stack?.split("\n").slice(1) ?? [];
+      assert.match(frames[0] ?? "", /builder\.test\.ts/);
+    }
+  });
+});

@@ -1,0 +1,347 @@
+/** The postmaster's rules, over event sequences, without processes. */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { BackgroundWorkerBuilder } from "../../src/builder.js";
+import { BgWorkerStartTime, type WorkerDefinition } from "../../src/definition.js";
+import { BackgroundWorkerStatus, NoFreeWorkerSlotError } from "../../src/errors.js";
+import { PostmasterMachine, type Action } from "../../src/postmaster/machine.js";
+import { classifyExit, dampingDelay, mayStart, nextFastFailures, DEFAULT_RESTART_BACKOFF } from "../../src/postmaster/rules.js";
+
+type Configure = (builder: BackgroundWorkerBuilder) => BackgroundWorkerBuilder;
+
+function definition(name: string, configure: Configure = (b) => b, notifyPid = 0): WorkerDefinition {
+  const builder = configure(new BackgroundWorkerBuilder(name).setLibrary("./lib.ts").setFunction("main"));
+  if (notifyPid !== 0) builder.setNotifyPid(notifyPid);
+  return builder.toDefinition();
+}
+
+function machine(options: { max?: number; database?: boolean } = {}): PostmasterMachine {
+  return new PostmasterMachine({
+    postmasterId: "pm",
+    maxWorkerProcesses: options.max ?? 8,
+    databaseServed: options.database ?? true,
+    shutdownTimeoutMs: 10_000,
+  });
+}
+
+const of = <T extends Action["type"]>(actions: readonly Action[], type: T) =>
+  actions.filter((a): a is Extract<Action, { type: T }> => a.type === type);
+
+/** Carries spawns through to a running process with the next pid, as the shell would. */
+class Harness {
+  now = 1_000_000;
+  nextPid = 100;
+  readonly log: Action[] = [];
+  constructor(readonly m: PostmasterMachine) {}
+
+  run(actions: Action[]): Action[] {
+    const all = [...actions];
+    for (const spawn of of(actions, "spawn")) {
+      const pid = this.nextPid++;
+      all.push(...this.run(this.m.forked(spawn.slot, spawn.generation, pid, this.now)));
+      all.push(...this.run(this.m.entered(spawn.slot, spawn.generation)));
+    }
+    this.log.push(...all);
+    return all;
+  }
+
+  pidOf(name: string): number | null {
+    return this.m.rows().find((r) => r.name === name)?.pid ?? null;
+  }
+
+  row(name: string) {
+    const row = this.m.rows().find((r) => r.name === name);
+    assert.ok(row, `no row for ${name}`);
+    return row;
+  }
+
+  exit(name: string, code: number | null, signal: string | null = null): Action[] {
+    const pid = this.pidOf(name);
+    assert.ok(pid !== null, `${name} has no pid`);
+    return this.run(this.m.exited(pid, code, signal, this.now));
+  }
+
+  fire(actions: readonly Action[]): Action[] {
+    const timers = of(actions, "setTimer");
+    assert.ok(timers.length > 0, "expected a timer");
+    const out: Action[] = [];
+    for (const timer of timers) {
+      this.now += timer.delayMs;
+      out.push(...this.run(this.m.timer(timer.key, this.now)));
+    }
+    return out;
+  }
+}
+
+describe("rules", () => {
+  it("lets each start time run in the phases PostgreSQL allows", () => {
+    const table = [
+      [BgWorkerStartTime.PostmasterStart, [true, true, true]],
+      [BgWorkerStartTime.ConsistentState, [false, true, true]],
+      [BgWorkerStartTime.RecoveryFinished, [false, false, true]],
+    ] as const;
+    for (const [startTime, expected] of table) {
+      assert.deepEqual(
+        (["starting", "consistent", "running"] as const).map((phase) => mayStart(startTime, phase)),
+        expected,
+      );
+    }
+  });
+
+  it("classifies exits as done, failed or crashed", () => {
+    assert.equal(classifyExit(0, null), "done");
+    assert.equal(classifyExit(1, null), "failed");
+    assert.equal(classifyExit(2, null), "crashed");
+    assert.equal(classifyExit(null, "SIGKILL"), "crashed");
+    assert.equal(classifyExit(null, "SIGTERM"), "crashed");
+  });
+
+  it("counts fast failures, keeps the count for middling runs, clears it after a long run", () => {
+    const b = DEFAULT_RESTART_BACKOFF;
+    assert.equal(nextFastFailures(0, 999, b), 1);
+    assert.equal(nextFastFailures(3, 5_000, b), 3);
+    assert.equal(nextFastFailures(7, 10_000, b), 0);
+  });
+
+  it("damps from the fifth fast failure, doubling, capped", () => {
+    const b = DEFAULT_RESTART_BACKOFF;
+    assert.deepEqual([0, 4, 5, 6, 7, 30].map((n) => dampingDelay(n, b)), [0, 0, 100, 200, 400, 30_000]);
+  });
+});
+
+describe("PostmasterMachine", () => {
+  it("starts PostmasterStart workers at once and the others when the phase allows", () => {
+    const m = machine();
+    m.registerStatic(definition("early"));
+    m.registerStatic(definition("consistent", (b) => b.setStartTime(BgWorkerStartTime.ConsistentState)));
+    m.registerStatic(definition("late", (b) => b.setStartTime(BgWorkerStartTime.RecoveryFinished)));
+    const h = new Harness(m);
+    assert.deepEqual(of(h.run(m.start(h.now)), "spawn").map((s) => s.definition.name), ["early"]);
+    assert.equal(h.row("late").state, "waiting");
+    assert.deepEqual(of(h.run(m.setPhase("consistent", h.now)), "spawn").map((s) => s.definition.name), ["consistent"]);
+    assert.deepEqual(of(h.run(m.setPhase("running", h.now)), "spawn").map((s) => s.definition.name), ["late"]);
+    assert.deepEqual(m.rows().map((r) => r.state), ["running", "running", "running"]);
+  });
+
+  it("unregisters a worker that exits 0, whatever its restart time", () => {
+    const m = machine();
+    m.registerStatic(definition("w", (b) => b.setRestartTime(0)));
+    const h = new Harness(m);
+    h.run(m.start(h.now));
+    const actions = h.exit("w", 0);
+    assert.equal(of(actions, "setTimer").length, 0);
+    assert.equal(h.row("w").state, "stopped");
+    assert.deepEqual(h.row("w").lastExit?.code, 0);
+  });
+
+  it("restarts a worker that exits 1 after exactly its restart time, with a new pid", () => {
+    const m = machine();
+    m.registerStatic(definition("w", (b) => b.setRestartTime(250)));
+    const h = new Harness(m);
+    h.run(m.start(h.now));
+    const first = h.pidOf("w");
+    h.now += 5_000;
+    const actions = h.exit("w", 1);
+    assert.deepEqual(of(actions, "setTimer").map((t) => t.delayMs), [250]);
+    assert.equal(h.row("w").state, "backoff");
+    assert.equal(h.row("w").backoffMs, 250);
+    h.fire(actions);
+    assert.equal(h.row("w").state, "running");
+    assert.notEqual(h.pidOf("w"), first);
+    assert.equal(h.row("w").restarts, 1);
+  });
+
+  it("forgets a never-restart worker that exits 1", () => {
+    const m = machine();
+    m.registerStatic(definition("w"));
+    const h = new Harness(m);
+    h.run(m.start(h.now));
+    assert.equal(of(h.exit("w", 1), "setTimer").length, 0);
+    assert.equal(h.row("w").state, "stopped");
+  });
+
+  it("handles a crash of a worker without shared memory like exit 1", () => {
+    const m = machine();
+    m.registerStatic(definition("plain", (b) => b.setRestartTime(100)));
+    m.registerStatic(definition("other", (b) => b.setRestartTime(100)));
+    const h = new Harness(m);
+    h.run(m.start(h.now));
+    h.now += 5_000;
+    const actions = h.exit("plain", null, "SIGKILL");
+    assert.equal(of(actions, "signal").length, 0, "no other worker is touched");
+    assert.equal(of(actions, "resetShmem").length, 0);
+    assert.deepEqual(of(actions, "setTimer").map((t) => t.delayMs), [100]);
+    assert.equal(h.row("other").state, "running");
+  });
+
+  it("applies the crash rule to shared-memory workers only", () => {
+    const m = machine();
+    m.registerStatic(definition("crasher", (b) => b.enableShmemAccess().setRestartTime(60_000)));
+    m.registerStatic(definition("peer", (b) => b.enableShmemAccess().setRestartTime(60_000)));
+    m.registerStatic(definition("once", (b) => b.enableShmemAccess()));
+    m.registerStatic(definition("bystander", (b) => b.setRestartTime(60_000)));
+    const h = new Harness(m);
+    h.run(m.start(h.now));
+    const peer = h.pidOf("peer");
+    const once = h.pidOf("once");
+    const bystander = h.pidOf("bystander");
+    h.now += 5_000;
+    const crash = h.exit("crasher", null, "SIGSEGV");
+    assert.deepEqual(
+      of(crash, "signal").map((s) => [s.pid, s.signal]).sort(),
+      [[peer, "SIGKILL"], [once, "SIGKILL"]].sort(),
+    );
+    assert.equal(of(crash, "resetShmem").length, 0, "the segment is re-created only once every shmem worker is gone");
+    h.run(m.exited(peer!, null, "SIGKILL", h.now));
+    const last = h.run(m.exited(once!, null, "SIGKILL", h.now));
+    assert.equal(of(last, "resetShmem").length, 1);
+    const restart = h.run(m.shmemReset(h.now));
+    assert.deepEqual(of(restart, "spawn").map((s) => s.definition.name).sort(), ["crasher", "peer"], "restartable ones restart at once");
+    assert.equal(h.row("once").state, "stopped", "never-restart ones are forgotten");
+    assert.equal(h.pidOf("bystander"), bystander, "workers without shared memory are untouched");
+  });
+
+  it("does not start shared-memory workers while the segment is being re-created", () => {
+    const m = machine();
+    m.registerStatic(definition("a", (b) => b.enableShmemAccess().setRestartTime(0)));
+    m.registerStatic(definition("b", (b) => b.enableShmemAccess().setRestartTime(0)));
+    const h = new Harness(m);
+    h.run(m.start(h.now));
+    h.now += 5_000;
+    h.exit("a", 3);
+    assert.equal(h.row("a").state, "waiting");
+    const dyn = m.launch(definition("late", (b) => b.enableShmemAccess()), h.now);
+    assert.equal(of(dyn.actions, "spawn").length, 0);
+  });
+
+  it("damps a restart storm and resets after a long run", () => {
+    const m = machine();
+    m.registerStatic(definition("w", (b) => b.setRestartTime(10)));
+    const h = new Harness(m);
+    h.run(m.start(h.now));
+    const delays: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      h.now += 50;
+      const actions = h.exit("w", 1);
+      delays.push(...of(actions, "setTimer").map((t) => t.delayMs));
+      h.fire(actions);
+    }
+    assert.deepEqual(delays, [10, 10, 10, 10, 100, 200, 400, 800]);
+    assert.ok(h.log.some((a) => a.type === "log" && a.message.includes("failed 5 times in a row")));
+    h.now += 10_000;
+    assert.deepEqual(of(h.exit("w", 1), "setTimer").map((t) => t.delayMs), [10]);
+  });
+
+  it("shares slots between static and dynamic workers and reuses them with a new generation", () => {
+    const m = machine({ max: 2 });
+    m.registerStatic(definition("static"));
+    const h = new Harness(m);
+    h.run(m.start(h.now));
+    const { ref, actions } = m.launch(definition("d1", (b) => b, 42), h.now);
+    h.run(actions);
+    assert.throws(() => m.launch(definition("d2"), h.now), NoFreeWorkerSlotError);
+    assert.equal(m.handleState(ref).status, BackgroundWorkerStatus.Started);
+    h.exit("d1", 0);
+    assert.equal(m.handleState(ref).status, BackgroundWorkerStatus.Stopped);
+    const second = m.launch(definition("d2"), h.now);
+    h.run(second.actions);
+    assert.equal(second.ref.slot, ref.slot);
+    assert.equal(second.ref.generation, ref.generation + 1);
+    assert.equal(m.handleState(ref).status, BackgroundWorkerStatus.Stopped, "an old handle never sees the new worker");
+  });
+
+  it("refuses more static workers than slots, and SPI workers without a database", () => {
+    const m = machine({ max: 1, database: false });
+    m.registerStatic(definition("one"));
+    assert.throws(() => m.registerStatic(definition("two")), /all 1 worker slots \(maxWorkerProcesses\) are taken/);
+    const spi = machine({ database: false });
+    assert.throws(() => spi.registerStatic(definition("db", (b) => b.enableSpiAccess())), /serves no database/);
+  });
+
+  it("terminates: SIGTERM when running, never restarted; unregistered at once when not started", () => {
+    const m = machine();
+    const h = new Harness(m);
+    h.run(m.start(h.now));
+    const running = m.launch(definition("r", (b) => b.setRestartTime(0)), h.now);
+    h.run(running.actions);
+    const pid = h.pidOf("r");
+    assert.deepEqual(of(h.run(m.terminate(running.ref, h.now)), "signal"), [{ type: "signal", pid, signal: "SIGTERM" }]);
+    assert.equal(of(h.exit("r", 1), "setTimer").length, 0, "a terminated worker is not restarted");
+    assert.equal(m.handleState(running.ref).status, BackgroundWorkerStatus.Stopped);
+    const waiting = m.launch(definition("w", (b) => b.setStartTime(BgWorkerStartTime.RecoveryFinished)), h.now);
+    assert.equal(m.handleState(waiting.ref).status, BackgroundWorkerStatus.NotYetStarted);
+    h.run(m.terminate(waiting.ref, h.now));
+    assert.equal(m.handleState(waiting.ref).status, BackgroundWorkerStatus.Stopped);
+  });
+
+  it("terminates SPI workers when the database is lost and starts them again when it is back", () => {
+    const m = machine();
+    m.registerStatic(definition("spi", (b) => b.enableSpiAccess().setRestartTime(100)));
+    m.registerStatic(definition("plain", (b) => b.setRestartTime(100)));
+    const h = new Harness(m);
+    h.run(m.start(h.now));
+    h.run(m.setPhase("running", h.now));
+    const spiPid = h.pidOf("spi");
+    const lost = h.run(m.setPhase("starting", h.now));
+    assert.deepEqual(of(lost, "signal"), [{ type: "signal", pid: spiPid, signal: "SIGTERM" }]);
+    h.now += 5_000;
+    const exit = h.exit("spi", 1);
+    h.fire(exit);
+    assert.equal(h.row("spi").state, "waiting", "the phase is not back yet");
+    assert.deepEqual(of(h.run(m.setPhase("running", h.now)), "spawn").map((s) => s.definition.name), ["spi"]);
+    assert.equal(h.row("plain").state, "running");
+  });
+
+  it("fast shutdown: SIGTERM to all, SIGKILL after the timeout, complete when all are gone", () => {
+    const m = machine();
+    m.registerStatic(definition("a", (b) => b.setRestartTime(0)));
+    m.registerStatic(definition("b", (b) => b.setStartTime(BgWorkerStartTime.RecoveryFinished)));
+    const h = new Harness(m);
+    h.run(m.start(h.now));
+    const actions = h.run(m.shutdown("fast", h.now));
+    assert.deepEqual(of(actions, "signal").map((s) => s.signal), ["SIGTERM"]);
+    assert.equal(h.row("b").state, "stopped", "never-started workers are forgotten");
+    assert.throws(() => m.launch(definition("late"), h.now), /shutting down/);
+    const kill = h.fire(of(actions, "setTimer"));
+    assert.deepEqual(of(kill, "signal").map((s) => s.signal), ["SIGKILL"]);
+    const done = h.exit("a", null, "SIGKILL");
+    assert.equal(of(done, "setTimer").length, 0, "no restart during shutdown");
+    assert.deepEqual(of(done, "shutdownComplete"), [{ type: "shutdownComplete", mode: "fast" }]);
+  });
+
+  it("smart shutdown lets dynamic workers finish, then stops the rest", () => {
+    const m = machine();
+    m.registerStatic(definition("static"));
+    const h = new Harness(m);
+    h.run(m.start(h.now));
+    h.run(m.launch(definition("dynamic"), h.now).actions);
+    const smart = h.run(m.shutdown("smart", h.now));
+    assert.equal(of(smart, "signal").length, 0);
+    const after = h.exit("dynamic", 0);
+    assert.deepEqual(of(after, "signal").map((s) => [s.pid, s.signal]), [[h.pidOf("static"), "SIGTERM"]]);
+    assert.equal(of(h.exit("static", 1), "shutdownComplete").length, 1);
+  });
+
+  it("immediate shutdown SIGKILLs at once and may follow a smart one", () => {
+    const m = machine();
+    m.registerStatic(definition("a"));
+    const h = new Harness(m);
+    h.run(m.start(h.now));
+    h.run(m.shutdown("smart", h.now));
+    const immediate = h.run(m.shutdown("immediate", h.now));
+    assert.deepEqual(of(immediate, "signal").map((s) => s.signal), ["SIGKILL"]);
+    assert.equal(of(h.run(m.shutdown("fast", h.now)), "signal").length, 0, "a weaker mode does not follow a stronger one");
+  });
+
+  it("cancels notifications of a process that is gone, keeping its workers", () => {
+    const m = machine();
+    const h = new Harness(m);
+    h.run(m.start(h.now));
+    const { ref, actions } = m.launch(definition("d", (b) => b, 4242), h.now);
+    h.run(actions);
+    assert.equal(m.notifyPidOf(ref), 4242);
+    m.releaseNotifications(4242);
+    assert.equal(m.notifyPidOf(ref), 0);
+    assert.equal(m.handleState(ref).status, BackgroundWorkerStatus.Started);
+  });
+});
