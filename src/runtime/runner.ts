@@ -99,8 +99,9 @@ async function become(start: StartMessage): Promise<void> {
     if (message.t === "reply") launcher.reply(message);
   });
 
-  if (definition.shmem && start.shmem !== null) attachShmem(start.shmem);
-  else denyShmem(definition.name);
+  // A worker with access attaches (when any extension requested shared memory at all); one without is told why.
+  if (!definition.shmem) denyShmem(definition.name);
+  else if (start.shmem !== null) attachShmem(start.shmem);
 
   let fn: unknown;
   try {
