@@ -22,6 +22,8 @@ export const MAX_EXTRA_BYTES = 128;
 /** One day, PostgreSQL's limit for `bgw_restart_time`, in milliseconds. */
 export const MAX_RESTART_TIME_MS = 86_400_000;
 const MAX_PID = 2 ** 31 - 1;
+/** Internal: launches through a given connection. A symbol keeps it off the public surface. */
+export const LAUNCH_WITH: unique symbol = Symbol("bgworker.launchWith");
 const MIN_DATUM_BIGINT = -(2n ** 63n);
 const MAX_DATUM_BIGINT = 2n ** 64n - 1n;
 
@@ -214,17 +216,23 @@ export class BackgroundWorkerBuilder {
    * slot is taken. The notify pid defaults to this process.
    */
   async loadDynamic(): Promise<DynamicBackgroundWorker> {
-    if (this.#library === undefined) {
-      fail(TypeError, `loadDynamic: library of background worker "${this.#name}" is not set: call setLibrary(module)`, this.loadDynamic);
-    }
-    const definition = this.definition(this.#library, this.#notifyPid ?? process.pid, this.loadDynamic);
     const launcher = processRole<{ launcher?: DynamicLauncher }>()?.launcher;
+    return this[LAUNCH_WITH](launcher, this.loadDynamic);
+  }
+
+  /** @internal `loadDynamic()` through a given connection (`PostmasterClient#loadDynamic(builder)`). */
+  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
+  async [LAUNCH_WITH](launcher: DynamicLauncher | undefined, caller: Function): Promise<DynamicBackgroundWorker> {
+    if (this.#library === undefined) {
+      fail(TypeError, `loadDynamic: library of background worker "${this.#name}" is not set: call setLibrary(module)`, caller);
+    }
+    const definition = this.definition(this.#library, this.#notifyPid ?? process.pid, caller);
     if (launcher === undefined) {
       fail(
         Error,
         `loadDynamic: background worker "${this.#name}" has no postmaster to run it: call connect() first ` +
           `(inside the postmaster and its workers the connection is implicit)`,
-        this.loadDynamic,
+        caller,
       );
     }
     return launcher.launch(definition, this.#shmemStartup);

@@ -7,15 +7,29 @@ export { BgWorkerStartTime, type Datum } from "./definition.js";
 // Inside a worker
 export { BackgroundWorker } from "./runtime/worker.js";
 export { SignalWakeFlags } from "./runtime/signals.js";
-export { Spi, SpiError } from "./runtime/spi.js";
+export { Spi, SpiError, spiClient } from "./runtime/spi.js";
 
 // Dynamic workers and their handles
 export { DynamicBackgroundWorker, TerminatingDynamicBackgroundWorker } from "./handle.js";
 export { BackgroundWorkerStatus, BackgroundWorkerStatusError, NoFreeWorkerSlotError } from "./errors.js";
 export { connect, type PostmasterClient } from "./control/client.js";
+export { ProtocolError } from "./control/protocol.js";
 
 // Shared memory
 export { PgAtomic, PgLwLock, pgShmemInit } from "./shmem/index.js";
+export type {
+  ArrayField,
+  AtomicType,
+  AtomicValue,
+  FieldType,
+  Layout,
+  ReadonlySharedArrayView,
+  ReadonlyStructValue,
+  ScalarType,
+  SharedArrayView,
+  StructValue,
+  Utf8Field,
+} from "./shmem/index.js";
 
 // The postmaster
 export { Postmaster, type PostmasterOptions } from "./postmaster/postmaster.js";

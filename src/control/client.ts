@@ -4,7 +4,7 @@
  */
 import net from "node:net";
 import path from "node:path";
-import type { BackgroundWorkerBuilder } from "../builder.js";
+import { LAUNCH_WITH, type BackgroundWorkerBuilder } from "../builder.js";
 import { processRole, setProcessRole } from "../context.js";
 import type { WorkerDefinition } from "../definition.js";
 import { BackgroundWorkerStatus, BackgroundWorkerStatusError } from "../errors.js";
@@ -84,16 +84,7 @@ export class PostmasterClient implements DynamicLauncher {
 
   /** Starts a dynamic worker through this connection (whatever `connect()` was called last). */
   loadDynamic(builder: BackgroundWorkerBuilder): Promise<DynamicBackgroundWorker> {
-    // The builder reads its launcher from the process role synchronously, before its first await; pointing
-    // the role at this client for that moment makes it use this connection, with all its own checks.
-    const previous = processRole<unknown>();
-    const role: ClientRole = { kind: "client", launcher: this };
-    setProcessRole(role);
-    try {
-      return builder.loadDynamic();
-    } finally {
-      setProcessRole(previous);
-    }
+    return builder[LAUNCH_WITH](this, this.loadDynamic);
   }
 
   /** A handle from its string (e.g. printed by `bgworker launch`); waits are allowed only to its notify pid's process. */
