@@ -1,0 +1,61 @@
+/** Postmaster options and `bgworker start` arguments: defaults, and one-line errors for bad values. */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { parseStart } from "../../src/cli/start.js";
+import { UsageError } from "../../src/cli/usage.js";
+import { resolveOptions } from "../../src/postmaster/options.js";
+
+describe("Postmaster options", () => {
+  it("has the documented defaults", () => {
+    const options = resolveOptions({ extensions: ["./ext.ts"], cwd: "/srv/app" });
+    assert.equal(options.database, "embedded");
+    assert.equal(options.maxWorkerProcesses, 8);
+    assert.equal(options.socketPath, "/srv/app/.bgworker/bgworker.sock");
+    assert.equal(options.shutdownTimeoutMs, 10_000);
+    assert.equal(options.logFormat, "text");
+    assert.deepEqual(options.restartBackoff, { failures: 5, fastFailureMs: 1_000, initialDelayMs: 100, maxDelayMs: 30_000, resetAfterMs: 10_000 });
+  });
+
+  it("refuses bad values naming the option, the value and the rule", () => {
+    const cases: [object, string][] = [
+      [{ extensions: "x" }, 'Postmaster: extensions "x" must be an array of module paths'],
+      [{ extensions: [""] }, 'Postmaster: extensions[0] "" must be a non-empty module path'],
+      [{ extensions: [], maxWorkerProcesses: 0 }, "Postmaster: maxWorkerProcesses 0 must be an integer from 1 to 262143"],
+      [{ extensions: [], shutdownTimeoutMs: -1 }, "Postmaster: shutdownTimeoutMs -1 must be an integer from 0 to 86400000"],
+      [{ extensions: [], logFormat: "xml" }, 'Postmaster: logFormat "xml" must be one of text, json'],
+      [{ extensions: [], database: { host: "x" } }, 'Postmaster: database object must be "embedded", { url: string }, { pgdata: string } or false'],
+      [{ extensions: [], restartBackoff: { failures: 1.5 } }, "Postmaster: restartBackoff.failures 1.5 must be an integer from 0 to 86400000"],
+    ];
+    for (const [options, message] of cases) {
+      assert.throws(() => resolveOptions(options as never), { name: "TypeError", message });
+    }
+  });
+});
+
+describe("bgworker start arguments", () => {
+  it("maps flags to options", () => {
+    assert.deepEqual(parseStart(["a.ts", "b.ts", "--no-database", "--max-worker-processes", "4", "--shutdown-timeout", "500", "--log-format", "json"]), {
+      extensions: ["a.ts", "b.ts"],
+      database: false,
+      logFormat: "json",
+      maxWorkerProcesses: 4,
+      shutdownTimeoutMs: 500,
+    });
+    assert.deepEqual(parseStart(["a.ts", "--database", "postgres://x/y"]).database, { url: "postgres://x/y" });
+    assert.deepEqual(parseStart(["a.ts", "--pgdata", "/d"]).database, { pgdata: "/d" });
+    assert.equal(parseStart(["a.ts"]).database, "embedded");
+  });
+
+  it("refuses what does not fit, as usage errors", () => {
+    const cases: [string[], string][] = [
+      [[], "missing EXTENSION: give at least one extension module"],
+      [["a.ts", "--no-database", "--pgdata", "/d"], "--database, --pgdata and --no-database exclude each other: give at most one"],
+      [["a.ts", "--max-worker-processes", "many"], '--max-worker-processes "many" must be a whole number'],
+      [["a.ts", "--log-format", "xml"], '--log-format "xml" must be text or json'],
+      [["a.ts", "--bogus"], "unknown option --bogus"],
+    ];
+    for (const [args, message] of cases) {
+      assert.throws(() => parseStart(args), (error: unknown) => error instanceof UsageError && error.message === message && error.command === "start");
+    }
+  });
+});
