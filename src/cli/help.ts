@@ -3,7 +3,20 @@
 export const HELP: Readonly<Record<string, string>> = {
   start: `Usage: bgworker start EXTENSION... [options]
 
-Runs a postmaster in the foreground; see "bgworker start --help".
+Runs a postmaster in the foreground: loads each extension module (.ts or .js) and runs its _PG_init(),
+serves a database, and starts the registered workers. Prints "ready" once every extension is initialised.
+SIGTERM is a smart shutdown, SIGINT (Ctrl-C) a fast one, SIGQUIT an immediate one.
+
+Options:
+  --database URL              serve an existing server (never started or stopped by bgworker)
+  --pgdata DIR                run a PostgreSQL cluster in DIR (created on first run)
+  --no-database               serve no database (workers that request SPI are refused)
+                              (default: a cluster managed in ./.bgworker/pgdata)
+  --max-worker-processes N    worker slots shared by static and dynamic workers (default 8)
+  --socket PATH               the control socket (default ./.bgworker/bgworker.sock)
+  --shutdown-timeout MS       fast shutdown: SIGKILL what remains after MS (default 10000)
+  --log-format text|json      PostgreSQL-style log lines, or one JSON object per line (default text)
+  -h, --help                  show this help
 `,
   status: `Usage: bgworker status [--json] [--socket PATH]
 

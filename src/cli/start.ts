@@ -6,13 +6,10 @@ import type { DatabaseOption } from "../database/types.js";
 import type { LogFormat } from "../log.js";
 import { Postmaster, type PostmasterOptions } from "../postmaster/postmaster.js";
 import type { ShutdownMode } from "../status.js";
-import { parseOrUsage, UsageError, validating } from "./usage.js";
+import { HELP } from "./help.js";
+import { EXIT_OK, parseOrUsage, UsageError, validating } from "./usage.js";
 
 const SIGNAL_MODES: Readonly<Record<string, ShutdownMode>> = { SIGTERM: "smart", SIGINT: "fast", SIGQUIT: "immediate" };
-
-export const START_USAGE =
-  "usage: bgworker start EXTENSION... [--database URL | --pgdata DIR | --no-database] [--max-worker-processes N] " +
-  "[--socket PATH] [--shutdown-timeout MS] [--log-format text|json]";
 
 function wholeNumber(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -42,6 +39,7 @@ export function parseStart(args: readonly string[]): PostmasterOptions {
       socket: { type: "string" },
       "shutdown-timeout": { type: "string" },
       "log-format": { type: "string" },
+      help: { type: "boolean", short: "h" },
     },
   });
   const { values, positionals } = parsed;
@@ -61,6 +59,10 @@ export function parseStart(args: readonly string[]): PostmasterOptions {
 }
 
 export async function run(args: string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    process.stdout.write(HELP.start ?? "");
+    return EXIT_OK;
+  }
   const options = parseStart(args);
   const postmaster = validating("start", () => new Postmaster(options));
   for (const [signal, mode] of Object.entries(SIGNAL_MODES)) {

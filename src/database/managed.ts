@@ -1,9 +1,14 @@
 /** A cluster that the postmaster runs itself: created on first run, started, watched, stopped after the workers. */
-import { relative, resolve, isAbsolute } from "node:path";
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import type { Logger } from "../log.js";
 import { Cluster, SERVER_LOG, SUPERUSER } from "./cluster.js";
 import { PhaseMonitor } from "./monitor.js";
+import { processAlive } from "./owner.js";
 import { choosePort } from "./ports.js";
+
+/** Beside the cluster's own files: which postmaster started the server, so a successor can clean up after it. */
+const OWNER_FILE = "bgworker.owner";
 import type { ConnectionParams, PhaseListener, ServedDatabase } from "./types.js";
 
 export class ManagedDatabase implements ServedDatabase {
@@ -44,7 +49,14 @@ export class ManagedDatabase implements ServedDatabase {
           `${cluster.binaries.bindir} are version ${cluster.binaries.version} (the major versions must match)`,
       );
     }
-    const running = await cluster.runningPid();
+    let running = await cluster.runningPid();
+    const owner = await this.recordedOwner();
+    if (running !== null && owner !== null && owner !== process.pid && !processAlive(owner)) {
+      // A postmaster that was killed (SIGKILL, OOM) cannot stop its server; the next one does it first.
+      logger.log("LOG", `stopping the PostgreSQL server (pid ${running}) left running by postmaster ${owner}, which is gone`);
+      await cluster.stop("fast");
+      running = await cluster.runningPid();
+    }
     if (running !== null) {
       throw new Error(
         `database.pgdata: a PostgreSQL server (pid ${running}) is already running on ${this.pgdata}: ` +
@@ -66,6 +78,7 @@ export class ManagedDatabase implements ServedDatabase {
     }
     this.cluster = cluster;
     this.startedHere = true;
+    await writeFile(join(this.pgdata, OWNER_FILE), `${process.pid}\n`);
     this.port = (await cluster.pidFile())?.port ?? port;
     logger.log("LOG", `database system is ready: PostgreSQL ${cluster.binaries.version} on 127.0.0.1 port ${this.port}, data ${this.pgdata}`);
   }
@@ -87,6 +100,17 @@ export class ManagedDatabase implements ServedDatabase {
     if (this.cluster !== undefined && this.startedHere) {
       this.startedHere = false;
       await this.cluster.stop("fast");
+      await rm(join(this.pgdata, OWNER_FILE), { force: true });
+    }
+  }
+
+  /** The pid of the postmaster that started the server now on this pgdata, if one recorded it. */
+  private async recordedOwner(): Promise<number | null> {
+    try {
+      const pid = Number((await readFile(join(this.pgdata, OWNER_FILE), "utf8")).trim());
+      return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+    } catch {
+      return null;
     }
   }
 

@@ -4,11 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { processAlive } from "../../src/database/owner.js";
 import type { LogRecord } from "../../src/log.js";
 import type { TestWorker } from "../fixtures/extension.js";
 
@@ -156,21 +157,8 @@ export class RunningPostmaster {
   }
 }
 
-/** True while `pid` runs. A zombie (exited, not yet reaped by its new parent) counts as gone. */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    // /proc/PID/stat: "pid (comm) S ...": the state follows the last ')'.
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-}
+/** True while `pid` runs; a zombie (exited, not yet reaped by its new parent) counts as gone. */
+export const alive = processAlive;
 
 /** The pids still alive after up to `graceMs`. */
 export async function waitGone(pids: number[], graceMs = 3_000): Promise<number[]> {
