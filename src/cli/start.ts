@@ -2,12 +2,14 @@
  * `bgworker start EXTENSION...`: a postmaster in the foreground. Signals map to shutdown modes as with
  * `pg_ctl`: SIGTERM smart, SIGINT (Ctrl-C) fast, SIGQUIT immediate.
  */
+import { existsSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
 import type { DatabaseOption } from "../database/types.js";
 import type { LogFormat } from "../log.js";
 import { Postmaster, type PostmasterOptions } from "../postmaster/postmaster.js";
 import type { ShutdownMode } from "../status.js";
 import { HELP } from "./help.js";
-import { EXIT_OK, parseOrUsage, UsageError, validating } from "./usage.js";
+import { EXIT_FAILURE, EXIT_OK, parseOrUsage, UsageError, validating } from "./usage.js";
 
 const SIGNAL_MODES: Readonly<Record<string, ShutdownMode>> = { SIGTERM: "smart", SIGINT: "fast", SIGQUIT: "immediate" };
 
@@ -24,6 +26,15 @@ function databaseOf(values: { database?: string; pgdata?: string; "no-database"?
   if (values.pgdata !== undefined) return { pgdata: values.pgdata };
   if (values["no-database"] === true) return false;
   return "embedded";
+}
+
+/**
+ * An extension named like a file of the working directory without `./` (`examples/x/extension.ts`) is that
+ * file, as with `launch --library`; otherwise the name is left to `import()` (a package name, a path, a URL).
+ */
+function extensionOf(name: string): string {
+  if (name.startsWith(".") || isAbsolute(name) || name.startsWith("file:")) return name;
+  return existsSync(resolve(name)) ? `./${name}` : name;
 }
 
 /** Parses `start`'s arguments into Postmaster options; throws UsageError. */
@@ -49,7 +60,7 @@ export function parseStart(args: readonly string[]): PostmasterOptions {
   const maxWorkerProcesses = wholeNumber("max-worker-processes", values["max-worker-processes"]);
   const shutdownTimeoutMs = wholeNumber("shutdown-timeout", values["shutdown-timeout"]);
   return {
-    extensions: positionals,
+    extensions: positionals.map(extensionOf),
     database: databaseOf(values),
     logFormat: logFormat as LogFormat,
     ...(maxWorkerProcesses === undefined ? {} : { maxWorkerProcesses }),
@@ -71,5 +82,5 @@ export async function run(args: string[]): Promise<number> {
   await postmaster.start();
   process.stdout.write("ready\n");
   await postmaster.closed;
-  return 0;
+  return postmaster.failure === undefined ? EXIT_OK : EXIT_FAILURE;
 }

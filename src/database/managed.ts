@@ -1,10 +1,10 @@
 /** A cluster that the postmaster runs itself: created on first run, started, watched, stopped after the workers. */
-import { readFile, rm, writeFile } from "node:fs/promises";
-import { isAbsolute, join, relative, resolve } from "node:path";
+import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { Logger } from "../log.js";
 import { Cluster, SERVER_LOG, SUPERUSER } from "./cluster.js";
 import { PhaseMonitor } from "./monitor.js";
-import { processAlive } from "./owner.js";
+import { processAlive, type ServerOwner } from "./owner.js";
 import { choosePort } from "./ports.js";
 
 /** Beside the cluster's own files: which postmaster started the server, so a successor can clean up after it. */
@@ -37,6 +37,7 @@ export class ManagedDatabase implements ServedDatabase {
     if (this.cluster !== undefined) throw new Error(`${this.pgdata}: the managed database is already started`);
     const cluster = await Cluster.at(this.pgdata);
     const { logger } = this.options;
+    if (this.options.embedded) await letOwnerThrough(dirname(this.pgdata), cluster.owner);
     if (!(await cluster.exists())) {
       logger.log("LOG", `creating a PostgreSQL ${cluster.binaries.version} cluster in ${this.pgdata}`);
       await cluster.init();
@@ -119,4 +120,16 @@ export class ManagedDatabase implements ServedDatabase {
     const rel = relative(this.options.cwd, this.pgdata);
     return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel) ? `./${rel}` : this.pgdata;
   }
+}
+
+/**
+ * `./.bgworker` is bgworker's own directory, and the control socket may have created it owner-only (0700).
+ * When the server runs as another OS user (the postmaster is root), that user must pass through it to reach
+ * `pgdata`: search permission only (0711), so nobody else can list it; the socket itself stays 0600.
+ */
+async function letOwnerThrough(dir: string, owner: ServerOwner): Promise<void> {
+  if (owner.uid === undefined || owner.uid === process.getuid?.()) return;
+  await mkdir(dir, { recursive: true });
+  const mode = (await stat(dir)).mode & 0o777;
+  if ((mode & 0o011) !== 0o011) await chmod(dir, mode | 0o011);
 }

@@ -53,7 +53,11 @@ interface Slot {
   pid: number | null;
   /** A spawn was asked for and its pid is not known yet. */
   spawning: boolean;
-  spawnedAt: number;
+  /**
+   * When the current run began, for the restart-storm rule: when its function was entered, or when the
+   * process was forked if it never got that far. Import time is not held against the worker.
+   */
+  runStartedAt: number;
   restarts: number;
   fastFailures: number;
   lastExit: LastExit | null;
@@ -160,7 +164,7 @@ export class PostmasterMachine {
       state: "waiting",
       pid: null,
       spawning: false,
-      spawnedAt: 0,
+      runStartedAt: 0,
       restarts: 0,
       fastFailures: 0,
       lastExit: null,
@@ -187,7 +191,7 @@ export class PostmasterMachine {
     if (slot === undefined || !slot.spawning) return this.flush();
     slot.spawning = false;
     slot.pid = pid;
-    slot.spawnedAt = now;
+    slot.runStartedAt = now;
     this.emit({ type: "log", level: "DEBUG", message: `started background worker "${slot.definition.name}" (PID ${pid})`, worker: workerOf(slot) });
     // Decisions taken while the process did not exist yet apply to it now.
     if (this.shutdownMode === "immediate") this.emit({ type: "signal", pid, signal: "SIGKILL" });
@@ -200,9 +204,12 @@ export class PostmasterMachine {
   }
 
   /** The worker's function has been entered: the worker counts as Started. */
-  entered(slotIndex: number, generation: number): Action[] {
+  entered(slotIndex: number, generation: number, now: number): Action[] {
     const slot = this.slotOf(slotIndex, generation);
-    if (slot !== undefined && slot.pid !== null && slot.state === "starting") slot.state = "running";
+    if (slot !== undefined && slot.pid !== null && slot.state === "starting") {
+      slot.state = "running";
+      slot.runStartedAt = now;
+    }
     return this.flush();
   }
 
@@ -211,7 +218,7 @@ export class PostmasterMachine {
     const slot = this.slotOf(slotIndex, generation);
     if (slot === undefined || !slot.spawning) return this.flush();
     slot.spawning = false;
-    slot.spawnedAt = now;
+    slot.runStartedAt = now;
     this.emit({ type: "log", level: "LOG", message: `could not fork background worker process "${slot.definition.name}": ${error}`, worker: workerOf(slot) });
     this.afterExit(slot, { code: 1, signal: null, at: new Date(now).toISOString() }, now);
     this.afterAnyExit(now);
@@ -255,7 +262,7 @@ export class PostmasterMachine {
 
   private scheduleRestart(slot: Slot, now: number, restartTimeMs: number): void {
     const previous = slot.fastFailures;
-    slot.fastFailures = nextFastFailures(previous, now - slot.spawnedAt, this.backoff);
+    slot.fastFailures = nextFastFailures(previous, now - slot.runStartedAt, this.backoff);
     const extra = dampingDelay(slot.fastFailures, this.backoff);
     const delay = Math.max(restartTimeMs, extra);
     if (extra > 0 && extra > restartTimeMs) {
@@ -292,7 +299,7 @@ export class PostmasterMachine {
     if (slot.definition.restartTimeMs === null || slot.terminated) {
       this.unregister(slot);
     } else {
-      slot.fastFailures = nextFastFailures(slot.fastFailures, now - slot.spawnedAt, this.backoff);
+      slot.fastFailures = nextFastFailures(slot.fastFailures, now - slot.runStartedAt, this.backoff);
       this.setState(slot, "waiting");
     }
   }

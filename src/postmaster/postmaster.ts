@@ -58,6 +58,7 @@ export class Postmaster implements ControlHandler {
   private lifecycle: Lifecycle = "new";
   private startedAt = 0;
   private applying = 0;
+  private fatal: Error | undefined;
   private readonly stopped: Promise<void>;
   private markStopped!: () => void;
   private readonly removeShmemAtExit = (): void => this.shmem?.destroy();
@@ -135,6 +136,11 @@ export class Postmaster implements ControlHandler {
       this.apply(this.machine.shutdown(mode, Date.now()));
     }
     return this.stopped;
+  }
+
+  /** Why the postmaster shut itself down, if it did (e.g. shared memory could not be reinitialised). */
+  get failure(): Error | undefined {
+    return this.fatal;
   }
 
   /** Resolves when the postmaster has shut down, whoever asked for it (a signal, `bgworker stop`, `stop()`). */
@@ -241,7 +247,13 @@ export class Postmaster implements ControlHandler {
   private resetShmem(): void {
     if (this.shmem === undefined) return;
     this.shmemAttachment = this.shmem.create();
-    for (const hook of this.startupHooks) hook();
+    for (const hook of this.startupHooks) {
+      try {
+        hook();
+      } catch (error) {
+        throw new Error(`a shared memory startup hook failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
   }
 
   // ----- events from the world ----------------------------------------------------------------------
@@ -255,7 +267,7 @@ export class Postmaster implements ControlHandler {
     const worker = this.workers.get(runner.pid);
     switch (message.t) {
       case "entered":
-        if (worker !== undefined) this.apply(this.machine.entered(worker.slot, worker.generation));
+        if (worker !== undefined) this.apply(this.machine.entered(worker.slot, worker.generation, Date.now()));
         return;
       case "log":
         this.logger.fromWorker(this.workerRef(runner), message.level, message.message, message.detail);
@@ -349,7 +361,15 @@ export class Postmaster implements ControlHandler {
         this.logger.log(action.level, action.message, action.worker === undefined ? {} : { worker: action.worker });
         return;
       case "resetShmem":
-        this.resetShmem();
+        try {
+          this.resetShmem();
+        } catch (error) {
+          // As PostgreSQL when it cannot reinitialise after a crash: give up, stopping everything.
+          this.fatal = error instanceof Error ? error : new Error(String(error));
+          this.logger.log("FATAL", `${this.fatal.message}; shutting down`);
+          void this.stop("immediate");
+          return;
+        }
         this.apply(this.machine.shmemReset(Date.now()));
         return;
       case "shutdownComplete":
@@ -405,14 +425,19 @@ export class Postmaster implements ControlHandler {
     }
   }
 
-  /** Every worker is gone: close the socket, stop the database, remove shared memory. */
+  /**
+   * Every worker is gone: stop the database, remove shared memory, then close the control socket, so that
+   * a client (`bgworker stop`) sees its connection end only once the shutdown is complete.
+   */
   private async finish(): Promise<void> {
     this.lifecycle = "stopping";
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     this.runners.close();
+    // This runs inside apply(), before it settles the waiters: tell them now (e.g. that the last worker has
+    // stopped), so a client waiting on a worker that stopped learns Stopped rather than PostmasterDied.
+    this.settleWaiters();
     try {
-      await this.control?.close();
       await this.database?.stop();
     } catch (error) {
       this.logger.log("WARNING", `during shutdown: ${error instanceof Error ? error.message : String(error)}`);
@@ -422,6 +447,13 @@ export class Postmaster implements ControlHandler {
     this.settleWaiters();
     for (const waiter of this.waiters) waiter.resolve({ status: BackgroundWorkerStatus.PostmasterDied });
     this.waiters.clear();
+    // Let the replies to those waits go out before the connections are dropped.
+    await new Promise((resolve) => setImmediate(resolve));
+    try {
+      await this.control?.close();
+    } catch (error) {
+      this.logger.log("WARNING", `during shutdown: ${error instanceof Error ? error.message : String(error)}`);
+    }
     setProcessRole(undefined);
     this.lifecycle = "stopped";
     this.logger.log("LOG", "postmaster shut down");

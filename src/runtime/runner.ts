@@ -165,4 +165,10 @@ process.on("message", (message: ToRunner) => {
     exitWorker(1);
   });
 });
-send({ t: "ready" });
+// Worker libraries import "bgworker", whose entry point loads the whole package (the client, SPI, the
+// postmaster's modules): a spare loads it while it waits, so that a launch does not pay for it. The same
+// file as the library's import when bgworker is installed as a package (or imported by name inside it).
+// "ready" tells the postmaster the spare is fully warm; a start that comes earlier is served all the same.
+void import("../index.js")
+  .catch(() => undefined)
+  .then(() => send({ t: "ready" }));

@@ -39,7 +39,7 @@ class Harness {
     for (const spawn of of(actions, "spawn")) {
       const pid = this.nextPid++;
       all.push(...this.run(this.m.forked(spawn.slot, spawn.generation, pid, this.now)));
-      all.push(...this.run(this.m.entered(spawn.slot, spawn.generation)));
+      all.push(...this.run(this.m.entered(spawn.slot, spawn.generation, this.now)));
     }
     this.log.push(...all);
     return all;
@@ -230,6 +230,23 @@ describe("PostmasterMachine", () => {
     assert.ok(h.log.some((a) => a.type === "log" && a.message.includes("failed 5 times in a row")));
     h.now += 10_000;
     assert.deepEqual(of(h.exit("w", 1), "setTimer").map((t) => t.delayMs), [10]);
+  });
+
+  it("measures a run from the moment the function is entered, so slow imports are not held against it", () => {
+    const m = new PostmasterMachine({
+      postmasterId: "pm",
+      maxWorkerProcesses: 2,
+      databaseServed: false,
+      shutdownTimeoutMs: 1_000,
+      restartBackoff: { failures: 1, fastFailureMs: 1_000, initialDelayMs: 500, maxDelayMs: 30_000, resetAfterMs: 10_000 },
+    });
+    m.registerStatic(definition("slow-import", (b) => b.setRestartTime(10)));
+    const [spawn] = of(m.start(0), "spawn");
+    assert.ok(spawn);
+    m.forked(spawn.slot, spawn.generation, 100, 0);
+    m.entered(spawn.slot, spawn.generation, 3_000);
+    const exit = m.exited(100, 1, null, 3_200);
+    assert.deepEqual(of(exit, "setTimer").map((t) => t.delayMs), [500], "200 ms after entering is a fast failure");
   });
 
   it("shares slots between static and dynamic workers and reuses them with a new generation", () => {
