@@ -16,8 +16,10 @@ export async function ensureTypeScript(): Promise<void> {
   if (slots[TS_LOADER]) return;
   const started = [...process.execArgv, process.env.NODE_OPTIONS ?? ""].some((arg) => /\btsx\b/.test(arg));
   if (!started) {
-    const { register } = await import("tsx/esm/api");
-    register();
+    // Both module systems: a worker library may be ESM or CommonJS TypeScript, as under `node --import tsx`.
+    const [esm, cjs] = await Promise.all([import("tsx/esm/api"), import("tsx/cjs/api")]);
+    esm.register();
+    cjs.register();
   }
   slots[TS_LOADER] = true;
 }

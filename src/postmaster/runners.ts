@@ -9,10 +9,14 @@ import { fileURLToPath } from "node:url";
 import type { WorkerRef } from "../log.js";
 import { isFromRunner, type FromRunner, type ToRunner } from "../runtime/ipc.js";
 
-/** The runner's own file, beside this one's directory; `.ts` when the postmaster itself runs from source. */
-const RUNNER_PATH = fileURLToPath(new URL(`../runtime/runner${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url));
-/** Loads TypeScript worker libraries (and the runner itself when run from source) without a build step. */
-const TS_LOADER = import.meta.resolve("tsx");
+const FROM_SOURCE = import.meta.url.endsWith(".ts");
+/** The runner's entry, beside this one's directory; `.ts` when the postmaster itself runs from source. */
+const RUNNER_PATH = fileURLToPath(new URL(`../runtime/bootstrap${FROM_SOURCE ? ".ts" : ".js"}`, import.meta.url));
+/**
+ * Built, the runner loads TypeScript support itself, after its orphan guard is in place; from source it
+ * needs the loader to read its own files.
+ */
+const EXEC_ARGV = FROM_SOURCE ? ["--import", import.meta.resolve("tsx")] : [];
 /** After `exit`, how long to wait for the child's output pipes to drain before reporting the exit. */
 const DRAIN_MS = 200;
 
@@ -97,7 +101,7 @@ export class Runners {
 
   private fork(): Runner {
     const child = fork(RUNNER_PATH, [], {
-      execArgv: ["--import", TS_LOADER],
+      execArgv: EXEC_ARGV,
       stdio: ["ignore", "pipe", "pipe", "ipc"],
       serialization: "json",
       // Its own process group: a terminal's Ctrl-C reaches the postmaster alone, which then stops the workers in order.

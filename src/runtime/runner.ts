@@ -1,5 +1,5 @@
 /**
- * The worker runner: the program of every worker process. It boots as a warm spare (Node and this runtime
+ * The worker runner: the program of every worker process (entered through bootstrap.ts). It boots as a warm spare (Node and this runtime
  * loaded), tells the postmaster it is ready, and becomes a worker when it receives a definition: it installs
  * the signal and latch machinery, imports the library, enters the function, and maps the outcome to an exit
  * code (return -> 0, throw -> 1, `process.exit(n)` -> n).
@@ -150,10 +150,6 @@ process.on("unhandledRejection", (reason) => {
   exitWorker(1);
 });
 
-// A spare that loses its postmaster before it is used has nothing to do.
-process.once("disconnect", () => {
-  if (!started) process.exit(0);
-});
 
 let started = false;
 process.on("message", (message: ToRunner) => {

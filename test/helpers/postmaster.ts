@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -150,7 +150,8 @@ export class RunningPostmaster {
       await this.exited;
       clearTimeout(timer);
     }
-    const leftovers = await waitGone([...this.workerPids()]);
+    // Every process this postmaster started runs in its directory: the log's pids and anything else there.
+    const leftovers = await waitGone([...new Set([...this.workerPids(), ...processesIn(this.dir)])]);
     for (const pid of leftovers) process.kill(pid, "SIGKILL");
     rmSync(this.dir, { recursive: true, force: true });
     assert.deepEqual(leftovers, [], `worker processes outlived their postmaster: ${leftovers.join(", ")}`);
@@ -159,6 +160,21 @@ export class RunningPostmaster {
 
 /** True while `pid` runs; a zombie (exited, not yet reaped by its new parent) counts as gone. */
 export const alive = processAlive;
+
+/** Pids of the processes (other than this one) whose working directory is `dir`, from /proc. */
+export function processesIn(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      if (readlinkSync(`/proc/${pid}/cwd`).startsWith(dir)) pids.push(pid);
+    } catch {
+      // Gone, or not ours to look at.
+    }
+  }
+  return pids;
+}
 
 /** The pids still alive after up to `graceMs`. */
 export async function waitGone(pids: number[], graceMs = 3_000): Promise<number[]> {

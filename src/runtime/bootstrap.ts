@@ -1,0 +1,21 @@
+/**
+ * The first code of every runner process. Before anything that could stall (the TypeScript loader, the
+ * runtime's modules), it makes sure a runner whose postmaster is gone does not linger: a spare that has not
+ * become a worker exits as soon as its IPC channel closes. Then it loads TypeScript support for worker
+ * libraries and hands over to the runner.
+ */
+import { processRole } from "../context.js";
+import { ensureTypeScript } from "../modules.js";
+
+function orphanedSpare(): boolean {
+  // Once the runner has become a worker, the worker's own postmaster-death handling applies.
+  return processRole() === undefined;
+}
+
+process.once("disconnect", () => {
+  if (orphanedSpare()) process.exit(0);
+});
+if (!process.connected) process.exit(0);
+
+await ensureTypeScript();
+await import("./runner.js");
