@@ -29,7 +29,7 @@ Options:
 `,
   launch: `Usage: bgworker launch --library L --function F [options]
 
-Starts a dynamic background worker and prints its handle.
+Starts a dynamic background worker and prints its handle (with --wait, its pid once it runs).
 
 Options:
   --library L         module holding the worker's function: a path (made absolute from here) or a package
@@ -44,7 +44,7 @@ Options:
   --start-time T      postmaster | consistent | recovery-finished (or PostmasterStart, ConsistentState,
                       RecoveryFinished); default postmaster, or recovery-finished with --spi
   --restart-time MS   restart MS milliseconds after exit code 1 or a crash, or "never" (default never)
-  --wait              wait until the worker's function is running and print its pid too
+  --wait              wait until the worker's function is running and print its pid instead
   --json              print {"handle", "pid"} as JSON
   --socket PATH       the postmaster's control socket (default ./.bgworker/bgworker.sock)
   -h, --help          show this help

@@ -112,7 +112,8 @@ export async function run(args: string[]): Promise<number> {
     if (values.json === true) {
       process.stdout.write(JSON.stringify(pid === undefined ? { handle: worker.handle } : { handle: worker.handle, pid }) + "\n");
     } else {
-      process.stdout.write(`${worker.handle}\n${pid === undefined ? "" : `${pid}\n`}`);
+      // SPEC §2: the pid with --wait (what a script wants to signal), else the handle; --json gives both.
+      process.stdout.write(`${pid ?? worker.handle}\n`);
     }
   } finally {
     await client.close();

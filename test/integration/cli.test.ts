@@ -118,10 +118,9 @@ describe("bgworker CLI against a running postmaster", () => {
       assert.equal(staticRow.state, "running");
       assert.ok(alive(staticRow.pid!));
 
-      // launch --wait: the handle, then the pid of a worker whose function is running.
+      // launch --wait: the pid of a worker whose function is running, alone on its line.
       const launched = ok(await bgworker("launch", "--library", LIBRARY, "--function", "idle", "--arg", "5", "--wait", "--socket", socket));
-      const [handle, pidText, rest] = launched.stdout.split("\n");
-      assert.match(handle!, /^bgw1:[0-9a-z.-]+:1:\d+$/);
+      const [pidText, rest] = launched.stdout.split("\n");
       assert.match(pidText!, /^\d+$/);
       assert.equal(rest, "");
       const pid = Number(pidText);
@@ -131,7 +130,7 @@ describe("bgworker CLI against a running postmaster", () => {
       assert.equal(started?.name, "idle", "the name defaults to the function");
       // The CLI was the notify pid; it has exited, so its notifications are cancelled and the worker runs on.
       const row = await eventually("the launcher's notifications to be cancelled", async () => {
-        const r = (await report(socket)).workers.find((w) => w.handle === handle);
+        const r = (await report(socket)).workers.find((w) => w.pid === pid);
         return r !== undefined && r.notifyPid === 0 ? r : undefined;
       });
       assert.equal(row.pid, pid);

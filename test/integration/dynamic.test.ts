@@ -300,7 +300,11 @@ describe("dynamic workers", { concurrency: 2 }, () => {
             assert.match(error.message, /all 3 worker slots \(maxWorkerProcesses\) are in use/);
           }
           const pids = await Promise.all(ok.map((w) => w.waitForStartup()));
-          const rows = await client.status();
+          // The static worker may still be loading its library (a cold runner): wait until all three run.
+          const rows = await eventually("all three slots running", async () => {
+            const current = await client.status();
+            return current.every((r) => r.state === "running") ? current : undefined;
+          });
           assert.equal(rows.length, 3);
           assert.ok(rows.every((r) => r.state === "running"), JSON.stringify(rows));
           await Promise.all(ok.map((w) => settlesWithin(w.terminate().waitForShutdown(), `terminate ${w.handle}`)));

@@ -215,7 +215,7 @@ describe("bgworker: commands against a postmaster", () => {
   it("--wait prints the pid, --json prints both", async () => {
     const run = await cli(["launch", "--library", "pkg", "--function", "fn", "--wait"], cwd);
     assert.equal(run.code, 0, run.stderr);
-    assert.equal(run.stdout, "bgw1:pm-cli:0:1\n5000\n");
+    assert.equal(run.stdout, "5000\n");
     const json = await cli(["launch", "--library", "pkg", "--function", "fn", "--wait", "--json"], cwd);
     assert.deepEqual(JSON.parse(json.stdout), { handle: "bgw1:pm-cli:1:1", pid: 5001 });
   });
