@@ -30,8 +30,12 @@ export interface TestStandby extends TestCluster {
   promote(): Promise<void>;
 }
 
-/** Durability off: the data of a test cluster is thrown away anyway. Replication on, for standbys. */
+/**
+ * Durability off: the data of a test cluster is thrown away anyway. Replication on, for standbys. Dynamic
+ * shared memory in files under the data directory, so a server the tests crash leaves nothing in /dev/shm.
+ */
 const FAST_SETTINGS: ServerSettings = {
+  dynamic_shared_memory_type: "mmap",
   fsync: false,
   synchronous_commit: false,
   full_page_writes: false,
