@@ -8,22 +8,14 @@
  * (RecoveryFinished), never restarted, and with its index N as argument. Worker N keeps a count in table
  * `schemaN.counted`: see worker.ts. `worker_spi_launch()` in launch.ts starts one more at run time.
  */
-import { BackgroundWorkerBuilder, BgWorkerStartTime } from "bgworker";
-import { readSettings, WORKER_LIBRARY } from "./settings.js";
+import { workerSpiBuilder } from "./registration.js";
+import { readSettings } from "./settings.js";
 
 export function _PG_init(): void {
   // Every setting is checked here, so that a bad value stops `bgworker start` with one line.
   const { totalWorkers } = readSettings();
 
   for (let index = 1; index <= totalWorkers; index++) {
-    new BackgroundWorkerBuilder(`worker_spi worker ${index}`)
-      .setType("worker_spi")
-      .setLibrary(WORKER_LIBRARY)
-      .setFunction("worker_spi_main")
-      .enableSpiAccess()
-      .setStartTime(BgWorkerStartTime.RecoveryFinished)
-      .setRestartTime(null) // BGW_NEVER_RESTART
-      .setArgument(index)
-      .load();
+    workerSpiBuilder(index).load();
   }
 }

@@ -13,29 +13,15 @@
  *   const worker = await worker_spi_launch(3);       // creates schema3.counted
  *   console.log(await worker.pid());
  */
-import {
-  BackgroundWorkerBuilder,
-  BackgroundWorkerStatus,
-  BackgroundWorkerStatusError,
-  BgWorkerStartTime,
-  type DynamicBackgroundWorker,
-} from "bgworker";
-import { WORKER_LIBRARY } from "./settings.js";
+import { BackgroundWorkerStatus, BackgroundWorkerStatusError, type DynamicBackgroundWorker } from "bgworker";
+import { workerSpiBuilder } from "./registration.js";
 
 export async function worker_spi_launch(index: number): Promise<DynamicBackgroundWorker> {
   if (!Number.isInteger(index) || index < -2_147_483_648 || index > 2_147_483_647) {
     throw new RangeError(`worker_spi_launch: index ${String(index)} must be an integer (int4)`);
   }
   // Rejects with NoFreeWorkerSlotError when every worker slot is taken (the SQL function returns NULL).
-  const worker = await new BackgroundWorkerBuilder(`worker_spi worker ${index}`)
-    .setType("worker_spi")
-    .setLibrary(WORKER_LIBRARY)
-    .setFunction("worker_spi_main")
-    .enableSpiAccess()
-    .setStartTime(BgWorkerStartTime.RecoveryFinished)
-    .setRestartTime(null) // BGW_NEVER_RESTART
-    .setArgument(index)
-    .loadDynamic(); // the notify pid defaults to this process, so that it may wait for the startup
+  const worker = await workerSpiBuilder(index).loadDynamic(); // the notify pid defaults to this process, so that it may wait for the startup
   try {
     await worker.waitForStartup();
   } catch (error) {

@@ -3,34 +3,20 @@
  * against a real postmaster (`bgworker start --no-database`), and the same commands with no postmaster.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import type { StatusReport } from "bgworker";
-import { alive, CLI, PATIENCE_MS, ROOT, startPostmaster, type RunningPostmaster } from "../helpers/postmaster.js";
+import { alive, CLI, ROOT, startPostmaster, type RunningPostmaster, runNode, eventually, type Run } from "../helpers/postmaster.js";
 
 /** Relative to ROOT, where the CLI runs: the CLI makes it absolute for the postmaster. */
 const LIBRARY = "./test/fixtures/dynamic/workers.ts";
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-/** Runs `bgworker ARGS...` from the project root to completion (killed after PATIENCE_MS). */
-async function bgworker(...args: string[]): Promise<Run> {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, BGWORKER_DEBUG: "" } });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const timer = setTimeout(() => child.kill("SIGKILL"), PATIENCE_MS);
-  const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
-  clearTimeout(timer);
-  return { code, stdout, stderr };
+/** Runs `bgworker ARGS...` from the project root to completion. */
+function bgworker(...args: string[]): Promise<Run> {
+  return runNode([CLI, ...args], { env: { ...process.env, BGWORKER_DEBUG: "" } });
 }
 
 function ok(run: Run): Run {
@@ -51,16 +37,6 @@ function fails(run: Run, code: number, pattern: RegExp): void {
 
 async function report(socket: string): Promise<StatusReport> {
   return JSON.parse(ok(await bgworker("status", "--json", "--socket", socket)).stdout) as StatusReport;
-}
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + PATIENCE_MS;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 const ROW_KEYS = [

@@ -6,7 +6,6 @@
  * socket's robustness. Every test waits on outcomes, never on a fixed time.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import net from "node:net";
@@ -23,7 +22,7 @@ import {
   type PostmasterClient,
   type WorkerStatusRow,
 } from "bgworker";
-import { alive, PATIENCE_MS, ROOT, startPostmaster, WORKERS_LIBRARY, type RunningPostmaster, type StartOptions } from "../helpers/postmaster.js";
+import { alive, PATIENCE_MS, ROOT, startPostmaster, WORKERS_LIBRARY, type RunningPostmaster, type StartOptions, runNode, eventually } from "../helpers/postmaster.js";
 
 const DYNAMIC_LIBRARY = join(ROOT, "test", "fixtures", "dynamic", "workers.ts");
 const ATTACH_CLIENT = join(ROOT, "test", "fixtures", "dynamic", "attach-client.ts");
@@ -56,17 +55,6 @@ function statusError(status: BackgroundWorkerStatus): (error: unknown) => boolea
   };
 }
 
-/** Polls `probe` (an async question to the postmaster) until it returns a value; for untracked handles. */
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = PATIENCE_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 async function untilStatus(worker: DynamicBackgroundWorker, status: BackgroundWorkerStatus): Promise<void> {
   await eventually(`${worker.handle} to be ${status}`, async () => ((await worker.status()) === status ? true : undefined));
 }
@@ -84,24 +72,6 @@ function settlesWithin<T>(promise: Promise<T>, what: string, ms = PATIENCE_MS): 
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a node program to completion (killed after PATIENCE_MS), capturing its output. */
-async function runNode(args: string[], cwd = ROOT): Promise<Run> {
-  const child = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const timer = setTimeout(() => child.kill("SIGKILL"), PATIENCE_MS);
-  const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
-  clearTimeout(timer);
-  return { code, stdout, stderr };
-}
 
 /** A temp dir removed after the test. */
 function scratchDir(t: TestContext): string {

@@ -14,7 +14,7 @@ import { BackgroundWorkerStatus, connect, type PostmasterClient } from "bgworker
 import { worker_spi_launch } from "../../examples/worker_spi/launch.js";
 import type { LogRecord } from "../../src/log.js";
 import { createTestCluster, type TestCluster } from "../helpers/cluster.js";
-import { alive, PATIENCE_MS, ROOT, startPostmaster, waitGone, type RunningPostmaster } from "../helpers/postmaster.js";
+import { alive, ROOT, startPostmaster, waitGone, type RunningPostmaster, eventually } from "../helpers/postmaster.js";
 
 const EXTENSION = join(ROOT, "examples", "worker_spi", "extension.ts");
 const TRACED = join(ROOT, "test", "fixtures", "database", "traced-worker-spi.ts");
@@ -37,17 +37,6 @@ async function query<R extends Record<string, unknown>>(sql: string, params: unk
     return (await client.query<R>(sql, params)).rows;
   } finally {
     await client.end();
-  }
-}
-
-/** Polls `probe` until it returns a value (for what the database shows, which no log line announces). */
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = PATIENCE_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
