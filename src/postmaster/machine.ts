@@ -1,7 +1,7 @@
 /**
  * The postmaster's state machine: the slot table and every decision about it (start, restart, crash,
- * terminate, shutdown), with no I/O. The shell feeds it events (a method call each, with the current time)
- * and carries out the actions it returns. It is the only writer of worker state, as PostgreSQL's postmaster
+ * terminate, shutdown), with no I/O. The shell feeds it events (a method call each, with the current time
+ * where a rule depends on it) and carries out the actions it returns. It is the only writer of worker state, as PostgreSQL's postmaster
  * is the only writer of its `BackgroundWorkerList`.
  */
 import { START_TIME_NAMES, type WorkerDefinition } from "../definition.js";
@@ -121,7 +121,7 @@ export class PostmasterMachine {
   }
 
   /** The postmaster is up: start what the current phase allows. */
-  start(now: number): Action[] {
+  start(): Action[] {
     this.started = true;
     for (const slot of this.slots) {
       this.emit({ type: "log", level: "DEBUG", message: `registering background worker "${slot.definition.name}"` });
@@ -131,7 +131,7 @@ export class PostmasterMachine {
   }
 
   /** A dynamic worker. Throws `NoFreeWorkerSlotError` when every slot is taken, or an Error while shutting down. */
-  launch(definition: WorkerDefinition, now: number): { ref: HandleRef; actions: Action[] } {
+  launch(definition: WorkerDefinition): { ref: HandleRef; actions: Action[] } {
     if (this.shutdownMode !== null) {
       throw new Error(`cannot register background worker "${definition.name}": the postmaster is shutting down`);
     }
@@ -221,7 +221,7 @@ export class PostmasterMachine {
     slot.runStartedAt = now;
     this.emit({ type: "log", level: "LOG", message: `could not fork background worker process "${slot.definition.name}": ${error}`, worker: workerOf(slot) });
     this.afterExit(slot, { code: 1, signal: null, at: new Date(now).toISOString() }, now);
-    this.afterAnyExit(now);
+    this.afterAnyExit();
     return this.flush();
   }
 
@@ -245,7 +245,7 @@ export class PostmasterMachine {
     } else {
       this.afterExit(slot, lastExit, now);
     }
-    this.afterAnyExit(now);
+    this.afterAnyExit();
     return this.flush();
   }
 
@@ -305,7 +305,7 @@ export class PostmasterMachine {
   }
 
   /** The segment has been re-created and the startup hooks re-run: bring the shared-memory workers back. */
-  shmemReset(now: number): Action[] {
+  shmemReset(): Action[] {
     if (!this.crashRecovery) return this.flush();
     this.crashRecovery = false;
     for (const slot of this.slots) {
@@ -322,7 +322,7 @@ export class PostmasterMachine {
     return this.flush();
   }
 
-  private afterAnyExit(now: number): void {
+  private afterAnyExit(): void {
     if (this.crashRecovery && !this.slots.some((s) => s.definition.shmem && (s.pid !== null || s.spawning))) {
       this.emit({ type: "log", level: "LOG", message: "all shared-memory workers terminated; reinitializing shared memory" });
       this.emit({ type: "resetShmem" });
@@ -331,7 +331,7 @@ export class PostmasterMachine {
   }
 
   /** A restart timer fired (or any other timer the machine set). */
-  timer(key: string, now: number): Action[] {
+  timer(key: string): Action[] {
     if (key === SHUTDOWN_KILL_TIMER) {
       for (const slot of this.slots) {
         if (slot.pid !== null) this.emit({ type: "signal", pid: slot.pid, signal: "SIGKILL" });
@@ -349,7 +349,7 @@ export class PostmasterMachine {
 
   // ----- database -----------------------------------------------------------------------------------
 
-  setPhase(phase: Phase, now: number): Action[] {
+  setPhase(phase: Phase): Action[] {
     if (phase === this.phase) return this.flush();
     const rising = rank(phase) > rank(this.phase);
     this.phase = phase;
@@ -369,20 +369,20 @@ export class PostmasterMachine {
   // ----- requests -----------------------------------------------------------------------------------
 
   /** Terminate through a handle: SIGTERM if running, unregister if not started; never restarted. */
-  terminate(ref: HandleRef, now: number): Action[] {
+  terminate(ref: HandleRef): Action[] {
     const slot = this.liveSlot(ref);
-    if (slot !== undefined) this.terminateSlot(slot, now);
+    if (slot !== undefined) this.terminateSlot(slot);
     return this.flush();
   }
 
   /** Terminate the worker with this pid; false when no worker has it. */
-  terminatePid(pid: number, now: number): { found: boolean; actions: Action[] } {
+  terminatePid(pid: number): { found: boolean; actions: Action[] } {
     const slot = this.slots.find((s) => s.pid === pid);
-    if (slot !== undefined) this.terminateSlot(slot, now);
+    if (slot !== undefined) this.terminateSlot(slot);
     return { found: slot !== undefined, actions: this.flush() };
   }
 
-  private terminateSlot(slot: Slot, now: number): void {
+  private terminateSlot(slot: Slot): void {
     slot.terminated = true;
     if (slot.pid !== null) this.emit({ type: "signal", pid: slot.pid, signal: "SIGTERM" });
     else if (!slot.spawning) this.unregister(slot);
@@ -394,7 +394,7 @@ export class PostmasterMachine {
   }
 
   /** Smart, fast or immediate shutdown; a stronger mode may follow a weaker one, as with pg_ctl. */
-  shutdown(mode: ShutdownMode, now: number): Action[] {
+  shutdown(mode: ShutdownMode): Action[] {
     if (this.shutdownMode !== null && SHUTDOWN_ORDER[mode] <= SHUTDOWN_ORDER[this.shutdownMode]) return this.flush();
     this.shutdownMode = mode;
     this.emit({ type: "log", level: "LOG", message: `received ${mode} shutdown request` });

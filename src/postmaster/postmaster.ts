@@ -100,9 +100,9 @@ export class Postmaster implements ControlHandler {
       await this.loadExtensions();
       this.createShmem();
       // Without a database there is nothing to wait for: every start time has come.
-      if (this.options.database === false) this.apply(this.machine.setPhase("running", Date.now()));
+      if (this.options.database === false) this.apply(this.machine.setPhase("running"));
       this.runners.warm();
-      this.apply(this.machine.start(Date.now()));
+      this.apply(this.machine.start());
       if (this.options.socketPath !== false) {
         this.control = new ControlServer({ path: this.options.socketPath, handler: this, logger: this.logger });
         await this.control.listen();
@@ -114,7 +114,7 @@ export class Postmaster implements ControlHandler {
         this.database.watch((phase, reason) => this.onPhase(phase, reason));
       }
     } catch (error) {
-      this.apply(this.machine.shutdown("immediate", Date.now()));
+      this.apply(this.machine.shutdown("immediate"));
       await this.stopped;
       throw error;
     }
@@ -133,7 +133,7 @@ export class Postmaster implements ControlHandler {
       this.markStopped();
     } else if (this.lifecycle !== "stopped") {
       this.lifecycle = "stopping";
-      this.apply(this.machine.shutdown(mode, Date.now()));
+      this.apply(this.machine.shutdown(mode));
     }
     return this.stopped;
   }
@@ -169,7 +169,7 @@ export class Postmaster implements ControlHandler {
     if (this.lifecycle !== "running" && this.lifecycle !== "starting") {
       throw new Error(`cannot register background worker "${definition.name}": the postmaster is ${this.lifecycle}`);
     }
-    const { ref, actions } = this.machine.launch(definition, Date.now());
+    const { ref, actions } = this.machine.launch(definition);
     this.apply(actions);
     return ref;
   }
@@ -188,11 +188,11 @@ export class Postmaster implements ControlHandler {
 
   terminate(target: number | HandleRef): void {
     if (typeof target === "number") {
-      const { found, actions } = this.machine.terminatePid(target, Date.now());
+      const { found, actions } = this.machine.terminatePid(target);
       if (!found) throw new Error(`no background worker with pid ${target}`);
       this.apply(actions);
     } else {
-      this.apply(this.machine.terminate(target, Date.now()));
+      this.apply(this.machine.terminate(target));
     }
   }
 
@@ -260,7 +260,7 @@ export class Postmaster implements ControlHandler {
 
   private onPhase(phase: Phase, reason: string): void {
     if (phase !== this.machine.currentPhase) this.logger.log("LOG", `database phase is now ${phase}: ${reason}`);
-    this.apply(this.machine.setPhase(phase, Date.now()));
+    this.apply(this.machine.setPhase(phase));
   }
 
   private onRunnerMessage(runner: Runner, message: FromRunner): void {
@@ -348,7 +348,7 @@ export class Postmaster implements ControlHandler {
         clearTimeout(this.timers.get(action.key));
         const timer = setTimeout(() => {
           this.timers.delete(action.key);
-          this.apply(this.machine.timer(action.key, Date.now()));
+          this.apply(this.machine.timer(action.key));
         }, action.delayMs);
         this.timers.set(action.key, timer);
         return;
@@ -370,7 +370,7 @@ export class Postmaster implements ControlHandler {
           void this.stop("immediate");
           return;
         }
-        this.apply(this.machine.shmemReset(Date.now()));
+        this.apply(this.machine.shmemReset());
         return;
       case "shutdownComplete":
         void this.finish();

@@ -75,7 +75,7 @@ async function become(start: StartMessage): Promise<void> {
   const { definition } = start;
   process.title = `bgworker: ${definition.name}`;
   const latch = new Latch();
-  const launcher = new WorkerLauncher(start.postmasterId, send);
+  const launcher = new WorkerLauncher(send);
   const role: WorkerRole = {
     kind: "worker",
     start,

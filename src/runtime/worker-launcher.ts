@@ -23,10 +23,7 @@ export class WorkerLauncher implements DynamicLauncher {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
 
-  constructor(
-    private readonly postmasterId: string,
-    private readonly send: Send,
-  ) {
+  constructor(private readonly send: Send) {
     // Requests still waiting when the postmaster dies learn it at once.
     process.once("disconnect", () => {
       for (const [id, waiter] of this.pending) {

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import type { StatusReport } from "bgworker";
-import { alive, CLI, ROOT, startPostmaster, type RunningPostmaster, runNode, eventually, type Run } from "../helpers/postmaster.js";
+import { alive, CLI, startPostmaster, type RunningPostmaster, runNode, eventually, type Run } from "../helpers/postmaster.js";
 
 /** Relative to ROOT, where the CLI runs: the CLI makes it absolute for the postmaster. */
 const LIBRARY = "./test/fixtures/dynamic/workers.ts";

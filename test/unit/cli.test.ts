@@ -202,7 +202,7 @@ describe("bgworker: commands against a postmaster", () => {
 
   it("passes each --arg form with its type, and defaults the name to the function", async () => {
     const forms: Array<[string, unknown]> = [["123", 123], ["true", true]];
-    for (const [text, value] of forms) {
+    for (const [text] of forms) {
       const run = await cli(["launch", "--library", "pkg", "--function", "fn", "--arg", text], cwd);
       assert.equal(run.code, 0, run.stderr);
     }

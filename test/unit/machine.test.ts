@@ -67,7 +67,7 @@ class Harness {
     const out: Action[] = [];
     for (const timer of timers) {
       this.now += timer.delayMs;
-      out.push(...this.run(this.m.timer(timer.key, this.now)));
+      out.push(...this.run(this.m.timer(timer.key)));
     }
     return out;
   }
@@ -116,10 +116,10 @@ describe("PostmasterMachine", () => {
     m.registerStatic(definition("consistent", (b) => b.setStartTime(BgWorkerStartTime.ConsistentState)));
     m.registerStatic(definition("late", (b) => b.setStartTime(BgWorkerStartTime.RecoveryFinished)));
     const h = new Harness(m);
-    assert.deepEqual(of(h.run(m.start(h.now)), "spawn").map((s) => s.definition.name), ["early"]);
+    assert.deepEqual(of(h.run(m.start()), "spawn").map((s) => s.definition.name), ["early"]);
     assert.equal(h.row("late").state, "waiting");
-    assert.deepEqual(of(h.run(m.setPhase("consistent", h.now)), "spawn").map((s) => s.definition.name), ["consistent"]);
-    assert.deepEqual(of(h.run(m.setPhase("running", h.now)), "spawn").map((s) => s.definition.name), ["late"]);
+    assert.deepEqual(of(h.run(m.setPhase("consistent")), "spawn").map((s) => s.definition.name), ["consistent"]);
+    assert.deepEqual(of(h.run(m.setPhase("running")), "spawn").map((s) => s.definition.name), ["late"]);
     assert.deepEqual(m.rows().map((r) => r.state), ["running", "running", "running"]);
   });
 
@@ -127,7 +127,7 @@ describe("PostmasterMachine", () => {
     const m = machine();
     m.registerStatic(definition("w", (b) => b.setRestartTime(0)));
     const h = new Harness(m);
-    h.run(m.start(h.now));
+    h.run(m.start());
     const actions = h.exit("w", 0);
     assert.equal(of(actions, "setTimer").length, 0);
     assert.equal(h.row("w").state, "stopped");
@@ -138,7 +138,7 @@ describe("PostmasterMachine", () => {
     const m = machine();
     m.registerStatic(definition("w", (b) => b.setRestartTime(250)));
     const h = new Harness(m);
-    h.run(m.start(h.now));
+    h.run(m.start());
     const first = h.pidOf("w");
     h.now += 5_000;
     const actions = h.exit("w", 1);
@@ -155,7 +155,7 @@ describe("PostmasterMachine", () => {
     const m = machine();
     m.registerStatic(definition("w"));
     const h = new Harness(m);
-    h.run(m.start(h.now));
+    h.run(m.start());
     assert.equal(of(h.exit("w", 1), "setTimer").length, 0);
     assert.equal(h.row("w").state, "stopped");
   });
@@ -165,7 +165,7 @@ describe("PostmasterMachine", () => {
     m.registerStatic(definition("plain", (b) => b.setRestartTime(100)));
     m.registerStatic(definition("other", (b) => b.setRestartTime(100)));
     const h = new Harness(m);
-    h.run(m.start(h.now));
+    h.run(m.start());
     h.now += 5_000;
     const actions = h.exit("plain", null, "SIGKILL");
     assert.equal(of(actions, "signal").length, 0, "no other worker is touched");
@@ -181,7 +181,7 @@ describe("PostmasterMachine", () => {
     m.registerStatic(definition("once", (b) => b.enableShmemAccess()));
     m.registerStatic(definition("bystander", (b) => b.setRestartTime(60_000)));
     const h = new Harness(m);
-    h.run(m.start(h.now));
+    h.run(m.start());
     const peer = h.pidOf("peer");
     const once = h.pidOf("once");
     const bystander = h.pidOf("bystander");
@@ -195,7 +195,7 @@ describe("PostmasterMachine", () => {
     h.run(m.exited(peer!, null, "SIGKILL", h.now));
     const last = h.run(m.exited(once!, null, "SIGKILL", h.now));
     assert.equal(of(last, "resetShmem").length, 1);
-    const restart = h.run(m.shmemReset(h.now));
+    const restart = h.run(m.shmemReset());
     assert.deepEqual(of(restart, "spawn").map((s) => s.definition.name).sort(), ["crasher", "peer"], "restartable ones restart at once");
     assert.equal(h.row("once").state, "stopped", "never-restart ones are forgotten");
     assert.equal(h.pidOf("bystander"), bystander, "workers without shared memory are untouched");
@@ -206,11 +206,11 @@ describe("PostmasterMachine", () => {
     m.registerStatic(definition("a", (b) => b.enableShmemAccess().setRestartTime(0)));
     m.registerStatic(definition("b", (b) => b.enableShmemAccess().setRestartTime(0)));
     const h = new Harness(m);
-    h.run(m.start(h.now));
+    h.run(m.start());
     h.now += 5_000;
     h.exit("a", 3);
     assert.equal(h.row("a").state, "waiting");
-    const dyn = m.launch(definition("late", (b) => b.enableShmemAccess()), h.now);
+    const dyn = m.launch(definition("late", (b) => b.enableShmemAccess()));
     assert.equal(of(dyn.actions, "spawn").length, 0);
   });
 
@@ -218,7 +218,7 @@ describe("PostmasterMachine", () => {
     const m = machine();
     m.registerStatic(definition("w", (b) => b.setRestartTime(10)));
     const h = new Harness(m);
-    h.run(m.start(h.now));
+    h.run(m.start());
     const delays: number[] = [];
     for (let i = 0; i < 8; i++) {
       h.now += 50;
@@ -241,7 +241,7 @@ describe("PostmasterMachine", () => {
       restartBackoff: { failures: 1, fastFailureMs: 1_000, initialDelayMs: 500, maxDelayMs: 30_000, resetAfterMs: 10_000 },
     });
     m.registerStatic(definition("slow-import", (b) => b.setRestartTime(10)));
-    const [spawn] = of(m.start(0), "spawn");
+    const [spawn] = of(m.start(), "spawn");
     assert.ok(spawn);
     m.forked(spawn.slot, spawn.generation, 100, 0);
     m.entered(spawn.slot, spawn.generation, 3_000);
@@ -253,14 +253,14 @@ describe("PostmasterMachine", () => {
     const m = machine({ max: 2 });
     m.registerStatic(definition("static"));
     const h = new Harness(m);
-    h.run(m.start(h.now));
-    const { ref, actions } = m.launch(definition("d1", (b) => b, 42), h.now);
+    h.run(m.start());
+    const { ref, actions } = m.launch(definition("d1", (b) => b, 42));
     h.run(actions);
-    assert.throws(() => m.launch(definition("d2"), h.now), NoFreeWorkerSlotError);
+    assert.throws(() => m.launch(definition("d2")), NoFreeWorkerSlotError);
     assert.equal(m.handleState(ref).status, BackgroundWorkerStatus.Started);
     h.exit("d1", 0);
     assert.equal(m.handleState(ref).status, BackgroundWorkerStatus.Stopped);
-    const second = m.launch(definition("d2"), h.now);
+    const second = m.launch(definition("d2"));
     h.run(second.actions);
     assert.equal(second.ref.slot, ref.slot);
     assert.equal(second.ref.generation, ref.generation + 1);
@@ -278,16 +278,16 @@ describe("PostmasterMachine", () => {
   it("terminates: SIGTERM when running, never restarted; unregistered at once when not started", () => {
     const m = machine();
     const h = new Harness(m);
-    h.run(m.start(h.now));
-    const running = m.launch(definition("r", (b) => b.setRestartTime(0)), h.now);
+    h.run(m.start());
+    const running = m.launch(definition("r", (b) => b.setRestartTime(0)));
     h.run(running.actions);
     const pid = h.pidOf("r");
-    assert.deepEqual(of(h.run(m.terminate(running.ref, h.now)), "signal"), [{ type: "signal", pid, signal: "SIGTERM" }]);
+    assert.deepEqual(of(h.run(m.terminate(running.ref)), "signal"), [{ type: "signal", pid, signal: "SIGTERM" }]);
     assert.equal(of(h.exit("r", 1), "setTimer").length, 0, "a terminated worker is not restarted");
     assert.equal(m.handleState(running.ref).status, BackgroundWorkerStatus.Stopped);
-    const waiting = m.launch(definition("w", (b) => b.setStartTime(BgWorkerStartTime.RecoveryFinished)), h.now);
+    const waiting = m.launch(definition("w", (b) => b.setStartTime(BgWorkerStartTime.RecoveryFinished)));
     assert.equal(m.handleState(waiting.ref).status, BackgroundWorkerStatus.NotYetStarted);
-    h.run(m.terminate(waiting.ref, h.now));
+    h.run(m.terminate(waiting.ref));
     assert.equal(m.handleState(waiting.ref).status, BackgroundWorkerStatus.Stopped);
   });
 
@@ -296,16 +296,16 @@ describe("PostmasterMachine", () => {
     m.registerStatic(definition("spi", (b) => b.enableSpiAccess().setRestartTime(100)));
     m.registerStatic(definition("plain", (b) => b.setRestartTime(100)));
     const h = new Harness(m);
-    h.run(m.start(h.now));
-    h.run(m.setPhase("running", h.now));
+    h.run(m.start());
+    h.run(m.setPhase("running"));
     const spiPid = h.pidOf("spi");
-    const lost = h.run(m.setPhase("starting", h.now));
+    const lost = h.run(m.setPhase("starting"));
     assert.deepEqual(of(lost, "signal"), [{ type: "signal", pid: spiPid, signal: "SIGTERM" }]);
     h.now += 5_000;
     const exit = h.exit("spi", 1);
     h.fire(exit);
     assert.equal(h.row("spi").state, "waiting", "the phase is not back yet");
-    assert.deepEqual(of(h.run(m.setPhase("running", h.now)), "spawn").map((s) => s.definition.name), ["spi"]);
+    assert.deepEqual(of(h.run(m.setPhase("running")), "spawn").map((s) => s.definition.name), ["spi"]);
     assert.equal(h.row("plain").state, "running");
   });
 
@@ -314,11 +314,11 @@ describe("PostmasterMachine", () => {
     m.registerStatic(definition("a", (b) => b.setRestartTime(0)));
     m.registerStatic(definition("b", (b) => b.setStartTime(BgWorkerStartTime.RecoveryFinished)));
     const h = new Harness(m);
-    h.run(m.start(h.now));
-    const actions = h.run(m.shutdown("fast", h.now));
+    h.run(m.start());
+    const actions = h.run(m.shutdown("fast"));
     assert.deepEqual(of(actions, "signal").map((s) => s.signal), ["SIGTERM"]);
     assert.equal(h.row("b").state, "stopped", "never-started workers are forgotten");
-    assert.throws(() => m.launch(definition("late"), h.now), /shutting down/);
+    assert.throws(() => m.launch(definition("late")), /shutting down/);
     const kill = h.fire(of(actions, "setTimer"));
     assert.deepEqual(of(kill, "signal").map((s) => s.signal), ["SIGKILL"]);
     const done = h.exit("a", null, "SIGKILL");
@@ -330,9 +330,9 @@ describe("PostmasterMachine", () => {
     const m = machine();
     m.registerStatic(definition("static"));
     const h = new Harness(m);
-    h.run(m.start(h.now));
-    h.run(m.launch(definition("dynamic"), h.now).actions);
-    const smart = h.run(m.shutdown("smart", h.now));
+    h.run(m.start());
+    h.run(m.launch(definition("dynamic")).actions);
+    const smart = h.run(m.shutdown("smart"));
     assert.equal(of(smart, "signal").length, 0);
     const after = h.exit("dynamic", 0);
     assert.deepEqual(of(after, "signal").map((s) => [s.pid, s.signal]), [[h.pidOf("static"), "SIGTERM"]]);
@@ -343,18 +343,18 @@ describe("PostmasterMachine", () => {
     const m = machine();
     m.registerStatic(definition("a"));
     const h = new Harness(m);
-    h.run(m.start(h.now));
-    h.run(m.shutdown("smart", h.now));
-    const immediate = h.run(m.shutdown("immediate", h.now));
+    h.run(m.start());
+    h.run(m.shutdown("smart"));
+    const immediate = h.run(m.shutdown("immediate"));
     assert.deepEqual(of(immediate, "signal").map((s) => s.signal), ["SIGKILL"]);
-    assert.equal(of(h.run(m.shutdown("fast", h.now)), "signal").length, 0, "a weaker mode does not follow a stronger one");
+    assert.equal(of(h.run(m.shutdown("fast")), "signal").length, 0, "a weaker mode does not follow a stronger one");
   });
 
   it("cancels notifications of a process that is gone, keeping its workers", () => {
     const m = machine();
     const h = new Harness(m);
-    h.run(m.start(h.now));
-    const { ref, actions } = m.launch(definition("d", (b) => b, 4242), h.now);
+    h.run(m.start());
+    const { ref, actions } = m.launch(definition("d", (b) => b, 4242));
     h.run(actions);
     assert.equal(m.notifyPidOf(ref), 4242);
     m.releaseNotifications(4242);
