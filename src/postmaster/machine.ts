@@ -437,9 +437,14 @@ export class PostmasterMachine {
     return { status: BackgroundWorkerStatus.NotYetStarted };
   }
 
-  /** The notify pid of a live handle (0 once its notifications were cancelled), or undefined if stopped. */
+  /**
+   * The notify pid of the worker a handle names (0 once its notifications were cancelled), still known after
+   * it stopped, until its slot is reused; undefined once nobody can tell.
+   */
   notifyPidOf(ref: HandleRef): number | undefined {
-    return this.liveSlot(ref)?.notifyPid;
+    if (ref.postmaster !== this.postmasterId) return undefined;
+    const slot = this.slots[ref.slot];
+    return slot !== undefined && slot.generation === ref.generation ? slot.notifyPid : undefined;
   }
 
   get currentPhase(): Phase {

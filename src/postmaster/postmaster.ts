@@ -404,6 +404,8 @@ export class Postmaster implements ControlHandler {
   }
 
   private wait(ref: HandleRef, until: Waiter["until"], callerPid: number): Promise<HandleState> {
+    // Only the notify pid may wait, even on a worker that has already stopped (pgrx's Untracked); a handle
+    // whose slot has been reused names no worker anyone can wait for: Stopped.
     const notifyPid = this.machine.notifyPidOf(ref);
     if (notifyPid === undefined) return Promise.resolve(this.machine.handleState(ref));
     if (notifyPid === 0 || notifyPid !== callerPid) return Promise.resolve({ status: BackgroundWorkerStatus.Untracked });

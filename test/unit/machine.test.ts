@@ -260,11 +260,13 @@ describe("PostmasterMachine", () => {
     assert.equal(m.handleState(ref).status, BackgroundWorkerStatus.Started);
     h.exit("d1", 0);
     assert.equal(m.handleState(ref).status, BackgroundWorkerStatus.Stopped);
+    assert.equal(m.notifyPidOf(ref), 42, "who may wait is still known after the worker stopped");
     const second = m.launch(definition("d2"));
     h.run(second.actions);
     assert.equal(second.ref.slot, ref.slot);
     assert.equal(second.ref.generation, ref.generation + 1);
     assert.equal(m.handleState(ref).status, BackgroundWorkerStatus.Stopped, "an old handle never sees the new worker");
+    assert.equal(m.notifyPidOf(ref), undefined, "nor its notify pid");
   });
 
   it("refuses more static workers than slots, and SPI workers without a database", () => {
