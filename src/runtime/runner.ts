@@ -11,6 +11,7 @@ import { importFrom } from "../modules.js";
 import { attachShmem, denyShmem } from "../shmem/index.js";
 import type { FromRunner, StartMessage, ToRunner } from "./ipc.js";
 import { Latch } from "./latch.js";
+import { startOrphanWatchdog } from "./watchdog.js";
 import { WORKER_SIGNALS, type WorkerSignal } from "./signals.js";
 import { WorkerLauncher } from "./worker-launcher.js";
 import type { WorkerRole } from "./worker.js";
@@ -69,6 +70,8 @@ function watchPostmaster(role: WorkerRole): void {
     role.latch.stop("postmaster-death");
     setTimeout(() => process.exit(1), ORPHAN_GRACE_MS);
   });
+  // A worker whose code never yields to its event loop does not hear the above; the watchdog ends it.
+  startOrphanWatchdog(role.start.postmasterPid, ORPHAN_GRACE_MS);
 }
 
 async function become(start: StartMessage): Promise<void> {

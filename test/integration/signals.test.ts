@@ -89,7 +89,7 @@ describe("signals and latches", () => {
 });
 
 describe("postmaster death", () => {
-  it("every worker sees waitLatch resolve false, and none outlives the postmaster by a second", async (t) => {
+  it("every worker sees waitLatch resolve false, and none outlives the postmaster by a second, not even a busy one", async (t) => {
     const events = join(tmpdir(), `bgw-events-${process.pid}-${Date.now()}`);
     t.after(() => rmSync(events, { force: true }));
     const pm = await startPostmaster({
@@ -97,15 +97,18 @@ describe("postmaster death", () => {
         { name: "a", function: "latchLoop" },
         { name: "b", function: "latchLoop" },
         { name: "stubborn", function: "ignorePostmasterDeath" },
+        { name: "spinner", function: "spinForever" },
       ],
       env: { BGW_TEST_EVENTS: events },
     });
     try {
       const pids = await Promise.all(["a", "b", "stubborn"].map((name) => startedPid(pm, name)));
+      // Busy in synchronous code: it can never run a handler, so only the watchdog thread can end it.
+      const spinner = await startedPid(pm, "spinner");
       const killedAt = Date.now();
       pm.signal("SIGKILL");
       await pm.exited;
-      const left = await waitGone(pids, 5_000);
+      const left = await waitGone([...pids, spinner], 5_000);
       const goneAfter = Date.now() - killedAt;
       assert.deepEqual(left, [], "no worker outlives its postmaster");
       t.diagnostic(`all workers gone ${goneAfter} ms after SIGKILL of the postmaster`);
