@@ -52,21 +52,19 @@ export interface HelloResult {
   readonly pid: number;
 }
 
-/** Requests as they are written on the wire (handles as strings). */
-export type WireRequest =
+/** The requests of the protocol, with handles of type `Handle`. */
+type RequestOf<Handle> =
   | { readonly id: RequestId; readonly op: "status" }
   | { readonly id: RequestId; readonly op: "launch"; readonly definition: WorkerDefinition }
-  | { readonly id: RequestId; readonly op: "state" | "waitForStartup" | "waitForShutdown"; readonly handle: string }
-  | { readonly id: RequestId; readonly op: "terminate"; readonly target: number | string }
+  | { readonly id: RequestId; readonly op: "state" | "waitForStartup" | "waitForShutdown"; readonly handle: Handle }
+  | { readonly id: RequestId; readonly op: "terminate"; readonly target: number | Handle }
   | { readonly id: RequestId; readonly op: "stop"; readonly mode: ShutdownMode };
 
+/** Requests as they are written on the wire (handles as strings). */
+export type WireRequest = RequestOf<string>;
+
 /** Requests after validation (handles parsed, definitions rebuilt). */
-export type Request =
-  | { readonly id: RequestId; readonly op: "status" }
-  | { readonly id: RequestId; readonly op: "launch"; readonly definition: WorkerDefinition }
-  | { readonly id: RequestId; readonly op: "state" | "waitForStartup" | "waitForShutdown"; readonly handle: HandleRef }
-  | { readonly id: RequestId; readonly op: "terminate"; readonly target: number | HandleRef }
-  | { readonly id: RequestId; readonly op: "stop"; readonly mode: ShutdownMode };
+export type Request = RequestOf<HandleRef>;
 
 /** The result of a `launch`. */
 export interface LaunchResult {
@@ -229,8 +227,14 @@ function parseHandleField(op: string, value: unknown): HandleRef {
 /** Validates a request frame (any frame after the hello). */
 export function parseRequest(frame: string): Parsed<Request> {
   const decoded = decodeJson(frame);
-  if (!decoded.ok) return decoded;
-  const value = decoded.value;
+  return decoded.ok ? requestFromValue(decoded.value) : decoded;
+}
+
+/**
+ * Validates a request already decoded from JSON: the control socket's frames, and the same requests that
+ * workers send over their IPC channel.
+ */
+export function requestFromValue(value: Record<string, unknown>): Parsed<Request> {
   if (!isRequestId(value.id)) {
     return {
       ok: false,

@@ -6,14 +6,13 @@
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { formatHandle } from "../launcher.js";
 import type { Logger } from "../log.js";
+import { dispatchRequest } from "./dispatch.js";
 import type { ControlHandler } from "./handler.js";
 import {
   encodeFrame,
   errorToWire,
   FrameDecoder,
-  handleStateToWire,
   MAX_FRAME_BYTES,
   MAX_IN_FLIGHT,
   parseHello,
@@ -21,7 +20,6 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
   type HelloResult,
-  type LaunchResult,
   type Reply,
   type Request,
   type RequestId,
@@ -258,34 +256,16 @@ export class ControlServer {
   }
 
   async #dispatch(request: Request, callerPid: number): Promise<unknown> {
-    const handler = this.#handler;
-    switch (request.op) {
-      case "status":
-        return handler.status();
-      case "launch": {
-        const notifyPid = request.definition.notifyPid;
-        // Notifications reach a socket client only through its own connection, so it can ask for itself or no one.
-        if (notifyPid !== 0 && notifyPid !== callerPid) {
-          throw new TypeError(
-            `invalid worker definition: notify pid ${notifyPid} must be 0 or the launching client's pid ${callerPid}: ` +
-              `over the control socket only the launching process can be notified`,
-          );
-        }
-        const result: LaunchResult = { handle: formatHandle(handler.launch(request.definition)), notifyPid };
-        return result;
+    if (request.op === "launch") {
+      const notifyPid = request.definition.notifyPid;
+      // Notifications reach a socket client only through its own connection, so it can ask for itself or no one.
+      if (notifyPid !== 0 && notifyPid !== callerPid) {
+        throw new TypeError(
+          `invalid worker definition: notify pid ${notifyPid} must be 0 or the launching client's pid ${callerPid}: ` +
+            `over the control socket only the launching process can be notified`,
+        );
       }
-      case "state":
-        return handleStateToWire(handler.state(request.handle));
-      case "waitForStartup":
-        return handleStateToWire(await handler.waitForStartup(request.handle, callerPid));
-      case "waitForShutdown":
-        return handleStateToWire(await handler.waitForShutdown(request.handle, callerPid));
-      case "terminate":
-        handler.terminate(request.target);
-        return null;
-      case "stop":
-        handler.stop(request.mode);
-        return null;
     }
+    return dispatchRequest(this.#handler, request, callerPid);
   }
 }

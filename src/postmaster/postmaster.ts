@@ -5,12 +5,13 @@
 import { processRole, setProcessRole, withInit, type InitContext } from "../context.js";
 import type { ControlHandler } from "../control/handler.js";
 import { ControlServer } from "../control/server.js";
-import { definitionFromWire } from "../control/wire-definition.js";
+import { dispatchRequest } from "../control/dispatch.js";
+import { requestFromValue } from "../control/protocol.js";
 import { openDatabase } from "../database/index.js";
 import type { ServedDatabase } from "../database/types.js";
 import type { WorkerDefinition } from "../definition.js";
 import { BackgroundWorkerStatus, errorToWire } from "../errors.js";
-import { parseHandle, type HandleRef, type HandleState } from "../launcher.js";
+import type { HandleRef, HandleState } from "../launcher.js";
 import { Logger } from "../log.js";
 import { ensureTypeScript, importFrom, modulePath } from "../modules.js";
 import type { FromRunner } from "../runtime/ipc.js";
@@ -273,7 +274,7 @@ export class Postmaster implements ControlHandler {
         this.logger.fromWorker(this.workerRef(runner), message.level, message.message, message.detail);
         return;
       case "request":
-        void this.answer(runner, message.id, message.op, message.args);
+        void this.answer(runner, message.request);
         return;
       case "ready":
       case "exiting":
@@ -281,33 +282,21 @@ export class Postmaster implements ControlHandler {
     }
   }
 
-  /** A worker's request about dynamic workers, answered with the caller's own pid. */
-  private async answer(runner: Runner, id: number, op: string, args: readonly unknown[]): Promise<void> {
+  /** A worker's control request (dynamic workers and their handles), answered as for a socket client. */
+  private async answer(runner: Runner, wire: unknown): Promise<void> {
+    const parsed = typeof wire === "object" && wire !== null ? requestFromValue(wire as Record<string, unknown>) : undefined;
+    if (parsed === undefined || !parsed.ok) {
+      // Only this package's own runtime sends these; a malformed one is a bug worth a line, not a crash.
+      this.logger.log("WARNING", `malformed request from background worker (PID ${runner.pid}): ${parsed?.ok === false ? parsed.error.message : "not an object"}`);
+      if (parsed !== undefined && typeof parsed.id === "number") runner.send({ t: "reply", id: parsed.id, ok: false, error: errorToWire(parsed.error) });
+      return;
+    }
+    const { id } = parsed.value;
     try {
-      const [first] = args;
-      let result: unknown;
-      switch (op) {
-        case "launch":
-          result = this.launch(definitionFromWire(first));
-          break;
-        case "state":
-          result = this.state(toRef(first));
-          break;
-        case "waitForStartup":
-          result = await this.waitForStartup(toRef(first), runner.pid);
-          break;
-        case "waitForShutdown":
-          result = await this.waitForShutdown(toRef(first), runner.pid);
-          break;
-        case "terminate":
-          this.terminate(toRef(first));
-          break;
-        default:
-          throw new TypeError(`unknown request "${op}"`);
-      }
-      runner.send({ t: "reply", id, ok: true, result });
+      const result = await dispatchRequest(this, parsed.value, runner.pid);
+      runner.send({ t: "reply", id: Number(id), ok: true, result });
     } catch (error) {
-      runner.send({ t: "reply", id, ok: false, error: errorToWire(error) });
+      runner.send({ t: "reply", id: Number(id), ok: false, error: errorToWire(error) });
     }
   }
 
@@ -461,15 +450,4 @@ export class Postmaster implements ControlHandler {
     this.logger.log("LOG", "postmaster shut down");
     this.markStopped();
   }
-}
-
-function toRef(value: unknown): HandleRef {
-  if (typeof value === "string") return parseHandle(value);
-  if (typeof value === "object" && value !== null) {
-    const { postmaster, slot, generation } = value as Record<string, unknown>;
-    if (typeof postmaster === "string" && Number.isSafeInteger(slot) && Number.isSafeInteger(generation)) {
-      return { postmaster, slot: slot as number, generation: generation as number };
-    }
-  }
-  throw new TypeError(`handle ${JSON.stringify(value)} is not a background worker handle`);
 }

@@ -49,15 +49,10 @@ export class Runner {
       // Already gone: its exit is on its way.
     }
   }
-
-  disconnect(): void {
-    if (this.child.connected) this.child.disconnect();
-  }
 }
 
 export class Runners {
   private readonly spares: Runner[] = [];
-  private readonly all = new Set<Runner>();
   private closed = false;
 
   constructor(
@@ -83,11 +78,6 @@ export class Runners {
     for (const spare of this.spares.splice(0)) spare.kill("SIGKILL");
   }
 
-  /** Every runner process still alive, spares included. */
-  get alive(): number {
-    return this.all.size;
-  }
-
   private replenish(): void {
     while (!this.closed && this.spares.length < this.spareCount) {
       try {
@@ -108,7 +98,6 @@ export class Runners {
       detached: true,
     });
     const runner = new Runner(child);
-    this.all.add(runner);
     for (const stream of ["stdout", "stderr"] as const) {
       const source = child[stream];
       if (source === null) continue;
@@ -125,7 +114,6 @@ export class Runners {
       const report = (): void => {
         if (runner.exited) return;
         runner.exited = true;
-        this.all.delete(runner);
         const spare = this.spares.indexOf(runner);
         if (spare >= 0) this.spares.splice(spare, 1);
         this.events.exit(runner, code, signal);

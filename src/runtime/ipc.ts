@@ -3,7 +3,9 @@
  * worker learns of the postmaster's death: it closes when the postmaster goes, however it goes.
  */
 import type { ConnectionParams } from "../database/types.js";
+import type { WireRequest } from "../control/protocol.js";
 import type { WorkerDefinition } from "../definition.js";
+import type { WireError } from "../errors.js";
 import type { LogLevel } from "../log.js";
 import type { ShmemAttachment } from "../shmem/types.js";
 
@@ -29,7 +31,7 @@ export interface ReplyMessage {
   readonly id: number;
   readonly ok: boolean;
   readonly result?: unknown;
-  readonly error?: { readonly name: string; readonly message: string; readonly status?: string };
+  readonly error?: WireError;
 }
 
 export type ToRunner = StartMessage | ReplyMessage;
@@ -42,7 +44,8 @@ export type FromRunner =
   | { readonly t: "log"; readonly level: LogLevel; readonly message: string; readonly detail?: string }
   /** The worker is about to exit with this code; everything it sent before has been written. */
   | { readonly t: "exiting"; readonly code: number }
-  | { readonly t: "request"; readonly id: number; readonly op: string; readonly args: readonly unknown[] };
+  /** A control-protocol request (dynamic launches and handles from inside a worker); its id is a number. */
+  | { readonly t: "request"; readonly request: WireRequest & { readonly id: number } };
 
 export function isFromRunner(value: unknown): value is FromRunner {
   if (typeof value !== "object" || value === null) return false;

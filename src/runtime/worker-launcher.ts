@@ -5,10 +5,14 @@
 import type { WorkerDefinition } from "../definition.js";
 import { BackgroundWorkerStatus, errorFromWire } from "../errors.js";
 import { DynamicBackgroundWorker } from "../handle.js";
-import { parseHandle, type DynamicLauncher, type HandleRef, type HandleState } from "../launcher.js";
+import { handleStateFromWire, launchResultFromWire, type WireRequest } from "../control/protocol.js";
+import { formatHandle, parseHandle, type DynamicLauncher, type HandleRef, type HandleState } from "../launcher.js";
 import type { FromRunner, ReplyMessage } from "./ipc.js";
 
 type Send = (message: FromRunner) => void;
+
+/** A request before the launcher numbers it. */
+type Unnumbered<T> = T extends unknown ? Omit<T, "id"> : never;
 
 interface Pending {
   resolve(value: unknown): void;
@@ -40,8 +44,8 @@ export class WorkerLauncher implements DynamicLauncher {
           `register it from an extension's _PG_init, not from a worker`,
       );
     }
-    const ref = (await this.request("launch", [definition], undefined)) as HandleRef;
-    return new DynamicBackgroundWorker(ref, definition.notifyPid, this);
+    const result = launchResultFromWire(await this.request({ op: "launch", definition }, undefined));
+    return new DynamicBackgroundWorker(parseHandle(result.handle), definition.notifyPid, this);
   }
 
   attach(handle: string): DynamicBackgroundWorker {
@@ -51,19 +55,23 @@ export class WorkerLauncher implements DynamicLauncher {
   }
 
   state(ref: HandleRef): Promise<HandleState> {
-    return this.request("state", [ref], DIED) as Promise<HandleState>;
+    return this.handleState("state", ref);
   }
 
   waitForStartup(ref: HandleRef): Promise<HandleState> {
-    return this.request("waitForStartup", [ref], DIED) as Promise<HandleState>;
+    return this.handleState("waitForStartup", ref);
   }
 
   waitForShutdown(ref: HandleRef): Promise<HandleState> {
-    return this.request("waitForShutdown", [ref], DIED) as Promise<HandleState>;
+    return this.handleState("waitForShutdown", ref);
   }
 
   async terminate(ref: HandleRef): Promise<void> {
-    await this.request("terminate", [ref], DIED);
+    await this.request({ op: "terminate", target: formatHandle(ref) }, DIED);
+  }
+
+  private async handleState(op: "state" | "waitForStartup" | "waitForShutdown", ref: HandleRef): Promise<HandleState> {
+    return handleStateFromWire(await this.request({ op, handle: formatHandle(ref) }, DIED));
   }
 
   reply(message: ReplyMessage): void {
@@ -74,12 +82,12 @@ export class WorkerLauncher implements DynamicLauncher {
     else waiter.reject(errorFromWire(message.error ?? { name: "Error", message: "request failed" }));
   }
 
-  private request(op: string, args: readonly unknown[], onDeath: HandleState | undefined): Promise<unknown> {
+  private request(request: Unnumbered<WireRequest>, onDeath: HandleState | undefined): Promise<unknown> {
     return new Promise((resolve, reject) => {
       if (!process.connected) return settleOnDeath(onDeath, resolve, reject);
       const id = this.nextId++;
       this.pending.set(id, { resolve, reject, onDeath });
-      this.send({ t: "request", id, op, args });
+      this.send({ t: "request", request: { ...request, id } });
     });
   }
 }
