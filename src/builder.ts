@@ -3,7 +3,7 @@
  * struct. Each setter validates its own field at once; `load()`/`loadDynamic()` check the rules that span
  * fields, then hand a frozen `WorkerDefinition` to the postmaster.
  */
-import { currentInit, processRole } from "./context.js";
+import { currentInit, currentLauncher } from "./context.js";
 import {
   BgWorkerStartTime,
   encodeDatum,
@@ -11,9 +11,9 @@ import {
   type Datum,
   type WorkerDefinition,
 } from "./definition.js";
-import { fail, show } from "./errors.js";
+import { defaultCode, makeError, show, type ErrorCode } from "./errors.js";
 import type { DynamicBackgroundWorker } from "./handle.js";
-import type { DynamicLauncher } from "./launcher.js";
+import type { Launcher } from "./launcher.js";
 
 /** PostgreSQL's BGW_MAXLEN (96) less the terminating NUL. */
 export const MAX_NAME_BYTES = 95;
@@ -21,19 +21,102 @@ export const MAX_NAME_BYTES = 95;
 export const MAX_EXTRA_BYTES = 128;
 /** One day, PostgreSQL's limit for `bgw_restart_time`, in milliseconds. */
 export const MAX_RESTART_TIME_MS = 86_400_000;
-const MAX_PID = 2 ** 31 - 1;
-/** Internal: launches through a given connection. A symbol keeps it off the public surface. */
-export const LAUNCH_WITH: unique symbol = Symbol("bgworker.launchWith");
+/** The largest process id (Linux's pid_max limit is 2^22; this is the type's bound). */
+export const MAX_PID = 2 ** 31 - 1;
 const MIN_DATUM_BIGINT = -(2n ** 63n);
 const MAX_DATUM_BIGINT = 2n ** 64n - 1n;
 
-/** Returns the rule a short string field breaks, or undefined if it keeps them. */
-function shortStringRule(value: unknown): string | undefined {
-  if (typeof value !== "string") return "must be a string";
-  if (value.length === 0) return "must not be empty";
-  if (value.includes("\0")) return "must not contain a NUL character";
-  if (Buffer.byteLength(value) > MAX_NAME_BYTES) return `must be at most ${MAX_NAME_BYTES} UTF-8 bytes`;
+/** The field each public method sets; its errors carry it, so the CLI can name its flag instead. */
+const FIELD_OF: Readonly<Record<string, BuilderField>> = {
+  BackgroundWorkerBuilder: "name",
+  new: "name",
+  setType: "type",
+  setLibrary: "library",
+  setFunction: "function",
+  setArgument: "argument",
+  setExtra: "extra",
+  setStartTime: "startTime",
+  setRestartTime: "restartTime",
+  setNotifyPid: "notifyPid",
+  enableShmemAccess: "startup",
+};
+
+export type BuilderField =
+  | "name"
+  | "type"
+  | "library"
+  | "function"
+  | "argument"
+  | "extra"
+  | "startTime"
+  | "restartTime"
+  | "notifyPid"
+  | "startup";
+
+/** The field a builder error is about (undefined for rules that span fields). */
+export function fieldOf(error: unknown): BuilderField | undefined {
+  const field = typeof error === "object" && error !== null ? (error as { field?: unknown }).field : undefined;
+  return typeof field === "string" && Object.values(FIELD_OF).includes(field as BuilderField) ? (field as BuilderField) : undefined;
+}
+
+/** Throws a coded error whose stack starts at the user's call, naming the field the method sets. */
+function fail(
+  Ctor: new (message: string) => Error,
+  message: string,
+  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
+  caller: Function,
+  code: ErrorCode = defaultCode(Ctor),
+): never {
+  const error = makeError(Ctor, code, message, caller);
+  const field = FIELD_OF[caller.name];
+  if (field !== undefined) Object.defineProperty(error, "field", { value: field, enumerable: true });
+  throw error;
+}
+
+interface Broken {
+  readonly Ctor: typeof TypeError | typeof RangeError;
+  readonly code: ErrorCode;
+  readonly rule: string;
+}
+
+/** The rule a short string field breaks (a wrong kind is a TypeError, too long a RangeError), or undefined. */
+function shortStringRule(value: unknown): Broken | undefined {
+  if (typeof value !== "string") return { Ctor: TypeError, code: "ERR_BGWORKER_INVALID_VALUE", rule: "must be a string" };
+  if (value.length === 0) return { Ctor: TypeError, code: "ERR_BGWORKER_INVALID_VALUE", rule: "must not be empty" };
+  if (value.includes("\0")) return { Ctor: TypeError, code: "ERR_BGWORKER_INVALID_VALUE", rule: "must not contain a NUL character" };
+  if (Buffer.byteLength(value) > MAX_NAME_BYTES) {
+    return { Ctor: RangeError, code: "ERR_BGWORKER_NAME_TOO_LONG", rule: `must be at most ${MAX_NAME_BYTES} UTF-8 bytes` };
+  }
   return undefined;
+}
+
+/** Checks a short string field (name, type, function), failing with its field, value and rule. */
+// eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
+function checkShortString(where: string, field: string, value: unknown, caller: Function): void {
+  const broken = shortStringRule(value);
+  if (broken !== undefined) fail(broken.Ctor, `${where}: ${field} ${show(value)} ${broken.rule}`, caller, broken.code);
+}
+
+let definitionOfBuilder: (builder: BackgroundWorkerBuilder, notifyPid: number) => WorkerDefinition;
+let launchOfBuilder: (
+  builder: BackgroundWorkerBuilder,
+  launcher: Launcher | undefined,
+  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
+  caller: Function,
+) => Promise<DynamicBackgroundWorker>;
+
+/**
+ * The validated definition a builder makes (its cross-field rules applied), with `notifyPid` unless the
+ * builder set one: for the control socket's rebuilt definitions and the CLI's checks before connecting.
+ */
+export function definitionOf(builder: BackgroundWorkerBuilder, notifyPid = 0): WorkerDefinition {
+  return definitionOfBuilder(builder, notifyPid);
+}
+
+/** `loadDynamic()` through a given launcher (`PostmasterClient#loadDynamic(builder)`). */
+// eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
+export function launchWith(builder: BackgroundWorkerBuilder, launcher: Launcher | undefined, caller: Function): Promise<DynamicBackgroundWorker> {
+  return launchOfBuilder(builder, launcher, caller);
 }
 
 export class BackgroundWorkerBuilder {
@@ -50,24 +133,31 @@ export class BackgroundWorkerBuilder {
   #shmemStartup: (() => void) | undefined;
   #notifyPid: number | undefined;
 
+  static {
+    definitionOfBuilder = (builder, notifyPid) => {
+      if (builder.#library === undefined) {
+        fail(TypeError, `launch: library of background worker "${builder.#name}" is not set: call setLibrary(module)`, definitionOf, "ERR_BGWORKER_MISSING_FIELD");
+      }
+      return builder.#definition(builder.#library, builder.#notifyPid ?? notifyPid, definitionOf, "launch");
+    };
+    launchOfBuilder = (builder, launcher, caller) => builder.#launch(launcher, caller);
+  }
+
   /** A worker named `name`; its type defaults to the name. */
   constructor(name: string) {
-    const rule = shortStringRule(name);
-    if (rule !== undefined) fail(TypeError, `BackgroundWorkerBuilder: name ${show(name)} ${rule}`, new.target);
+    checkShortString("BackgroundWorkerBuilder", "name", name, new.target);
     this.#name = name;
   }
 
   /** Same as `new BackgroundWorkerBuilder(name)`, pgrx's spelling. */
   static new(name: string): BackgroundWorkerBuilder {
-    const rule = shortStringRule(name);
-    if (rule !== undefined) fail(TypeError, `BackgroundWorkerBuilder.new: name ${show(name)} ${rule}`, BackgroundWorkerBuilder.new);
+    checkShortString("BackgroundWorkerBuilder.new", "name", name, BackgroundWorkerBuilder.new);
     return new BackgroundWorkerBuilder(name);
   }
 
   /** The worker's type: what logs, status and `pg_stat_activity` show. Defaults to the name. */
   setType(type: string): this {
-    const rule = shortStringRule(type);
-    if (rule !== undefined) fail(TypeError, `setType: type ${show(type)} ${rule}`, this.setType);
+    checkShortString("setType", "type", type, this.setType);
     this.#type = type;
     return this;
   }
@@ -130,8 +220,7 @@ export class BackgroundWorkerBuilder {
 
   /** The exported function the worker runs, called as `await fn(argument)`. */
   setFunction(name: string): this {
-    const rule = shortStringRule(name);
-    if (rule !== undefined) fail(TypeError, `setFunction: function ${show(name)} ${rule}`, this.setFunction);
+    checkShortString("setFunction", "function", name, this.setFunction);
     this.#function = name;
     return this;
   }
@@ -182,8 +271,11 @@ export class BackgroundWorkerBuilder {
 
   /** The process told when a dynamic worker starts and stops; 0 makes its handle untracked. */
   setNotifyPid(pid: number): this {
-    if (typeof pid !== "number" || !Number.isInteger(pid) || pid < 0 || pid > MAX_PID) {
+    if (typeof pid !== "number" || !Number.isInteger(pid)) {
       fail(TypeError, `setNotifyPid: notify pid ${show(pid)} must be a process id (an integer from 0 to ${MAX_PID})`, this.setNotifyPid);
+    }
+    if (pid < 0 || pid > MAX_PID) {
+      fail(RangeError, `setNotifyPid: notify pid ${show(pid)} must be a process id (an integer from 0 to ${MAX_PID})`, this.setNotifyPid);
     }
     this.#notifyPid = pid;
     return this;
@@ -198,6 +290,7 @@ export class BackgroundWorkerBuilder {
         `load: static background worker "${this.#name}" can only be registered inside an extension's _PG_init(); ` +
           `use loadDynamic() to start a worker at run time`,
         this.load,
+        "ERR_BGWORKER_NOT_IN_PG_INIT",
       );
     }
     if (this.#notifyPid !== undefined && this.#notifyPid !== 0) {
@@ -205,9 +298,10 @@ export class BackgroundWorkerBuilder {
         TypeError,
         `load: notify pid ${this.#notifyPid} of background worker "${this.#name}" is refused: only dynamic background workers can request notification`,
         this.load,
+        "ERR_BGWORKER_NOTIFY_PID",
       );
     }
-    const definition = this.definition(this.#library ?? init.extension, 0, this.load);
+    const definition = this.#definition(this.#library ?? init.extension, 0, this.load);
     init.registerStatic(definition, this.#shmemStartup);
   }
 
@@ -216,45 +310,36 @@ export class BackgroundWorkerBuilder {
    * slot is taken. The notify pid defaults to this process.
    */
   async loadDynamic(): Promise<DynamicBackgroundWorker> {
-    const launcher = processRole<{ launcher?: DynamicLauncher }>()?.launcher;
-    return this[LAUNCH_WITH](launcher, this.loadDynamic);
+    return this.#launch(currentLauncher(), this.loadDynamic);
   }
 
-  /** @internal `loadDynamic()` through a given connection (`PostmasterClient#loadDynamic(builder)`). */
   // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
-  async [LAUNCH_WITH](launcher: DynamicLauncher | undefined, caller: Function): Promise<DynamicBackgroundWorker> {
+  #launch(launcher: Launcher | undefined, caller: Function): Promise<DynamicBackgroundWorker> {
     if (this.#library === undefined) {
-      fail(TypeError, `loadDynamic: library of background worker "${this.#name}" is not set: call setLibrary(module)`, caller);
+      fail(TypeError, `loadDynamic: library of background worker "${this.#name}" is not set: call setLibrary(module)`, caller, "ERR_BGWORKER_MISSING_FIELD");
     }
-    const definition = this.definition(this.#library, this.#notifyPid ?? process.pid, caller);
+    const definition = this.#definition(this.#library, this.#notifyPid ?? process.pid, caller);
     if (launcher === undefined) {
       fail(
         Error,
         `loadDynamic: background worker "${this.#name}" has no postmaster to run it: call connect() first ` +
           `(inside the postmaster and its workers the connection is implicit)`,
         caller,
+        "ERR_BGWORKER_NO_POSTMASTER",
       );
     }
     return launcher.launch(definition, this.#shmemStartup);
   }
 
-  /** The validated definition, for the control socket and tools. */
-  toDefinition(): WorkerDefinition {
-    if (this.#library === undefined) {
-      fail(TypeError, `toDefinition: library of background worker "${this.#name}" is not set: call setLibrary(module)`, this.toDefinition);
-    }
-    return this.definition(this.#library, this.#notifyPid ?? 0, this.toDefinition);
-  }
-
   // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
-  private definition(library: string, notifyPid: number, caller: Function): WorkerDefinition {
+  #definition(library: string, notifyPid: number, caller: Function, where: string = caller.name): WorkerDefinition {
     if (this.#function === undefined) {
-      fail(TypeError, `${caller.name}: function of background worker "${this.#name}" is not set: call setFunction(name)`, caller);
+      fail(TypeError, `${where}: function of background worker "${this.#name}" is not set: call setFunction(name)`, caller, "ERR_BGWORKER_MISSING_FIELD");
     }
     if (this.#spi && this.#startTime === BgWorkerStartTime.PostmasterStart) {
       fail(
         TypeError,
-        `${caller.name}: background worker "${this.#name}" cannot request database access with start time PostmasterStart: ` +
+        `${where}: background worker "${this.#name}" cannot request database access with start time PostmasterStart: ` +
           `the database may not be consistent yet; use ConsistentState or RecoveryFinished`,
         caller,
       );

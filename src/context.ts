@@ -1,10 +1,13 @@
 /**
- * Per-process state that the public API reads. It lives on `globalThis` under registered symbols, not in
- * module variables, because one process can hold more than one copy of this package (an extension or a
- * worker library may resolve `bgworker` from its own `node_modules`, or through the TypeScript loader's
- * namespace), and every copy must see the same postmaster, worker and connection.
+ * Per-process state that the public API reads: the extension being initialised, and the role of this
+ * process. It lives on `globalThis` under registered symbols, not in module variables, because one process
+ * can hold more than one copy of this package (an extension or a worker library may resolve `bgworker`
+ * from its own `node_modules`, or through the TypeScript loader's namespace), and every copy must see the
+ * same postmaster, worker and connection.
  */
 import type { WorkerDefinition } from "./definition.js";
+import type { Launcher } from "./launcher.js";
+import type { WorkerRole } from "./runtime/worker-role.js";
 import type { ShmemRequest } from "./shmem/types.js";
 
 /** What `_PG_init` may do while an extension module is being initialised. */
@@ -16,10 +19,25 @@ export interface InitContext {
   requestShmem(requests: readonly ShmemRequest[]): void;
 }
 
+/** The postmaster's own process: its launcher answers in-process, with this process as the caller. */
+export interface PostmasterRole {
+  readonly kind: "postmaster";
+  readonly launcher: Launcher;
+}
+
+/** A process that called `connect()`: its latest connection's launcher. */
+export interface ClientRole {
+  readonly kind: "client";
+  readonly launcher: Launcher;
+}
+
+/** What a process is to bgworker; at most one at a time. */
+export type ProcessRole = PostmasterRole | WorkerRole | ClientRole;
+
 const INIT = Symbol.for("bgworker.init");
 const PROCESS = Symbol.for("bgworker.process");
 
-type Slots = { [INIT]?: InitContext; [PROCESS]?: unknown };
+type Slots = { [INIT]?: InitContext; [PROCESS]?: ProcessRole };
 const slots = globalThis as typeof globalThis & Slots;
 
 export function currentInit(): InitContext | undefined {
@@ -39,14 +57,28 @@ export async function withInit<T>(context: InitContext, fn: () => T | Promise<T>
   }
 }
 
-/**
- * The role of this process, set once: the postmaster, a worker, or a client of a postmaster. Each role
- * supplies its own object; the modules that define the roles read it back with their own type.
- */
-export function processRole<T>(): T | undefined {
-  return slots[PROCESS] as T | undefined;
+/** The role of this process, if it has one. */
+export function processRole(): ProcessRole | undefined {
+  return slots[PROCESS];
 }
 
-export function setProcessRole(role: unknown): void {
+/** The launcher `loadDynamic()` uses in this process: the postmaster's, the worker's, or the latest client's. */
+export function currentLauncher(): Launcher | undefined {
+  return slots[PROCESS]?.launcher;
+}
+
+/** This process's worker role, when it is a worker. */
+export function workerRole(): WorkerRole | undefined {
+  const role = slots[PROCESS];
+  return role?.kind === "worker" ? role : undefined;
+}
+
+/** Takes `role` for this process. A postmaster or a worker keeps its role; a client gives way to each. */
+export function takeRole(role: ProcessRole): void {
   slots[PROCESS] = role;
+}
+
+/** Gives up `role`, if it is still this process's role (a later client may have replaced it). */
+export function leaveRole(role: ProcessRole): void {
+  if (slots[PROCESS] === role) delete slots[PROCESS];
 }

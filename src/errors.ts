@@ -1,4 +1,8 @@
-/** Errors of the public API, and the helpers that make their messages name field, value and rule. */
+/**
+ * Errors of the public API. Every one carries a stable `code` (ERR_BGWORKER_*, listed in docs/errors.md)
+ * beside its one-line message naming field, value and rule; they are made by `makeError`, so the code, the
+ * class and the stack boundary are chosen in one place (as postgres.js's errors.js does).
+ */
 
 /** Statuses of a dynamic worker, as PostgreSQL's `BgwHandleStatus` plus pgrx's `Untracked`. */
 export enum BackgroundWorkerStatus {
@@ -9,9 +13,41 @@ export enum BackgroundWorkerStatus {
   Untracked = "Untracked",
 }
 
+/** The stable codes; docs/errors.md says what each means. */
+export const ERROR_CODES = [
+  "ERR_BGWORKER_INVALID_VALUE",
+  "ERR_BGWORKER_NAME_TOO_LONG",
+  "ERR_BGWORKER_VALUE_OUT_OF_RANGE",
+  "ERR_BGWORKER_MISSING_FIELD",
+  "ERR_BGWORKER_INVALID_DEFINITION",
+  "ERR_BGWORKER_INVALID_HANDLE",
+  "ERR_BGWORKER_INVALID_OPTION",
+  "ERR_BGWORKER_NOT_IN_PG_INIT",
+  "ERR_BGWORKER_NOT_IN_WORKER",
+  "ERR_BGWORKER_NO_POSTMASTER",
+  "ERR_BGWORKER_NOTIFY_PID",
+  "ERR_BGWORKER_STARTUP_HOOK",
+  "ERR_BGWORKER_NO_DATABASE",
+  "ERR_BGWORKER_NO_FREE_SLOT",
+  "ERR_BGWORKER_SHUTTING_DOWN",
+  "ERR_BGWORKER_NO_SUCH_WORKER",
+  "ERR_BGWORKER_WORKER_STATUS",
+  "ERR_BGWORKER_POSTMASTER_STATE",
+  "ERR_BGWORKER_CONNECTION_LOST",
+  "ERR_BGWORKER_PROTOCOL",
+  "ERR_BGWORKER_SPI",
+  "ERR_BGWORKER_FAILED",
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** An error of this package: a built-in class (TypeError, RangeError, Error) or one of ours, with its code. */
+export type CodedError<E extends Error = Error> = E & { readonly code: ErrorCode };
+
 /** A handle operation that needs a status the worker does not have (e.g. `pid()` of a stopped worker). */
 export class BackgroundWorkerStatusError extends Error {
   override readonly name = "BackgroundWorkerStatusError";
+  readonly code: ErrorCode = "ERR_BGWORKER_WORKER_STATUS";
   constructor(
     readonly status: BackgroundWorkerStatus,
     message: string,
@@ -23,6 +59,51 @@ export class BackgroundWorkerStatusError extends Error {
 /** Every one of the postmaster's `maxWorkerProcesses` slots is taken (static and dynamic workers share them). */
 export class NoFreeWorkerSlotError extends Error {
   override readonly name = "NoFreeWorkerSlotError";
+  readonly code: ErrorCode = "ERR_BGWORKER_NO_FREE_SLOT";
+}
+
+/**
+ * Makes an error of class `Ctor` with `code` and `message`. With `caller`, the stack starts at the caller of
+ * that function (the public method), so a user's stack trace points at their own line rather than at
+ * validation internals.
+ */
+export function makeError<E extends Error>(
+  Ctor: new (message: string) => E,
+  code: ErrorCode,
+  message: string,
+  // eslint-disable-next-line @typescript-eslint/ban-types -- any function is a valid stack boundary
+  caller?: Function,
+): CodedError<E> {
+  const error = new Ctor(message);
+  if (!Object.prototype.hasOwnProperty.call(error, "code") || (error as { code?: unknown }).code !== code) {
+    Object.defineProperty(error, "code", { value: code, enumerable: true, configurable: true, writable: false });
+  }
+  if (caller !== undefined) Error.captureStackTrace(error, caller);
+  return error as CodedError<E>;
+}
+
+/** The code an error gets when its maker names none: by its class, the broad kinds of bad input. */
+export function defaultCode(Ctor: new (message: string) => Error): ErrorCode {
+  if (Ctor === RangeError) return "ERR_BGWORKER_VALUE_OUT_OF_RANGE";
+  if (Ctor === TypeError) return "ERR_BGWORKER_INVALID_VALUE";
+  return "ERR_BGWORKER_FAILED";
+}
+
+/** Throws `makeError(...)`; the code defaults by class (TypeError: invalid value, RangeError: out of range). */
+export function fail(
+  Ctor: new (message: string) => Error,
+  message: string,
+  // eslint-disable-next-line @typescript-eslint/ban-types -- any function is a valid stack boundary
+  caller: Function,
+  code: ErrorCode = defaultCode(Ctor),
+): never {
+  throw makeError(Ctor, code, message, caller);
+}
+
+/** The code of an error of this package, if it has one. */
+export function codeOf(error: unknown): ErrorCode | undefined {
+  const code = typeof error === "object" && error !== null ? (error as { code?: unknown }).code : undefined;
+  return typeof code === "string" && (ERROR_CODES as readonly string[]).includes(code) ? (code as ErrorCode) : undefined;
 }
 
 /** Shows a value in an error message: strings quoted, long ones cut with their full length said. */
@@ -42,36 +123,31 @@ export function show(value: unknown): string {
   return String(value);
 }
 
-/**
- * Throws `Ctor` with `message`, its stack starting at the caller of `caller` (the public method), so a
- * user's stack trace points at their own line rather than at validation internals.
- */
-export function fail(
-  Ctor: new (message: string) => Error,
-  message: string,
-  // eslint-disable-next-line @typescript-eslint/ban-types -- any function is a valid stack boundary
-  caller: Function,
-): never {
-  const error = new Ctor(message);
-  Error.captureStackTrace(error, caller);
-  throw error;
-}
-
 /** An error as it crosses a process boundary (IPC or the control socket). */
 export interface WireError {
   readonly name: string;
   readonly message: string;
   readonly status?: string;
+  readonly code?: string;
 }
 
 export function errorToWire(error: unknown): WireError {
-  if (error instanceof BackgroundWorkerStatusError) return { name: error.name, message: error.message, status: error.status };
-  if (error instanceof Error) return { name: error.name, message: error.message };
-  return { name: "Error", message: String(error) };
+  if (!(error instanceof Error)) return { name: "Error", message: String(error) };
+  const code = codeOf(error);
+  return {
+    name: error.name,
+    message: error.message,
+    ...(error instanceof BackgroundWorkerStatusError ? { status: error.status } : {}),
+    ...(code === undefined ? {} : { code }),
+  };
 }
 
-/** Re-creates the error on this side, so `instanceof NoFreeWorkerSlotError` and friends hold for the caller. */
+/**
+ * Re-creates the error on this side, so `instanceof NoFreeWorkerSlotError` and friends hold for the caller
+ * and its `code` is kept. The request channel then gives it the caller's stack.
+ */
 export function errorFromWire(wire: WireError): Error {
+  const code = (ERROR_CODES as readonly string[]).includes(wire.code ?? "") ? (wire.code as ErrorCode) : undefined;
   switch (wire.name) {
     case "NoFreeWorkerSlotError":
       return new NoFreeWorkerSlotError(wire.message);
@@ -80,11 +156,7 @@ export function errorFromWire(wire: WireError): Error {
       const status = statuses.includes(wire.status ?? "") ? (wire.status as BackgroundWorkerStatus) : BackgroundWorkerStatus.Stopped;
       return new BackgroundWorkerStatusError(status, wire.message);
     }
-    case "TypeError":
-      return new TypeError(wire.message);
-    case "RangeError":
-      return new RangeError(wire.message);
-    default:
-      return new Error(wire.message);
   }
+  const Ctor = wire.name === "TypeError" ? TypeError : wire.name === "RangeError" ? RangeError : Error;
+  return code === undefined ? new Ctor(wire.message) : makeError(Ctor, code, wire.message);
 }

@@ -2,6 +2,15 @@
 import { BackgroundWorkerStatus, BackgroundWorkerStatusError } from "./errors.js";
 import { formatHandle, type HandleBackend, type HandleRef, type HandleState } from "./launcher.js";
 
+/** Set by the classes below: only this package makes handles (from `loadDynamic()` or `attach()`). */
+let makeHandle: (ref: HandleRef, notifyPid: number, backend: HandleBackend) => DynamicBackgroundWorker;
+let makeTerminating: (worker: DynamicBackgroundWorker, sent: Promise<void>) => TerminatingDynamicBackgroundWorker;
+
+/** A handle to the worker `ref` names, working through `backend` (the launcher of this process). */
+export function newHandle(ref: HandleRef, notifyPid: number, backend: HandleBackend): DynamicBackgroundWorker {
+  return makeHandle(ref, notifyPid, backend);
+}
+
 function statusError(state: HandleState, what: string): BackgroundWorkerStatusError {
   return new BackgroundWorkerStatusError(state.status, `${what}: background worker is ${state.status}`);
 }
@@ -14,8 +23,12 @@ export class DynamicBackgroundWorker {
   readonly #ref: HandleRef;
   readonly #backend: HandleBackend;
 
-  /** @internal Handles come from `loadDynamic()` or `PostmasterClient#attach()`. */
-  constructor(ref: HandleRef, notifyPid: number, backend: HandleBackend) {
+  static {
+    makeHandle = (ref, notifyPid, backend) => new DynamicBackgroundWorker(ref, notifyPid, backend);
+  }
+
+  /** Handles come from `loadDynamic()` or `PostmasterClient#attach()`. */
+  private constructor(ref: HandleRef, notifyPid: number, backend: HandleBackend) {
     this.#ref = ref;
     this.#backend = backend;
     this.notifyPid = notifyPid;
@@ -48,7 +61,7 @@ export class DynamicBackgroundWorker {
 
   /** SIGTERM if running, unregistered if not yet started; never restarted after. */
   terminate(): TerminatingDynamicBackgroundWorker {
-    return new TerminatingDynamicBackgroundWorker(this, this.#backend.terminate(this.#ref));
+    return makeTerminating(this, this.#backend.terminate(this.#ref));
   }
 }
 
@@ -57,8 +70,11 @@ export class TerminatingDynamicBackgroundWorker {
   readonly #worker: DynamicBackgroundWorker;
   readonly #sent: Promise<void>;
 
-  /** @internal */
-  constructor(worker: DynamicBackgroundWorker, sent: Promise<void>) {
+  static {
+    makeTerminating = (worker, sent) => new TerminatingDynamicBackgroundWorker(worker, sent);
+  }
+
+  private constructor(worker: DynamicBackgroundWorker, sent: Promise<void>) {
     this.#worker = worker;
     this.#sent = sent;
     // A caller that never waits must not see an unhandled rejection; waitForShutdown re-raises it.

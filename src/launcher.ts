@@ -1,11 +1,15 @@
 /**
- * How a process reaches the postmaster about dynamic workers. The postmaster answers in-process, a worker
- * through its IPC channel, any other process through the control socket; all three implement this one
- * interface, so `loadDynamic()` and `DynamicBackgroundWorker` are the same code everywhere.
+ * The one launcher: how any process starts dynamic workers and works their handles. It puts requests to a
+ * `Requester`: in the postmaster's own process the postmaster itself, in a worker the request channel over
+ * its IPC channel, anywhere else the request channel over the control socket. `loadDynamic()` and
+ * `DynamicBackgroundWorker` are therefore the same code everywhere.
  */
+import { admitLaunch } from "./admission.js";
+import type { OnLost, Requester } from "./control/channel.js";
+import { handleStateFromWire, launchResultFromWire } from "./control/protocol.js";
 import type { WorkerDefinition } from "./definition.js";
-import type { BackgroundWorkerStatus } from "./errors.js";
-import type { DynamicBackgroundWorker } from "./handle.js";
+import { makeError, type BackgroundWorkerStatus } from "./errors.js";
+import { newHandle, type DynamicBackgroundWorker } from "./handle.js";
 
 /** A slot and the generation it had when the worker was registered, PostgreSQL's `BackgroundWorkerHandle`. */
 export interface HandleRef {
@@ -20,11 +24,12 @@ export interface HandleState {
   readonly pid?: number;
 }
 
+/** What a `DynamicBackgroundWorker` asks about its worker. */
 export interface HandleBackend {
   state(ref: HandleRef): Promise<HandleState>;
   /**
    * Resolves once the worker has started (with its pid) or stopped, or the postmaster has gone. Only the
-   * worker's notify pid may wait: the backend names its own process as the caller, and the postmaster
+   * worker's notify pid may wait: the postmaster judges a wait by the pid it knows the caller by, and
    * answers Untracked to any other.
    */
   waitForStartup(ref: HandleRef): Promise<HandleState>;
@@ -33,9 +38,49 @@ export interface HandleBackend {
   terminate(ref: HandleRef): Promise<void>;
 }
 
-export interface DynamicLauncher extends HandleBackend {
-  launch(definition: WorkerDefinition, startup?: () => void): Promise<DynamicBackgroundWorker>;
-  attach(handle: string): DynamicBackgroundWorker;
+export class Launcher implements HandleBackend {
+  readonly #requests: Requester;
+
+  constructor(requests: Requester) {
+    this.#requests = requests;
+  }
+
+  /** Registers `definition` as a dynamic worker; the admission check runs here first, and again in the postmaster. */
+  async launch(definition: WorkerDefinition, startup?: () => void): Promise<DynamicBackgroundWorker> {
+    admitLaunch({ definition, callerPid: process.pid, startup });
+    const result = launchResultFromWire(await this.#requests.request({ op: "launch", definition }, "reject"));
+    return newHandle(parseHandle(result.handle), result.notifyPid, this);
+  }
+
+  /** A handle from its string; waits are allowed only to its notify pid's process, which the postmaster knows. */
+  attach(handle: string): DynamicBackgroundWorker {
+    return newHandle(parseHandle(handle), 0, this);
+  }
+
+  state(ref: HandleRef): Promise<HandleState> {
+    return this.#handleState("state", ref);
+  }
+
+  waitForStartup(ref: HandleRef): Promise<HandleState> {
+    return this.#handleState("waitForStartup", ref);
+  }
+
+  waitForShutdown(ref: HandleRef): Promise<HandleState> {
+    return this.#handleState("waitForShutdown", ref);
+  }
+
+  async terminate(ref: HandleRef): Promise<void> {
+    await this.#requests.request({ op: "terminate", target: formatHandle(ref) }, "status-error");
+  }
+
+  async #handleState(op: "state" | "waitForStartup" | "waitForShutdown", ref: HandleRef): Promise<HandleState> {
+    return handleStateFromWire(await this.#requests.request({ op, handle: formatHandle(ref) }, "postmaster-died"));
+  }
+
+  /** Puts any other request (status, stop, terminate by pid) through the same requester. */
+  request(request: Parameters<Requester["request"]>[0], onLost: OnLost): Promise<unknown> {
+    return this.#requests.request(request, onLost);
+  }
 }
 
 const HANDLE_PREFIX = "bgw1";
@@ -60,7 +105,9 @@ export function parseHandle(handle: string): HandleRef {
     !Number.isSafeInteger(generationNumber) ||
     generationNumber < 0
   ) {
-    throw new TypeError(
+    throw makeError(
+      TypeError,
+      "ERR_BGWORKER_INVALID_HANDLE",
       `handle ${JSON.stringify(handle)} is not a background worker handle (expected "${HANDLE_PREFIX}:POSTMASTER:SLOT:GENERATION")`,
     );
   }

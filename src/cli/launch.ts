@@ -1,33 +1,36 @@
 /** `bgworker launch --library L --function F [...]`: a dynamic worker, built and checked by the builder. */
-import { BackgroundWorkerBuilder } from "../builder.js";
+import { BackgroundWorkerBuilder, definitionOf, fieldOf, type BuilderField } from "../builder.js";
 import { connect } from "../control/client.js";
-import { BackgroundWorkerStatus, BackgroundWorkerStatusError } from "../errors.js";
+import { BackgroundWorkerStatus, BackgroundWorkerStatusError, codeOf, makeError } from "../errors.js";
 import { HELP } from "./help.js";
 import { EXIT_OK, parseOrUsage, required, validating } from "./usage.js";
 import { parseDatum, parseRestartTime, parseSocket, parseStartTime, resolveLibrary } from "./values.js";
 
 const COMMAND = "launch";
 
-/** The builder's messages name its methods; on the command line the flag is what the user wrote. */
-const FLAGS: Readonly<Record<string, string>> = {
-  "BackgroundWorkerBuilder:": "--name:",
-  "setType:": "--type:",
-  "setLibrary:": "--library:",
-  "setFunction:": "--function:",
-  "setArgument:": "--arg:",
-  "setExtra:": "--extra:",
-  "setStartTime:": "--start-time:",
-  "setRestartTime:": "--restart-time:",
-  "toDefinition:": "launch:",
+/** The builder's errors say which field they are about; on the command line the flag is what the user wrote. */
+const FLAGS: Readonly<Record<BuilderField, string>> = {
+  name: "--name",
+  type: "--type",
+  library: "--library",
+  function: "--function",
+  argument: "--arg",
+  extra: "--extra",
+  startTime: "--start-time",
+  restartTime: "--restart-time",
+  notifyPid: "launch",
+  startup: "launch",
 };
 
+/** Names the flag (or the command, for a rule across fields) in place of the builder method the message starts with. */
 function inFlagTerms(error: unknown): unknown {
-  if (!(error instanceof TypeError || error instanceof RangeError)) return error;
-  const prefix = error.message.slice(0, error.message.indexOf(":") + 1);
-  const flag = FLAGS[prefix];
-  if (flag === undefined) return error;
-  const Ctor = error instanceof RangeError ? RangeError : TypeError;
-  return new Ctor(flag + error.message.slice(prefix.length));
+  const code = codeOf(error);
+  if (!(error instanceof TypeError || error instanceof RangeError) || code === undefined) return error;
+  const field = fieldOf(error);
+  const where = field === undefined ? "launch" : FLAGS[field];
+  const separator = error.message.indexOf(": ");
+  const rest = separator === -1 ? error.message : error.message.slice(separator + 2);
+  return makeError(error instanceof RangeError ? RangeError : TypeError, code, `${where}: ${rest}`);
 }
 
 function parse(args: string[]) {
@@ -77,7 +80,7 @@ function builderFrom(values: ReturnType<typeof parse>["values"]): BackgroundWork
     builder.setRestartTime(restartTime).setArgument(argument);
     if (values.extra !== undefined) builder.setExtra(values.extra);
     // The cross-field rules (e.g. SPI with PostmasterStart) are checked here too, not after connecting.
-    builder.toDefinition();
+    definitionOf(builder);
     return builder;
   }
 }

@@ -1,17 +1,21 @@
 /**
  * What a request asks of the postmaster, answered in the protocol's result shapes. The control socket and
- * the workers' IPC channel both carry these requests, so both are answered here.
+ * the workers' IPC channel both carry these requests, and the postmaster's own launcher puts them too, so
+ * every path is answered here, the admission check included.
  */
+import { admitLaunch } from "../admission.js";
+import { errorToWire, type WireError } from "../errors.js";
 import { formatHandle } from "../launcher.js";
 import type { ControlHandler } from "./handler.js";
-import { handleStateToWire, type LaunchResult, type Request } from "./protocol.js";
+import { handleStateToWire, requestFromValue, type LaunchResult, type Request, type RequestId } from "./protocol.js";
 
-/** Runs `request` on `handler` for the process `callerPid` (the notify pid that waits are judged by). */
+/** Runs `request` on `handler` for the process `callerPid` (the notify pid that launches and waits are judged by). */
 export async function dispatchRequest(handler: ControlHandler, request: Request, callerPid: number): Promise<unknown> {
   switch (request.op) {
     case "status":
       return handler.status();
     case "launch": {
+      admitLaunch({ definition: request.definition, callerPid });
       const result: LaunchResult = { handle: formatHandle(handler.launch(request.definition)), notifyPid: request.definition.notifyPid };
       return result;
     }
@@ -27,5 +31,25 @@ export async function dispatchRequest(handler: ControlHandler, request: Request,
     case "stop":
       handler.stop(request.mode);
       return null;
+  }
+}
+
+export type Answer =
+  | { readonly id: RequestId; readonly ok: true; readonly result: unknown }
+  | { readonly id: RequestId; readonly ok: false; readonly error: WireError };
+
+/**
+ * Answers a request decoded from JSON (a worker's IPC message), validated exactly as a socket frame is.
+ * Undefined when the request has no usable id, so no reply can be matched to it.
+ */
+export async function answerRequest(handler: ControlHandler, value: unknown, callerPid: number): Promise<Answer | { readonly id: null; readonly error: Error }> {
+  const parsed = typeof value === "object" && value !== null && !Array.isArray(value) ? requestFromValue(value as Record<string, unknown>) : undefined;
+  if (parsed === undefined) return { id: null, error: new TypeError("request is not an object") };
+  if (!parsed.ok) return parsed.id === null ? { id: null, error: parsed.error } : { id: parsed.id, ok: false, error: errorToWire(parsed.error) };
+  const { id } = parsed.value;
+  try {
+    return { id, ok: true, result: await dispatchRequest(handler, parsed.value, callerPid) };
+  } catch (error) {
+    return { id, ok: false, error: errorToWire(error) };
   }
 }

@@ -21,7 +21,6 @@ import {
   ProtocolError,
   type HelloResult,
   type Reply,
-  type Request,
   type RequestId,
 } from "./protocol.js";
 import { socketAddress } from "./socket-path.js";
@@ -247,25 +246,11 @@ export class ControlServer {
       return;
     }
     connection.inFlight += 1;
-    this.#dispatch(request, connection.pid).then(
+    dispatchRequest(this.#handler, request, connection.pid).then(
       (result) => this.#reply(connection, { id: request.id, ok: true, result }),
       (error: unknown) => this.#reply(connection, { id: request.id, ok: false, error: errorToWire(error) }),
     ).finally(() => {
       connection.inFlight -= 1;
     });
-  }
-
-  async #dispatch(request: Request, callerPid: number): Promise<unknown> {
-    if (request.op === "launch") {
-      const notifyPid = request.definition.notifyPid;
-      // Notifications reach a socket client only through its own connection, so it can ask for itself or no one.
-      if (notifyPid !== 0 && notifyPid !== callerPid) {
-        throw new TypeError(
-          `invalid worker definition: notify pid ${notifyPid} must be 0 or the launching client's pid ${callerPid}: ` +
-            `over the control socket only the launching process can be notified`,
-        );
-      }
-    }
-    return dispatchRequest(this.#handler, request, callerPid);
   }
 }

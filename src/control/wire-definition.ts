@@ -3,9 +3,9 @@
  * `BackgroundWorkerBuilder`'s setters, so a definition from a socket obeys exactly the rules (and gets
  * exactly the messages) of one built in-process; this module adds only the JSON-level shape checks.
  */
-import { BackgroundWorkerBuilder, MAX_EXTRA_BYTES } from "../builder.js";
+import { BackgroundWorkerBuilder, definitionOf, MAX_EXTRA_BYTES } from "../builder.js";
 import { decodeDatum, type Datum, type EncodedDatum, type WorkerDefinition } from "../definition.js";
-import { show } from "../errors.js";
+import { codeOf, makeError, show } from "../errors.js";
 
 const FIELDS = [
   "name",
@@ -31,7 +31,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 function invalid(field: string, value: unknown, rule: string): TypeError {
-  return new TypeError(`invalid worker definition: ${field} ${show(value)} ${rule}`);
+  return makeError(TypeError, "ERR_BGWORKER_INVALID_DEFINITION", `invalid worker definition: ${field} ${show(value)} ${rule}`);
 }
 
 function expect(record: Record<string, unknown>, field: string, type: "string" | "number" | "boolean"): void {
@@ -76,8 +76,10 @@ function rebuild<T>(step: () => T): T {
   try {
     return step();
   } catch (error) {
-    if (error instanceof RangeError) throw new RangeError(`invalid worker definition: ${error.message}`);
-    if (error instanceof TypeError) throw new TypeError(`invalid worker definition: ${error.message}`);
+    // The builder's code says which rule broke; the prefix says where the definition came from.
+    const code = codeOf(error) ?? "ERR_BGWORKER_INVALID_DEFINITION";
+    if (error instanceof RangeError) throw makeError(RangeError, code, `invalid worker definition: ${error.message}`);
+    if (error instanceof TypeError) throw makeError(TypeError, code, `invalid worker definition: ${error.message}`);
     throw error;
   }
 }
@@ -89,9 +91,9 @@ function rebuild<T>(step: () => T): T {
 export function definitionFromWire(value: unknown): WorkerDefinition {
   if (!isRecord(value)) throw invalid("definition", value, "must be an object");
   const unknown = Object.keys(value).filter((key) => !(FIELDS as readonly string[]).includes(key));
-  if (unknown.length > 0) throw new TypeError(`invalid worker definition: unknown field ${JSON.stringify(unknown[0])}`);
+  if (unknown.length > 0) throw makeError(TypeError, "ERR_BGWORKER_INVALID_DEFINITION", `invalid worker definition: unknown field ${JSON.stringify(unknown[0])}`);
   const missing = FIELDS.filter((field) => !Object.prototype.hasOwnProperty.call(value, field));
-  if (missing.length > 0) throw new TypeError(`invalid worker definition: field ${JSON.stringify(missing[0])} is missing`);
+  if (missing.length > 0) throw makeError(TypeError, "ERR_BGWORKER_INVALID_DEFINITION", `invalid worker definition: field ${JSON.stringify(missing[0])} is missing`);
 
   for (const field of ["name", "type", "library", "function"] as const) expect(value, field, "string");
   for (const field of ["startTime", "notifyPid"] as const) expect(value, field, "number");
@@ -116,6 +118,6 @@ export function definitionFromWire(value: unknown): WorkerDefinition {
       .setExtra(extra)
       .setNotifyPid(value.notifyPid as number);
     if (value.shmem === true) builder.enableShmemAccess();
-    return builder.toDefinition();
+    return definitionOf(builder);
   });
 }

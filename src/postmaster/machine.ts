@@ -1,11 +1,22 @@
 /**
  * The postmaster's state machine: the slot table and every decision about it (start, restart, crash,
- * terminate, shutdown), with no I/O. The shell feeds it events (a method call each, with the current time
- * where a rule depends on it) and carries out the actions it returns. It is the only writer of worker state, as PostgreSQL's postmaster
- * is the only writer of its `BackgroundWorkerList`.
+ * terminate, shutdown), with no I/O.
+ *
+ * Who may change what (as bgworker.c says of its BackgroundWorkerSlot array):
+ * - This machine is the only writer of the postmaster's lifecycle, its phase, the slots, the pid -> slot map
+ *   and the set of timers; it changes them only inside its event methods (`start`, `launch`, `forked`,
+ *   `exited`, `timer`, ...), each of which returns the actions the change calls for.
+ * - The shell (postmaster.ts) never writes any of it: it feeds events through one queue, one at a time, and
+ *   carries out the returned actions (fork, signal, arm or disarm a timer, log, reset shared memory). What
+ *   an action leads to (a pid, a failed fork, a timer firing) comes back as a later event, never by calling
+ *   in while actions are being carried out.
+ * - A slot's run is a tagged union replaced whole on each transition: each variant carries exactly the data
+ *   that is true in it (only a forked process has a pid; only a pending restart has a delay).
+ * - Everyone else reads through the queries (`rows`, `handleState`, `notifyPidOf`, `lifecycle`).
+ * PostgreSQL's postmaster is likewise the only writer of its `BackgroundWorkerList`.
  */
 import { START_TIME_NAMES, type WorkerDefinition } from "../definition.js";
-import { BackgroundWorkerStatus, NoFreeWorkerSlotError } from "../errors.js";
+import { BackgroundWorkerStatus, makeError, NoFreeWorkerSlotError } from "../errors.js";
 import type { HandleRef, HandleState } from "../launcher.js";
 import { formatHandle } from "../launcher.js";
 import type { LogLevel } from "../log.js";
@@ -20,16 +31,27 @@ import {
   type RestartBackoff,
 } from "./rules.js";
 
+/** A timer the machine asks for, named by what it is for: the shell keys its timers by it and hands it back. */
+export type TimerKey =
+  | { readonly kind: "restart"; readonly slot: number; readonly generation: number }
+  | { readonly kind: "shutdown-kill" };
+
 export type Action =
   | { readonly type: "spawn"; readonly slot: number; readonly generation: number; readonly definition: WorkerDefinition }
   | { readonly type: "signal"; readonly pid: number; readonly signal: "SIGTERM" | "SIGKILL" }
-  | { readonly type: "setTimer"; readonly key: string; readonly delayMs: number }
-  | { readonly type: "clearTimer"; readonly key: string }
+  | { readonly type: "setTimer"; readonly key: TimerKey; readonly delayMs: number }
+  | { readonly type: "clearTimer"; readonly key: TimerKey }
   | { readonly type: "log"; readonly level: LogLevel; readonly message: string; readonly worker?: { name: string; type: string; pid?: number } }
-  /** Every shared-memory worker is gone after a crash: re-create the segment, re-run startup hooks, then call `shmemReset`. */
+  /** Every shared-memory worker is gone after a crash: re-create the segment, re-run startup hooks, then feed `shmemReset`. */
   | { readonly type: "resetShmem" }
-  /** Shutdown finished: every worker process is gone. */
+  /** Shutdown finished: every worker process is gone. The shell closes up, then feeds `closed`. */
   | { readonly type: "shutdownComplete"; readonly mode: ShutdownMode };
+
+/**
+ * The postmaster's own life: `new`, `loading` while extensions run `_PG_init` (static registration is open),
+ * `starting` once workers may start, `running` once everything is served, then `stopping` and `stopped`.
+ */
+export type Lifecycle = "new" | "loading" | "starting" | "running" | "stopping" | "stopped";
 
 export interface MachineOptions {
   readonly postmasterId: string;
@@ -41,143 +63,204 @@ export interface MachineOptions {
   readonly shutdownTimeoutMs: number;
 }
 
+/** Facts about a run that has a process (or is about to). */
+interface RunFacts {
+  /** Terminated through a handle (or by pid): never restarted. */
+  readonly terminated: boolean;
+}
+
+interface ProcessFacts extends RunFacts {
+  readonly pid: number;
+  /**
+   * When the run began, for the restart-storm rule: when its function was entered, or when the process was
+   * forked if it never got that far. Import time is not held against the worker.
+   */
+  readonly runStartedAt: number;
+  /** Killed by the postmaster as part of a crash-restart: its exit is expected, not another crash. */
+  readonly killedForCrash: boolean;
+}
+
+/** Where a slot's worker is in its life. */
+type Run =
+  /** Registered; starts when its start time, the crash rule and shutdown allow. */
+  | { readonly state: "waiting" }
+  /** Registered; a restart is pending until its timer fires. */
+  | { readonly state: "backoff"; readonly delayMs: number }
+  /** A spawn was asked for and its pid is not known yet. */
+  | ({ readonly state: "spawning" } & RunFacts)
+  /** The process exists; its function has not been entered yet. */
+  | ({ readonly state: "starting" } & ProcessFacts)
+  /** The function has been entered: Started. */
+  | ({ readonly state: "running" } & ProcessFacts)
+  /** Unregistered (done, terminated, given up); the row shows the last run until the slot is reused. */
+  | { readonly state: "stopped" };
+
 interface Slot {
   readonly index: number;
-  generation: number;
-  definition: WorkerDefinition;
-  kind: "static" | "dynamic";
-  /** Registered: false once unregistered (done, terminated, forgotten); the row then shows the last run. */
-  registered: boolean;
-  state: WorkerState;
-  /** Set from `spawn` until the process has exited. */
-  pid: number | null;
-  /** A spawn was asked for and its pid is not known yet. */
-  spawning: boolean;
-  /**
-   * When the current run began, for the restart-storm rule: when its function was entered, or when the
-   * process was forked if it never got that far. Import time is not held against the worker.
-   */
-  runStartedAt: number;
+  readonly generation: number;
+  readonly definition: WorkerDefinition;
+  readonly kind: "static" | "dynamic";
+  run: Run;
   restarts: number;
   fastFailures: number;
   lastExit: LastExit | null;
-  backoffMs: number | null;
-  /** Terminated through a handle (or by pid): never restarted. */
-  terminated: boolean;
-  /** Killed by the postmaster as part of a crash-restart: its exit is expected, not another crash. */
-  killedForCrash: boolean;
   notifyPid: number;
 }
 
-const SHUTDOWN_ORDER: Readonly<Record<ShutdownMode, number>> = { smart: 1, fast: 2, immediate: 3 };
-const SHUTDOWN_KILL_TIMER = "shutdown-kill";
+type WithProcess = Slot & { run: Extract<Run, { pid: number }> };
+type Occupied = Slot & { run: Extract<Run, { terminated: boolean }> };
 
-function restartTimer(slot: Slot): string {
-  return `restart:${slot.index}:${slot.generation}`;
+const SHUTDOWN_ORDER: Readonly<Record<ShutdownMode, number>> = { smart: 1, fast: 2, immediate: 3 };
+const SHUTDOWN_KILL: TimerKey = Object.freeze({ kind: "shutdown-kill" });
+
+function restartTimer(slot: Slot): TimerKey {
+  return { kind: "restart", slot: slot.index, generation: slot.generation };
+}
+
+function pidOf(slot: Slot): number | null {
+  return "pid" in slot.run ? slot.run.pid : null;
+}
+
+function hasProcess(slot: Slot): slot is WithProcess {
+  return "pid" in slot.run;
+}
+
+/** A process exists or is being made for the slot. */
+function occupied(slot: Slot): slot is Occupied {
+  return "terminated" in slot.run;
+}
+
+function registered(slot: Slot): boolean {
+  return slot.run.state !== "stopped";
 }
 
 function workerOf(slot: Slot): { name: string; type: string; pid?: number } {
-  return slot.pid === null
-    ? { name: slot.definition.name, type: slot.definition.type }
-    : { name: slot.definition.name, type: slot.definition.type, pid: slot.pid };
+  const pid = pidOf(slot);
+  return pid === null ? { name: slot.definition.name, type: slot.definition.type } : { name: slot.definition.name, type: slot.definition.type, pid };
 }
 
 export class PostmasterMachine {
   readonly postmasterId: string;
   readonly maxWorkerProcesses: number;
-  private readonly backoff: RestartBackoff;
-  private readonly databaseServed: boolean;
-  private readonly shutdownTimeoutMs: number;
-  private readonly slots: Slot[] = [];
-  private phase: Phase = "starting";
-  private started = false;
-  private shutdownMode: ShutdownMode | null = null;
-  private shutdownDone = false;
+  readonly #backoff: RestartBackoff;
+  readonly #databaseServed: boolean;
+  readonly #shutdownTimeoutMs: number;
+  readonly #slots: Slot[] = [];
+  /** Which slot each live worker process occupies. */
+  readonly #slotByPid = new Map<number, Slot>();
+  #lifecycle: Lifecycle = "new";
+  #phase: Phase = "starting";
+  #shutdownMode: ShutdownMode | null = null;
+  #shutdownDone = false;
   /** Set between a shared-memory crash and the re-creation of the segment. */
-  private crashRecovery = false;
-  private actions: Action[] = [];
+  #crashRecovery = false;
+  #actions: Action[] = [];
 
   constructor(options: MachineOptions) {
     this.postmasterId = options.postmasterId;
     this.maxWorkerProcesses = options.maxWorkerProcesses;
-    this.backoff = options.restartBackoff ?? DEFAULT_RESTART_BACKOFF;
-    this.databaseServed = options.databaseServed;
-    this.shutdownTimeoutMs = options.shutdownTimeoutMs;
+    this.#backoff = options.restartBackoff ?? DEFAULT_RESTART_BACKOFF;
+    this.#databaseServed = options.databaseServed;
+    this.#shutdownTimeoutMs = options.shutdownTimeoutMs;
   }
 
   // ----- registration -------------------------------------------------------------------------------
 
+  /** The postmaster begins to start: extensions are loaded next. Throws unless it is new. */
+  begin(): Action[] {
+    if (this.#lifecycle !== "new") {
+      throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `Postmaster.start: this postmaster is already ${this.#lifecycle}`);
+    }
+    this.#lifecycle = "loading";
+    return this.#flush();
+  }
+
   /** A static worker from `_PG_init`. Only before `start`. */
   registerStatic(definition: WorkerDefinition): void {
-    if (this.started) throw new Error(`background worker "${definition.name}": static workers can only be registered before the postmaster starts`);
-    this.checkDatabaseAccess(definition);
-    if (this.slots.length >= this.maxWorkerProcesses) {
-      throw new RangeError(
+    if (!this.#registering()) {
+      throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `background worker "${definition.name}": static workers can only be registered before the postmaster starts`);
+    }
+    this.#checkDatabaseAccess(definition);
+    if (this.#slots.length >= this.maxWorkerProcesses) {
+      throw makeError(
+        RangeError,
+        "ERR_BGWORKER_NO_FREE_SLOT",
         `load: background worker "${definition.name}" does not fit: all ${this.maxWorkerProcesses} worker slots ` +
           `(maxWorkerProcesses) are taken by static workers`,
       );
     }
-    this.slots.push(this.newSlot(this.slots.length, definition, "static", 0));
+    this.#slots.push(this.#newSlot(this.#slots.length, definition, "static", 0));
   }
 
-  /** The postmaster is up: start what the current phase allows. */
+  /** The postmaster is up (extensions loaded, shared memory made): start what the current phase allows. */
   start(): Action[] {
-    this.started = true;
-    for (const slot of this.slots) {
-      this.emit({ type: "log", level: "DEBUG", message: `registering background worker "${slot.definition.name}"` });
-      this.startIfAllowed(slot);
+    if (this.#registering()) this.#lifecycle = "starting";
+    for (const slot of this.#slots) {
+      this.#emit({ type: "log", level: "DEBUG", message: `registering background worker "${slot.definition.name}"` });
+      this.#startIfAllowed(slot);
     }
-    return this.flush();
+    return this.#flush();
   }
 
-  /** A dynamic worker. Throws `NoFreeWorkerSlotError` when every slot is taken, or an Error while shutting down. */
+  /** Everything the postmaster serves is open (control socket, database). */
+  ready(): Action[] {
+    if (this.#lifecycle === "starting") this.#lifecycle = "running";
+    return this.#flush();
+  }
+
+  /** The shell has closed up after `shutdownComplete`, or the postmaster was stopped before it started. */
+  closed(): Action[] {
+    this.#lifecycle = "stopped";
+    return this.#flush();
+  }
+
+  /**
+   * A dynamic worker. Throws `NoFreeWorkerSlotError` when every slot is taken, an Error while shutting down
+   * or stopped, a TypeError for SPI without a database.
+   */
   launch(definition: WorkerDefinition): { ref: HandleRef; actions: Action[] } {
-    if (this.shutdownMode !== null) {
-      throw new Error(`cannot register background worker "${definition.name}": the postmaster is shutting down`);
+    if (this.#shutdownMode !== null || this.#lifecycle === "stopping" || this.#lifecycle === "stopped") {
+      throw makeError(Error, "ERR_BGWORKER_SHUTTING_DOWN", `cannot register background worker "${definition.name}": the postmaster is shutting down`);
     }
-    this.checkDatabaseAccess(definition);
-    let slot = this.slots.find((s) => !s.registered && s.pid === null && !s.spawning);
+    this.#checkDatabaseAccess(definition);
+    let slot = this.#slots.find((s) => s.run.state === "stopped");
     if (slot === undefined) {
-      if (this.slots.length >= this.maxWorkerProcesses) {
+      if (this.#slots.length >= this.maxWorkerProcesses) {
         throw new NoFreeWorkerSlotError(
           `cannot register background worker "${definition.name}": all ${this.maxWorkerProcesses} worker slots ` +
             `(maxWorkerProcesses) are in use`,
         );
       }
-      slot = this.newSlot(this.slots.length, definition, "dynamic", 0);
-      this.slots.push(slot);
+      slot = this.#newSlot(this.#slots.length, definition, "dynamic", 0);
+      this.#slots.push(slot);
     } else {
       // Reusing a slot moves its generation on, so handles to its previous worker report Stopped.
-      Object.assign(slot, this.newSlot(slot.index, definition, "dynamic", slot.generation));
+      slot = this.#newSlot(slot.index, definition, "dynamic", slot.generation);
+      this.#slots[slot.index] = slot;
     }
-    if (this.started) this.startIfAllowed(slot);
-    return { ref: this.refOf(slot), actions: this.flush() };
+    this.#startIfAllowed(slot);
+    return { ref: this.#refOf(slot), actions: this.#flush() };
   }
 
-  private newSlot(index: number, definition: WorkerDefinition, kind: "static" | "dynamic", previousGeneration: number): Slot {
+  #newSlot(index: number, definition: WorkerDefinition, kind: "static" | "dynamic", previousGeneration: number): Slot {
     return {
       index,
       generation: previousGeneration + 1,
       definition,
       kind,
-      registered: true,
-      state: "waiting",
-      pid: null,
-      spawning: false,
-      runStartedAt: 0,
+      run: { state: "waiting" },
       restarts: 0,
       fastFailures: 0,
       lastExit: null,
-      backoffMs: null,
-      terminated: false,
-      killedForCrash: false,
       notifyPid: definition.notifyPid,
     };
   }
 
-  private checkDatabaseAccess(definition: WorkerDefinition): void {
-    if (definition.spi && !this.databaseServed) {
-      throw new Error(
+  #checkDatabaseAccess(definition: WorkerDefinition): void {
+    if (definition.spi && !this.#databaseServed) {
+      throw makeError(
+        TypeError,
+        "ERR_BGWORKER_NO_DATABASE",
         `background worker "${definition.name}" requests database access (enableSpiAccess), but this postmaster serves no database (--no-database)`,
       );
     }
@@ -187,253 +270,249 @@ export class PostmasterMachine {
 
   /** The process for a `spawn` action exists. */
   forked(slotIndex: number, generation: number, pid: number, now: number): Action[] {
-    const slot = this.slotOf(slotIndex, generation);
-    if (slot === undefined || !slot.spawning) return this.flush();
-    slot.spawning = false;
-    slot.pid = pid;
-    slot.runStartedAt = now;
-    this.emit({ type: "log", level: "DEBUG", message: `started background worker "${slot.definition.name}" (PID ${pid})`, worker: workerOf(slot) });
+    const slot = this.#slotAt(slotIndex, generation);
+    if (slot === undefined || slot.run.state !== "spawning") return this.#flush();
+    const { terminated } = slot.run;
+    slot.run = { state: "starting", pid, runStartedAt: now, terminated, killedForCrash: false };
+    this.#slotByPid.set(pid, slot);
+    this.#emit({ type: "log", level: "DEBUG", message: `started background worker "${slot.definition.name}" (PID ${pid})`, worker: workerOf(slot) });
     // Decisions taken while the process did not exist yet apply to it now.
-    if (this.shutdownMode === "immediate") this.emit({ type: "signal", pid, signal: "SIGKILL" });
-    else if (this.shutdownMode === "fast" || slot.terminated) this.emit({ type: "signal", pid, signal: "SIGTERM" });
-    else if (this.crashRecovery && slot.definition.shmem) {
-      slot.killedForCrash = true;
-      this.emit({ type: "signal", pid, signal: "SIGKILL" });
+    if (this.#shutdownMode === "immediate") this.#emit({ type: "signal", pid, signal: "SIGKILL" });
+    else if (this.#shutdownMode === "fast" || terminated) this.#emit({ type: "signal", pid, signal: "SIGTERM" });
+    else if (this.#crashRecovery && slot.definition.shmem) {
+      slot.run = { ...slot.run, killedForCrash: true };
+      this.#emit({ type: "signal", pid, signal: "SIGKILL" });
     }
-    return this.flush();
+    return this.#flush();
   }
 
-  /** The worker's function has been entered: the worker counts as Started. */
-  entered(slotIndex: number, generation: number, now: number): Action[] {
-    const slot = this.slotOf(slotIndex, generation);
-    if (slot !== undefined && slot.pid !== null && slot.state === "starting") {
-      slot.state = "running";
-      slot.runStartedAt = now;
-    }
-    return this.flush();
+  /** The function of the worker with this pid has been entered: it counts as Started. */
+  entered(pid: number, now: number): Action[] {
+    const slot = this.#slotByPid.get(pid);
+    if (slot !== undefined && slot.run.state === "starting") slot.run = { ...slot.run, state: "running", runStartedAt: now };
+    return this.#flush();
   }
 
   /** A spawn failed before a process existed; PostgreSQL counts a failed fork as exit code 1. */
   spawnFailed(slotIndex: number, generation: number, error: string, now: number): Action[] {
-    const slot = this.slotOf(slotIndex, generation);
-    if (slot === undefined || !slot.spawning) return this.flush();
-    slot.spawning = false;
-    slot.runStartedAt = now;
-    this.emit({ type: "log", level: "LOG", message: `could not fork background worker process "${slot.definition.name}": ${error}`, worker: workerOf(slot) });
-    this.afterExit(slot, { code: 1, signal: null, at: new Date(now).toISOString() }, now);
-    this.afterAnyExit();
-    return this.flush();
+    const slot = this.#slotAt(slotIndex, generation);
+    if (slot === undefined || slot.run.state !== "spawning") return this.#flush();
+    const { terminated } = slot.run;
+    this.#emit({ type: "log", level: "LOG", message: `could not fork background worker process "${slot.definition.name}": ${error}`, worker: workerOf(slot) });
+    this.#afterExit(slot, { code: 1, signal: null, at: new Date(now).toISOString() }, 0, terminated);
+    this.#afterAnyExit();
+    return this.#flush();
   }
 
+  /** A process ended: a worker (its slot decides what follows) or any other (its notifications are cancelled). */
   exited(pid: number, code: number | null, signal: string | null, now: number): Action[] {
-    const slot = this.slots.find((s) => s.pid === pid);
-    if (slot === undefined) return this.flush();
+    this.#releaseNotifications(pid);
+    const slot = this.#slotByPid.get(pid);
+    if (slot === undefined || !("pid" in slot.run)) return this.#flush();
+    this.#slotByPid.delete(pid);
+    const { terminated, killedForCrash, runStartedAt } = slot.run;
     const lastExit: LastExit = { code, signal, at: new Date(now).toISOString() };
-    const kind = classifyExit(code, signal);
-    const worker = workerOf(slot);
-    this.emit({ type: "log", level: "LOG", message: `background worker "${slot.definition.type}" (PID ${pid}) ${describeExit(code, signal)}`, worker });
-    slot.pid = null;
-    this.releaseNotifications(pid);
-    if (slot.killedForCrash) {
-      slot.killedForCrash = false;
+    this.#emit({ type: "log", level: "LOG", message: `background worker "${slot.definition.type}" (PID ${pid}) ${describeExit(code, signal)}`, worker: workerOf(slot) });
+    if (killedForCrash) {
       slot.lastExit = lastExit;
       // Killed as part of a crash-restart: restartable workers come back when the segment is re-created.
-      if (slot.definition.restartTimeMs === null || slot.terminated || this.shutdownMode !== null) this.unregister(slot);
-      else this.setState(slot, "waiting");
-    } else if (kind === "crashed" && slot.definition.shmem && this.shutdownMode === null) {
-      this.crash(slot, lastExit, now);
+      if (slot.definition.restartTimeMs === null || terminated || this.#shutdownMode !== null) this.#unregister(slot, terminated);
+      else slot.run = { state: "waiting" };
+    } else if (classifyExit(code, signal) === "crashed" && slot.definition.shmem && this.#shutdownMode === null) {
+      this.#crash(slot, lastExit, now - runStartedAt, terminated);
     } else {
-      this.afterExit(slot, lastExit, now);
+      this.#afterExit(slot, lastExit, now - runStartedAt, terminated);
     }
-    this.afterAnyExit();
-    return this.flush();
+    this.#afterAnyExit();
+    return this.#flush();
   }
 
   /** Exit 0, exit 1, or a crash that does not involve shared memory (handled like exit 1). */
-  private afterExit(slot: Slot, lastExit: LastExit, now: number): void {
+  #afterExit(slot: Slot, lastExit: LastExit, runMs: number, terminated: boolean): void {
     slot.lastExit = lastExit;
     const kind = classifyExit(lastExit.code, lastExit.signal);
-    if (kind === "done" || slot.terminated || slot.definition.restartTimeMs === null || this.shutdownMode !== null) {
-      this.unregister(slot);
+    if (kind === "done" || terminated || slot.definition.restartTimeMs === null || this.#shutdownMode !== null) {
+      this.#unregister(slot, terminated);
       return;
     }
-    this.scheduleRestart(slot, now, slot.definition.restartTimeMs);
+    this.#scheduleRestart(slot, runMs, slot.definition.restartTimeMs);
   }
 
-  private scheduleRestart(slot: Slot, now: number, restartTimeMs: number): void {
-    const previous = slot.fastFailures;
-    slot.fastFailures = nextFastFailures(previous, now - slot.runStartedAt, this.backoff);
-    const extra = dampingDelay(slot.fastFailures, this.backoff);
+  #scheduleRestart(slot: Slot, runMs: number, restartTimeMs: number): void {
+    slot.fastFailures = nextFastFailures(slot.fastFailures, runMs, this.#backoff);
+    const extra = dampingDelay(slot.fastFailures, this.#backoff);
     const delay = Math.max(restartTimeMs, extra);
     if (extra > 0 && extra > restartTimeMs) {
-      this.emit({
+      this.#emit({
         type: "log",
         level: "LOG",
         message:
           `background worker "${slot.definition.type}" failed ${slot.fastFailures} times in a row within ` +
-          `${this.backoff.fastFailureMs} ms of starting; delaying its restart by ${delay} ms`,
+          `${this.#backoff.fastFailureMs} ms of starting; delaying its restart by ${delay} ms`,
         worker: workerOf(slot),
       });
     }
-    slot.backoffMs = delay;
-    this.setState(slot, "backoff");
-    this.emit({ type: "setTimer", key: restartTimer(slot), delayMs: delay });
+    this.#backoffFor(slot, delay);
+  }
+
+  #backoffFor(slot: Slot, delayMs: number): void {
+    slot.run = { state: "backoff", delayMs };
+    this.#emit({ type: "setTimer", key: restartTimer(slot), delayMs });
   }
 
   /** PostgreSQL's crash rule, narrowed to the workers that share memory with the one that crashed. */
-  private crash(slot: Slot, lastExit: LastExit, now: number): void {
+  #crash(slot: Slot, lastExit: LastExit, runMs: number, terminated: boolean): void {
     slot.lastExit = lastExit;
-    this.emit({ type: "log", level: "LOG", message: "terminating any other active server processes that use shared memory" });
-    this.crashRecovery = true;
-    for (const other of this.slots) {
+    this.#emit({ type: "log", level: "LOG", message: "terminating any other active server processes that use shared memory" });
+    this.#crashRecovery = true;
+    for (const other of this.#slots) {
       if (other === slot || !other.definition.shmem) continue;
-      if (other.pid !== null) {
-        other.killedForCrash = true;
-        this.emit({ type: "signal", pid: other.pid, signal: "SIGKILL" });
-      } else if (other.state === "backoff") {
+      if (hasProcess(other)) {
+        other.run = { ...other.run, killedForCrash: true };
+        this.#emit({ type: "signal", pid: other.run.pid, signal: "SIGKILL" });
+      } else if (other.run.state === "backoff") {
         // A pending restart of a shared-memory worker waits for the re-created segment like the rest.
-        this.emit({ type: "clearTimer", key: restartTimer(other) });
-        this.setState(other, "waiting");
+        this.#emit({ type: "clearTimer", key: restartTimer(other) });
+        other.run = { state: "waiting" };
       }
     }
-    if (slot.definition.restartTimeMs === null || slot.terminated) {
-      this.unregister(slot);
+    if (slot.definition.restartTimeMs === null || terminated) {
+      this.#unregister(slot, terminated);
     } else {
-      slot.fastFailures = nextFastFailures(slot.fastFailures, now - slot.runStartedAt, this.backoff);
-      this.setState(slot, "waiting");
+      slot.fastFailures = nextFastFailures(slot.fastFailures, runMs, this.#backoff);
+      slot.run = { state: "waiting" };
     }
   }
 
   /** The segment has been re-created and the startup hooks re-run: bring the shared-memory workers back. */
   shmemReset(): Action[] {
-    if (!this.crashRecovery) return this.flush();
-    this.crashRecovery = false;
-    for (const slot of this.slots) {
-      if (!slot.registered || !slot.definition.shmem || slot.state !== "waiting") continue;
-      const extra = dampingDelay(slot.fastFailures, this.backoff);
-      if (extra > 0) {
-        slot.backoffMs = extra;
-        this.setState(slot, "backoff");
-        this.emit({ type: "setTimer", key: restartTimer(slot), delayMs: extra });
-      } else {
-        this.startIfAllowed(slot);
-      }
+    if (!this.#crashRecovery) return this.#flush();
+    this.#crashRecovery = false;
+    for (const slot of this.#slots) {
+      if (!slot.definition.shmem || slot.run.state !== "waiting") continue;
+      const extra = dampingDelay(slot.fastFailures, this.#backoff);
+      if (extra > 0) this.#backoffFor(slot, extra);
+      else this.#startIfAllowed(slot);
     }
-    return this.flush();
+    return this.#flush();
   }
 
-  private afterAnyExit(): void {
-    if (this.crashRecovery && !this.slots.some((s) => s.definition.shmem && (s.pid !== null || s.spawning))) {
-      this.emit({ type: "log", level: "LOG", message: "all shared-memory workers terminated; reinitializing shared memory" });
-      this.emit({ type: "resetShmem" });
+  #afterAnyExit(): void {
+    if (this.#crashRecovery && !this.#slots.some((s) => s.definition.shmem && occupied(s))) {
+      this.#emit({ type: "log", level: "LOG", message: "all shared-memory workers terminated; reinitializing shared memory" });
+      this.#emit({ type: "resetShmem" });
     }
-    this.advanceShutdown();
+    this.#advanceShutdown();
   }
 
-  /** A restart timer fired (or any other timer the machine set). */
-  timer(key: string): Action[] {
-    if (key === SHUTDOWN_KILL_TIMER) {
-      for (const slot of this.slots) {
-        if (slot.pid !== null) this.emit({ type: "signal", pid: slot.pid, signal: "SIGKILL" });
-      }
-      return this.flush();
+  /** A timer the machine set has fired. */
+  timer(key: TimerKey): Action[] {
+    if (key.kind === "shutdown-kill") {
+      for (const slot of this.#slots) if (hasProcess(slot)) this.#emit({ type: "signal", pid: slot.run.pid, signal: "SIGKILL" });
+      return this.#flush();
     }
-    const slot = this.slots.find((s) => restartTimer(s) === key);
-    if (slot !== undefined && slot.registered && slot.state === "backoff") {
-      slot.backoffMs = null;
-      this.setState(slot, "waiting");
-      this.startIfAllowed(slot);
+    const slot = this.#slotAt(key.slot, key.generation);
+    if (slot !== undefined && slot.run.state === "backoff") {
+      slot.run = { state: "waiting" };
+      this.#startIfAllowed(slot);
     }
-    return this.flush();
+    return this.#flush();
   }
 
   // ----- database -----------------------------------------------------------------------------------
 
   setPhase(phase: Phase): Action[] {
-    if (phase === this.phase) return this.flush();
-    const rising = rank(phase) > rank(this.phase);
-    this.phase = phase;
+    if (phase === this.#phase) return this.#flush();
+    const rising = rank(phase) > rank(this.#phase);
+    this.#phase = phase;
     if (rising) {
-      for (const slot of this.slots) if (slot.state === "waiting") this.startIfAllowed(slot);
+      for (const slot of this.#slots) if (slot.run.state === "waiting") this.#startIfAllowed(slot);
     } else {
       // Database lost: its sessions are gone, so SPI workers stop and come back by their restart rules.
-      for (const slot of this.slots) {
-        if (slot.definition.spi && slot.pid !== null && !mayStart(slot.definition.startTime, phase)) {
-          this.emit({ type: "signal", pid: slot.pid, signal: "SIGTERM" });
+      for (const slot of this.#slots) {
+        if (slot.definition.spi && hasProcess(slot) && !mayStart(slot.definition.startTime, phase)) {
+          this.#emit({ type: "signal", pid: slot.run.pid, signal: "SIGTERM" });
         }
       }
     }
-    return this.flush();
+    return this.#flush();
   }
 
   // ----- requests -----------------------------------------------------------------------------------
 
   /** Terminate through a handle: SIGTERM if running, unregister if not started; never restarted. */
   terminate(ref: HandleRef): Action[] {
-    const slot = this.liveSlot(ref);
-    if (slot !== undefined) this.terminateSlot(slot);
-    return this.flush();
+    const slot = this.#liveSlot(ref);
+    if (slot !== undefined) this.#terminateSlot(slot);
+    return this.#flush();
   }
 
   /** Terminate the worker with this pid; false when no worker has it. */
   terminatePid(pid: number): { found: boolean; actions: Action[] } {
-    const slot = this.slots.find((s) => s.pid === pid);
-    if (slot !== undefined) this.terminateSlot(slot);
-    return { found: slot !== undefined, actions: this.flush() };
+    const slot = this.#slotByPid.get(pid);
+    if (slot !== undefined) this.#terminateSlot(slot);
+    return { found: slot !== undefined, actions: this.#flush() };
   }
 
-  private terminateSlot(slot: Slot): void {
-    slot.terminated = true;
-    if (slot.pid !== null) this.emit({ type: "signal", pid: slot.pid, signal: "SIGTERM" });
-    else if (!slot.spawning) this.unregister(slot);
+  #terminateSlot(slot: Slot): void {
+    if (occupied(slot)) {
+      slot.run = { ...slot.run, terminated: true };
+      if (hasProcess(slot)) this.#emit({ type: "signal", pid: slot.run.pid, signal: "SIGTERM" });
+    } else if (registered(slot)) {
+      this.#unregister(slot, true);
+    }
   }
 
-  /** A process that may be a notify pid is gone: its notifications are cancelled, its workers keep running. */
-  releaseNotifications(pid: number): void {
-    for (const slot of this.slots) if (slot.notifyPid === pid) slot.notifyPid = 0;
+  /** A process that may be a notify pid is gone (a worker, or a client's last connection): its notifications are cancelled. */
+  clientGone(pid: number): Action[] {
+    this.#releaseNotifications(pid);
+    return this.#flush();
+  }
+
+  #releaseNotifications(pid: number): void {
+    for (const slot of this.#slots) if (slot.notifyPid === pid) slot.notifyPid = 0;
   }
 
   /** Smart, fast or immediate shutdown; a stronger mode may follow a weaker one, as with pg_ctl. */
   shutdown(mode: ShutdownMode): Action[] {
-    if (this.shutdownMode !== null && SHUTDOWN_ORDER[mode] <= SHUTDOWN_ORDER[this.shutdownMode]) return this.flush();
-    this.shutdownMode = mode;
-    this.emit({ type: "log", level: "LOG", message: `received ${mode} shutdown request` });
+    if (this.#shutdownMode !== null && SHUTDOWN_ORDER[mode] <= SHUTDOWN_ORDER[this.#shutdownMode]) return this.#flush();
+    this.#shutdownMode = mode;
+    if (this.#lifecycle !== "stopped") this.#lifecycle = "stopping";
+    this.#emit({ type: "log", level: "LOG", message: `received ${mode} shutdown request` });
     // Nothing new starts from now on: forget what has not started, so its waiters are told.
-    for (const slot of this.slots) {
-      if (slot.registered && slot.pid === null && !slot.spawning) this.unregister(slot);
-    }
-    if (mode === "fast") this.stopAll("SIGTERM");
-    else if (mode === "immediate") this.stopAll("SIGKILL");
-    this.advanceShutdown();
-    return this.flush();
+    for (const slot of this.#slots) if (registered(slot) && !occupied(slot)) this.#unregister(slot, false);
+    if (mode === "fast") this.#stopAll("SIGTERM");
+    else if (mode === "immediate") this.#stopAll("SIGKILL");
+    this.#advanceShutdown();
+    return this.#flush();
   }
 
-  private stopAll(signal: "SIGTERM" | "SIGKILL"): void {
-    for (const slot of this.slots) if (slot.pid !== null) this.emit({ type: "signal", pid: slot.pid, signal });
-    if (signal === "SIGTERM") this.emit({ type: "setTimer", key: SHUTDOWN_KILL_TIMER, delayMs: this.shutdownTimeoutMs });
+  #stopAll(signal: "SIGTERM" | "SIGKILL"): void {
+    for (const slot of this.#slots) if (hasProcess(slot)) this.#emit({ type: "signal", pid: slot.run.pid, signal });
+    if (signal === "SIGTERM") this.#emit({ type: "setTimer", key: SHUTDOWN_KILL, delayMs: this.#shutdownTimeoutMs });
   }
 
-  private advanceShutdown(): void {
-    if (this.shutdownMode === null || this.shutdownDone) return;
+  #advanceShutdown(): void {
+    if (this.#shutdownMode === null || this.#shutdownDone) return;
     // Smart: dynamic workers may finish their work; once they have, the rest stop as in a fast shutdown.
-    if (this.shutdownMode === "smart" && !this.slots.some((s) => s.kind === "dynamic" && (s.pid !== null || s.spawning))) {
-      this.shutdownMode = "fast";
-      this.emit({ type: "log", level: "LOG", message: "no dynamic background workers left; stopping the others" });
-      this.stopAll("SIGTERM");
+    if (this.#shutdownMode === "smart" && !this.#slots.some((s) => s.kind === "dynamic" && occupied(s))) {
+      this.#shutdownMode = "fast";
+      this.#emit({ type: "log", level: "LOG", message: "no dynamic background workers left; stopping the others" });
+      this.#stopAll("SIGTERM");
     }
-    if (this.slots.some((s) => s.pid !== null || s.spawning)) return;
-    this.shutdownDone = true;
-    this.emit({ type: "clearTimer", key: SHUTDOWN_KILL_TIMER });
-    this.emit({ type: "shutdownComplete", mode: this.shutdownMode });
+    if (this.#slots.some(occupied)) return;
+    this.#shutdownDone = true;
+    this.#emit({ type: "clearTimer", key: SHUTDOWN_KILL });
+    this.#emit({ type: "shutdownComplete", mode: this.#shutdownMode });
   }
 
   // ----- queries ------------------------------------------------------------------------------------
 
   /** PostgreSQL's `GetBackgroundWorkerPid`, with Started meaning the function has been entered. */
   handleState(ref: HandleRef): HandleState {
-    const slot = this.liveSlot(ref);
+    const slot = this.#liveSlot(ref);
     if (slot === undefined) return { status: BackgroundWorkerStatus.Stopped };
-    if (slot.state === "running" && slot.pid !== null) return { status: BackgroundWorkerStatus.Started, pid: slot.pid };
+    if (slot.run.state === "running") return { status: BackgroundWorkerStatus.Started, pid: slot.run.pid };
     return { status: BackgroundWorkerStatus.NotYetStarted };
   }
 
@@ -443,31 +522,35 @@ export class PostmasterMachine {
    */
   notifyPidOf(ref: HandleRef): number | undefined {
     if (ref.postmaster !== this.postmasterId) return undefined;
-    const slot = this.slots[ref.slot];
+    const slot = this.#slots[ref.slot];
     return slot !== undefined && slot.generation === ref.generation ? slot.notifyPid : undefined;
   }
 
+  get lifecycle(): Lifecycle {
+    return this.#lifecycle;
+  }
+
   get currentPhase(): Phase {
-    return this.phase;
+    return this.#phase;
   }
 
   get shuttingDown(): ShutdownMode | null {
-    return this.shutdownMode;
+    return this.#shutdownMode;
   }
 
-  /** The slot a running worker occupies, for the shell's bookkeeping. */
-  slotOfPid(pid: number): { slot: number; generation: number; definition: WorkerDefinition } | undefined {
-    const slot = this.slots.find((s) => s.pid === pid);
-    return slot === undefined ? undefined : { slot: slot.index, generation: slot.generation, definition: slot.definition };
+  /** The worker a live process runs, for the shell's log lines. */
+  workerOfPid(pid: number): { name: string; type: string } | undefined {
+    const slot = this.#slotByPid.get(pid);
+    return slot === undefined ? undefined : { name: slot.definition.name, type: slot.definition.type };
   }
 
   rows(): WorkerStatusRow[] {
-    return this.slots.map((slot) => ({
+    return this.#slots.map((slot) => ({
       slot: slot.index,
       name: slot.definition.name,
       type: slot.definition.type,
-      pid: slot.pid,
-      state: slot.state,
+      pid: pidOf(slot),
+      state: rowState(slot.run),
       startTime: START_TIME_NAMES[slot.definition.startTime] as WorkerStatusRow["startTime"],
       restartTimeMs: slot.definition.restartTimeMs,
       restarts: slot.restarts,
@@ -476,64 +559,63 @@ export class PostmasterMachine {
       kind: slot.kind,
       spi: slot.definition.spi,
       shmem: slot.definition.shmem,
-      backoffMs: slot.state === "backoff" ? slot.backoffMs : null,
-      handle: slot.kind === "dynamic" ? formatHandle(this.refOf(slot)) : null,
+      backoffMs: slot.run.state === "backoff" ? slot.run.delayMs : null,
+      handle: slot.kind === "dynamic" ? formatHandle(this.#refOf(slot)) : null,
     }));
   }
 
   // ----- helpers ------------------------------------------------------------------------------------
 
-  private startIfAllowed(slot: Slot): void {
-    if (!this.started || !slot.registered || slot.pid !== null || slot.spawning || this.shutdownMode !== null) return;
-    if (!mayStart(slot.definition.startTime, this.phase) || (this.crashRecovery && slot.definition.shmem)) {
-      this.setState(slot, "waiting");
-      return;
-    }
+  /** Before `start`: static registration is open and no worker starts yet. */
+  #registering(): boolean {
+    return this.#lifecycle === "new" || this.#lifecycle === "loading";
+  }
+
+  #startIfAllowed(slot: Slot): void {
+    if (this.#registering() || slot.run.state !== "waiting" || this.#shutdownMode !== null) return;
+    if (!mayStart(slot.definition.startTime, this.#phase) || (this.#crashRecovery && slot.definition.shmem)) return;
     if (slot.lastExit !== null) slot.restarts += 1;
-    slot.spawning = true;
-    this.setState(slot, "starting");
-    this.emit({ type: "spawn", slot: slot.index, generation: slot.generation, definition: slot.definition });
+    slot.run = { state: "spawning", terminated: false };
+    this.#emit({ type: "spawn", slot: slot.index, generation: slot.generation, definition: slot.definition });
   }
 
-  private unregister(slot: Slot): void {
-    if (slot.state === "backoff") this.emit({ type: "clearTimer", key: restartTimer(slot) });
-    slot.registered = false;
-    slot.backoffMs = null;
-    this.setState(slot, "stopped");
-    if (slot.kind === "dynamic" || slot.terminated) {
-      this.emit({ type: "log", level: "DEBUG", message: `unregistering background worker "${slot.definition.name}"`, worker: workerOf(slot) });
+  #unregister(slot: Slot, terminated: boolean): void {
+    if (slot.run.state === "backoff") this.#emit({ type: "clearTimer", key: restartTimer(slot) });
+    slot.run = { state: "stopped" };
+    if (slot.kind === "dynamic" || terminated) {
+      this.#emit({ type: "log", level: "DEBUG", message: `unregistering background worker "${slot.definition.name}"`, worker: workerOf(slot) });
     }
   }
 
-  private setState(slot: Slot, state: WorkerState): void {
-    slot.state = state;
-  }
-
-  private liveSlot(ref: HandleRef): Slot | undefined {
+  #liveSlot(ref: HandleRef): Slot | undefined {
     if (ref.postmaster !== this.postmasterId) return undefined;
-    const slot = this.slots[ref.slot];
-    if (slot === undefined || slot.generation !== ref.generation || !slot.registered) return undefined;
-    return slot;
+    const slot = this.#slotAt(ref.slot, ref.generation);
+    return slot !== undefined && registered(slot) ? slot : undefined;
   }
 
-  private slotOf(index: number, generation: number): Slot | undefined {
-    const slot = this.slots[index];
+  #slotAt(index: number, generation: number): Slot | undefined {
+    const slot = this.#slots[index];
     return slot !== undefined && slot.generation === generation ? slot : undefined;
   }
 
-  private refOf(slot: Slot): HandleRef {
+  #refOf(slot: Slot): HandleRef {
     return { postmaster: this.postmasterId, slot: slot.index, generation: slot.generation };
   }
 
-  private emit(action: Action): void {
-    this.actions.push(action);
+  #emit(action: Action): void {
+    this.#actions.push(action);
   }
 
-  private flush(): Action[] {
-    const actions = this.actions;
-    this.actions = [];
+  #flush(): Action[] {
+    const actions = this.#actions;
+    this.#actions = [];
     return actions;
   }
+}
+
+/** The row's state: a spawn under way shows as starting, as the process is being made. */
+function rowState(run: Run): WorkerState {
+  return run.state === "spawning" ? "starting" : run.state;
 }
 
 function rank(phase: Phase): number {

@@ -4,17 +4,20 @@
  * the signal and latch machinery, imports the library, enters the function, and maps the outcome to an exit
  * code (return -> 0, throw -> 1, `process.exit(n)` -> n).
  */
-import { setProcessRole } from "../context.js";
+import { takeRole } from "../context.js";
+import { RequestChannel } from "../control/channel.js";
 import { decodeDatum } from "../definition.js";
+import { Launcher } from "../launcher.js";
 import type { LogLevel } from "../log.js";
 import { importFrom } from "../modules.js";
 import { attachShmem, denyShmem } from "../shmem/index.js";
 import type { FromRunner, StartMessage, ToRunner } from "./ipc.js";
 import { Latch } from "./latch.js";
 import { startOrphanWatchdog } from "./watchdog.js";
-import { WORKER_SIGNALS, type WorkerSignal } from "./signals.js";
-import { WorkerLauncher } from "./worker-launcher.js";
-import type { WorkerRole } from "./worker.js";
+import { WORKER_SIGNALS } from "./signals.js";
+import { WorkerRole } from "./worker-role.js";
+
+const POSTMASTER_GONE = { postmasterGone: true, message: "the postmaster is gone: no background worker can be started" };
 
 /** How long a worker may outlive its postmaster before it ends itself. */
 const ORPHAN_GRACE_MS = 500;
@@ -51,11 +54,8 @@ function installSignals(role: WorkerRole): void {
   const { type } = role.start.definition;
   for (const signal of WORKER_SIGNALS) {
     process.on(signal, () => {
-      if (role.attached.has(signal)) {
-        role.received.add(signal);
-        if (signal === "SIGTERM") role.latch.stop("terminate");
-        role.latch.set();
-      } else if (signal === "SIGTERM") {
+      if (role.deliver(signal)) return;
+      if (signal === "SIGTERM") {
         role.fatal(`terminating background worker "${type}" due to administrator command`);
       }
       // SIGHUP, SIGINT and SIGCHLD are ignored until attached, as in PostgreSQL.
@@ -78,14 +78,16 @@ async function become(start: StartMessage): Promise<void> {
   const { definition } = start;
   process.title = `bgworker: ${definition.name}`;
   const latch = new Latch();
-  const launcher = new WorkerLauncher(send);
-  const role: WorkerRole = {
-    kind: "worker",
-    start,
-    latch,
-    attached: new Set<WorkerSignal>(),
-    received: new Set<WorkerSignal>(),
-    spiConnected: false,
+  // The worker's transport of the request channel: requests out as IPC messages, replies back by id.
+  const channel = new RequestChannel((request) => {
+    if (process.connected) send({ t: "request", request });
+    else channel.lose(POSTMASTER_GONE);
+  });
+  process.once("disconnect", () => channel.lose(POSTMASTER_GONE));
+  process.on("message", (message: ToRunner) => {
+    if (message.t === "reply") channel.settle(message.id, message.ok ? { ok: true, result: message.result } : { ok: false, error: message.error });
+  });
+  const role = new WorkerRole(start, latch, new Launcher(channel), {
     postmasterAlive: () => process.connected && process.ppid === start.postmasterPid && latch.stopReason !== "postmaster-death",
     log,
     fatal(message: string, detail?: string): never {
@@ -93,14 +95,10 @@ async function become(start: StartMessage): Promise<void> {
       exitWorker(1);
       throw new WorkerExit(1);
     },
-    launcher,
-  };
-  setProcessRole(role);
+  });
+  takeRole(role);
   installSignals(role);
   watchPostmaster(role);
-  process.on("message", (message: ToRunner) => {
-    if (message.t === "reply") launcher.reply(message);
-  });
 
   // A worker with access attaches (when any extension requested shared memory at all); one without is told why.
   if (!definition.shmem) denyShmem(definition.name);

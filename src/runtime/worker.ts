@@ -3,46 +3,24 @@
  * postmaster liveness, database session). It reads the worker role that the runner installed on this
  * process; anywhere else every call throws.
  */
-import { processRole } from "../context.js";
+import { workerRole } from "../context.js";
 import { decodeDatum, extraBytes, type Datum } from "../definition.js";
 import { fail } from "../errors.js";
-import type { DynamicLauncher } from "../launcher.js";
-import type { LogLevel } from "../log.js";
-import type { StartMessage } from "./ipc.js";
-import type { Latch } from "./latch.js";
 import { signalsOf, type SignalWakeFlags, type WorkerSignal } from "./signals.js";
 import { connectSpi, transaction as spiTransaction } from "./spi.js";
+import type { WorkerRole } from "./worker-role.js";
 
-/** The role of a worker process, installed once by the runner. */
-export interface WorkerRole {
-  readonly kind: "worker";
-  readonly start: StartMessage;
-  readonly latch: Latch;
-  /** Signals turned into flags by `attachSignalHandlers`; the others keep their default behaviour. */
-  readonly attached: Set<WorkerSignal>;
-  /** Pending flags, read and cleared by the `*Received()` calls. */
-  readonly received: Set<WorkerSignal>;
-  spiConnected: boolean;
-  postmasterAlive(): boolean;
-  log(level: LogLevel, message: string, detail?: string): void;
-  /** Logs at FATAL and ends the worker with exit code 1, as PostgreSQL's `ereport(FATAL)`. */
-  fatal(message: string, detail?: string): never;
-  /** Dynamic launches and handles from inside this worker go through the postmaster over IPC. */
-  readonly launcher: DynamicLauncher;
-}
+export { WorkerRole } from "./worker-role.js";
 
 // eslint-disable-next-line @typescript-eslint/ban-types -- any public function is a stack boundary
 function worker(caller: Function): WorkerRole {
-  const role = processRole<{ kind?: string }>();
-  if (role?.kind !== "worker") fail(Error, `BackgroundWorker.${caller.name}: not in a background worker`, caller);
-  return role as WorkerRole;
+  const role = workerRole();
+  if (role === undefined) fail(Error, `BackgroundWorker.${caller.name}: not in a background worker`, caller, "ERR_BGWORKER_NOT_IN_WORKER");
+  return role;
 }
 
 function received(signal: WorkerSignal, caller: () => boolean): boolean {
-  const role = worker(caller);
-  const was = role.received.has(signal);
-  role.received.delete(signal);
-  return was;
+  return worker(caller).take(signal);
 }
 
 export const BackgroundWorker = Object.freeze({
@@ -76,8 +54,7 @@ export const BackgroundWorker = Object.freeze({
    * ends the worker; SIGHUP and SIGINT are ignored).
    */
   attachSignalHandlers(flags: SignalWakeFlags): void {
-    const role = worker(BackgroundWorker.attachSignalHandlers);
-    for (const signal of signalsOf(flags)) role.attached.add(signal);
+    worker(BackgroundWorker.attachSignalHandlers).attach(signalsOf(flags));
   },
 
   sighupReceived(): boolean {
@@ -154,7 +131,7 @@ export const BackgroundWorker = Object.freeze({
       }
     }
     if (database === null) return role.fatal(`background worker "${definition.name}": no database is served`);
-    role.spiConnected = true;
+    role.markSpiConnected();
     try {
       await connectSpi(database, { dbname: dbname ?? null, username: username ?? null, applicationName: definition.type });
     } catch (error) {

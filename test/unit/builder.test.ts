@@ -1,7 +1,7 @@
 /** BackgroundWorkerBuilder: defaults, and every validation rule fed a bad value. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { BackgroundWorkerBuilder } from "../../src/builder.js";
+import { BackgroundWorkerBuilder, definitionOf } from "../../src/builder.js";
 import { withInit, type InitContext } from "../../src/context.js";
 import { BgWorkerStartTime, decodeDatum, type WorkerDefinition } from "../../src/definition.js";
 
@@ -55,23 +55,23 @@ describe("BackgroundWorkerBuilder defaults", () => {
 
   it("keeps the argument's JavaScript type", () => {
     for (const value of [42, -1.5, 123n, 2n ** 64n - 1n, true, false, null]) {
-      assert.deepEqual(decodeDatum(base().setArgument(value).toDefinition().argument), value);
+      assert.deepEqual(decodeDatum(definitionOf(base().setArgument(value)).argument), value);
     }
-    assert.equal(decodeDatum(base().setArgument().toDefinition().argument), null);
+    assert.equal(decodeDatum(definitionOf(base().setArgument()).argument), null);
   });
 
   it("enableSpiAccess moves the start time to RecoveryFinished; a later setStartTime overrides it", () => {
-    assert.equal(base().enableSpiAccess().toDefinition().startTime, BgWorkerStartTime.RecoveryFinished);
+    assert.equal(definitionOf(base().enableSpiAccess()).startTime, BgWorkerStartTime.RecoveryFinished);
     assert.equal(
-      base().enableSpiAccess().setStartTime(BgWorkerStartTime.ConsistentState).toDefinition().startTime,
+      definitionOf(base().enableSpiAccess().setStartTime(BgWorkerStartTime.ConsistentState)).startTime,
       BgWorkerStartTime.ConsistentState,
     );
   });
 
   it("carries extra as bytes, from a string or a Uint8Array, up to 128 bytes", () => {
     const bytes = new Uint8Array(128).fill(7);
-    assert.equal(Buffer.from(base().setExtra(bytes).toDefinition().extra, "base64").length, 128);
-    assert.equal(Buffer.from(base().setExtra("héllo").toDefinition().extra, "base64").toString(), "héllo");
+    assert.equal(Buffer.from(definitionOf(base().setExtra(bytes)).extra, "base64").length, 128);
+    assert.equal(Buffer.from(definitionOf(base().setExtra("héllo")).extra, "base64").toString(), "héllo");
   });
 
   it("passes the shared memory startup hook to the postmaster", async () => {
@@ -85,17 +85,17 @@ describe("BackgroundWorkerBuilder validation", () => {
   const long = "x".repeat(96);
   it("name and type: non-empty, at most 95 UTF-8 bytes", () => {
     throwsLine(() => new BackgroundWorkerBuilder(""), TypeError, 'BackgroundWorkerBuilder: name "" must not be empty');
-    throwsLine(() => new BackgroundWorkerBuilder(long), TypeError, `BackgroundWorkerBuilder: name "${"x".repeat(40)}"… (96 bytes) must be at most 95 UTF-8 bytes`);
+    throwsLine(() => new BackgroundWorkerBuilder(long), RangeError, `BackgroundWorkerBuilder: name "${"x".repeat(40)}"… (96 bytes) must be at most 95 UTF-8 bytes`);
     throwsLine(() => BackgroundWorkerBuilder.new(7 as unknown as string), TypeError, "BackgroundWorkerBuilder.new: name 7 must be a string");
     // 32 three-byte characters are 96 bytes: counted in bytes, not characters.
-    throwsLine(() => base().setType("€".repeat(32)), TypeError, `setType: type "${"€".repeat(32)}" (96 bytes) must be at most 95 UTF-8 bytes`);
+    throwsLine(() => base().setType("€".repeat(32)), RangeError, `setType: type "${"€".repeat(32)}" (96 bytes) must be at most 95 UTF-8 bytes`);
     throwsLine(() => base().setType(""), TypeError, 'setType: type "" must not be empty');
-    assert.equal(base().setType("x".repeat(95)).toDefinition().type.length, 95);
+    assert.equal(definitionOf(base().setType("x".repeat(95))).type.length, 95);
   });
 
   it("function: set, non-empty, at most 95 bytes", () => {
     throwsLine(() => base().setFunction(""), TypeError, 'setFunction: function "" must not be empty');
-    throwsLine(() => new BackgroundWorkerBuilder("w").setLibrary("./l.ts").toDefinition(), TypeError, 'toDefinition: function of background worker "w" is not set: call setFunction(name)');
+    throwsLine(() => definitionOf(new BackgroundWorkerBuilder("w").setLibrary("./l.ts")), TypeError, 'launch: function of background worker "w" is not set: call setFunction(name)');
   });
 
   it("library: a non-empty specifier, required for loadDynamic", async () => {
@@ -116,8 +116,8 @@ describe("BackgroundWorkerBuilder validation", () => {
     throwsLine(() => base().setRestartTime(86_400_001), RangeError, "setRestartTime: restart time 86400001 must be from 0 to 86400000 ms (one day), or null");
     throwsLine(() => base().setRestartTime(1.5), TypeError, "setRestartTime: restart time 1.5 must be null or an integer number of milliseconds");
     throwsLine(() => base().setRestartTime(Number.NaN), TypeError, "setRestartTime: restart time NaN must be null or an integer number of milliseconds");
-    assert.equal(base().setRestartTime(0).toDefinition().restartTimeMs, 0);
-    assert.equal(base().setRestartTime(250).toDefinition().restartTimeMs, 250);
+    assert.equal(definitionOf(base().setRestartTime(0)).restartTimeMs, 0);
+    assert.equal(definitionOf(base().setRestartTime(250)).restartTimeMs, 250);
   });
 
   it("argument: by-value Datums only, finite numbers, 64-bit bigints", () => {
@@ -149,7 +149,7 @@ describe("BackgroundWorkerBuilder validation", () => {
   });
 
   it("notify pid: a process id; refused on a static worker", async () => {
-    throwsLine(() => base().setNotifyPid(-3), TypeError, "setNotifyPid: notify pid -3 must be a process id (an integer from 0 to 2147483647)");
+    throwsLine(() => base().setNotifyPid(-3), RangeError, "setNotifyPid: notify pid -3 must be a process id (an integer from 0 to 2147483647)");
     await assert.rejects(registered(() => base().setNotifyPid(1234).load()), {
       name: "TypeError",
       message: 'load: notify pid 1234 of background worker "w" is refused: only dynamic background workers can request notification',

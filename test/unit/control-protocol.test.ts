@@ -1,7 +1,7 @@
 /** The control protocol without sockets: framing, hello and request validation, wire definitions, errors. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { BackgroundWorkerBuilder } from "../../src/builder.js";
+import { BackgroundWorkerBuilder, definitionOf } from "../../src/builder.js";
 import {
   errorFromWire,
   errorToWire,
@@ -21,7 +21,7 @@ import { BackgroundWorkerStatus, BackgroundWorkerStatusError, NoFreeWorkerSlotEr
 const HANDLE = "bgw1:pm-1:3:7";
 
 function definition(): WorkerDefinition {
-  return new BackgroundWorkerBuilder("w").setLibrary("/lib.ts").setFunction("main").setArgument(5n).setExtra("hi").toDefinition();
+  return definitionOf(new BackgroundWorkerBuilder("w").setLibrary("/lib.ts").setFunction("main").setArgument(5n).setExtra("hi"));
 }
 
 /** The error of a refused frame, checked to be one line. */
@@ -142,8 +142,8 @@ describe("definitionFromWire", () => {
 
   it("round-trips what the builder makes, with every Datum kind", () => {
     for (const arg of [null, 1.5, -3, 2n ** 63n, true, false]) {
-      const made = new BackgroundWorkerBuilder("w").setType("t").setLibrary("pkg").setFunction("f").setArgument(arg).enableSpiAccess()
-        .setStartTime(BgWorkerStartTime.ConsistentState).setRestartTime(250).enableShmemAccess().setNotifyPid(99).toDefinition();
+      const made = definitionOf(new BackgroundWorkerBuilder("w").setType("t").setLibrary("pkg").setFunction("f").setArgument(arg).enableSpiAccess()
+        .setStartTime(BgWorkerStartTime.ConsistentState).setRestartTime(250).enableShmemAccess().setNotifyPid(99));
       const rebuilt = definitionFromWire(JSON.parse(JSON.stringify(made)));
       assert.deepEqual(rebuilt, made);
       assert.equal(decodeDatum(rebuilt.argument), arg);
@@ -153,11 +153,11 @@ describe("definitionFromWire", () => {
 
   it("applies the builder's own rules and messages", () => {
     bad({ name: "" }, TypeError, /^invalid worker definition: BackgroundWorkerBuilder: name "" must not be empty$/);
-    bad({ type: "x".repeat(96) }, TypeError, /setType: type .* must be at most 95 UTF-8 bytes/);
+    bad({ type: "x".repeat(96) }, RangeError, /setType: type .* must be at most 95 UTF-8 bytes/);
     bad({ restartTimeMs: 86_400_001 }, RangeError, /^invalid worker definition: setRestartTime: restart time 86400001 must be from 0/);
     bad({ startTime: 7 }, TypeError, /setStartTime: start time 7 must be/);
     bad({ spi: true, startTime: 0 }, TypeError, /cannot request database access with start time PostmasterStart/);
-    bad({ notifyPid: -2 }, TypeError, /setNotifyPid: notify pid -2/);
+    bad({ notifyPid: -2 }, RangeError, /setNotifyPid: notify pid -2/);
     bad({ argument: { kind: "number", value: 1e400 } }, RangeError, /setArgument: argument Infinity must be a finite number/);
     bad({ argument: { kind: "number", value: "1" } }, TypeError, /kind "number" must have a number value/);
     bad({ argument: { kind: "bigint", value: String(2n ** 64n) } }, RangeError, /does not fit in a 64-bit Datum/);

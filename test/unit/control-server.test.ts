@@ -10,7 +10,8 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, beforeEach, afterEach, describe, it } from "node:test";
 import { BackgroundWorkerBuilder } from "../../src/builder.js";
-import { processRole, setProcessRole } from "../../src/context.js";
+import { leaveRole, processRole, takeRole, type ProcessRole } from "../../src/context.js";
+import { Launcher } from "../../src/launcher.js";
 import { connect, type PostmasterClient } from "../../src/control/client.js";
 import type { ControlHandler } from "../../src/control/handler.js";
 import { MAX_FRAME_BYTES } from "../../src/control/protocol.js";
@@ -212,7 +213,8 @@ beforeEach(async () => {
 afterEach(async () => {
   for (const c of clients.splice(0)) await c.close();
   await server.close();
-  setProcessRole(undefined);
+  const role = processRole();
+  if (role !== undefined) leaveRole(role);
 });
 
 describe("ControlServer: the socket file", () => {
@@ -349,9 +351,9 @@ describe("PostmasterClient", () => {
   it("refuses a notify pid other than its own or 0, and a shared memory startup function", async () => {
     const c = await client();
     await assert.rejects(c.loadDynamic(worker().setNotifyPid(1)), (error: unknown) =>
-      error instanceof TypeError && /notify pid 1 must be 0 or the launching client's pid/.test(error.message));
+      error instanceof TypeError && (error as { code?: string }).code === "ERR_BGWORKER_NOTIFY_PID" && /notify pid 1 .* must be 0 or the launching process's pid/.test(error.message));
     await assert.rejects(c.loadDynamic(worker().enableShmemAccess(() => undefined)), (error: unknown) =>
-      error instanceof TypeError && /startup function, which cannot be sent to the postmaster/.test(error.message));
+      error instanceof TypeError && (error as { code?: string }).code === "ERR_BGWORKER_STARTUP_HOOK");
     assert.equal(handler.slots.length, 0);
   });
 
@@ -379,7 +381,7 @@ describe("PostmasterClient", () => {
 
   it("becomes the process's launcher, and stops being it when closed", async () => {
     const c = await client();
-    assert.equal(processRole<{ launcher?: unknown }>()?.launcher, c);
+    assert.equal(processRole()?.kind, "client");
     const w = await worker().loadDynamic();
     assert.equal(w.handle, "bgw1:pm-test:0:1");
     await c.close();
@@ -388,8 +390,8 @@ describe("PostmasterClient", () => {
   });
 
   it("leaves a postmaster's or a worker's own launcher alone", async () => {
-    const own = { kind: "worker", launcher: undefined };
-    setProcessRole(own);
+    const own: ProcessRole = { kind: "postmaster", launcher: new Launcher({ request: () => Promise.reject(new Error("unused")) }) };
+    takeRole(own);
     await client();
     assert.equal(processRole(), own);
   });
@@ -466,7 +468,7 @@ describe("ControlServer: malformed and hostile input", () => {
     assert.match((json.error as { message: string }).message, /^frame is not valid JSON/);
     assert.deepEqual(op, { id: 1, ok: false, error: { name: "ProtocolError", message: 'unknown op "dance" (expected one of status, launch, state, waitForStartup, waitForShutdown, terminate, stop)' } });
     assert.deepEqual(mode, { id: 2, ok: false, error: { name: "ProtocolError", message: 'stop: mode "gentle" must be one of smart, fast, immediate' } });
-    assert.deepEqual(def.error, { name: "TypeError", message: 'invalid worker definition: field "type" is missing' });
+    assert.deepEqual(def.error, { name: "TypeError", message: 'invalid worker definition: field "type" is missing', code: "ERR_BGWORKER_INVALID_DEFINITION" });
     const last = await raw.reply(7);
     assert.equal(last.id, 4);
     assert.equal(last.ok, true);

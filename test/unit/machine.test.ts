@@ -1,7 +1,7 @@
 /** The postmaster's rules, over event sequences, without processes. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { BackgroundWorkerBuilder } from "../../src/builder.js";
+import { BackgroundWorkerBuilder, definitionOf } from "../../src/builder.js";
 import { BgWorkerStartTime, type WorkerDefinition } from "../../src/definition.js";
 import { BackgroundWorkerStatus, NoFreeWorkerSlotError } from "../../src/errors.js";
 import { PostmasterMachine, type Action } from "../../src/postmaster/machine.js";
@@ -12,7 +12,7 @@ type Configure = (builder: BackgroundWorkerBuilder) => BackgroundWorkerBuilder;
 function definition(name: string, configure: Configure = (b) => b, notifyPid = 0): WorkerDefinition {
   const builder = configure(new BackgroundWorkerBuilder(name).setLibrary("./lib.ts").setFunction("main"));
   if (notifyPid !== 0) builder.setNotifyPid(notifyPid);
-  return builder.toDefinition();
+  return definitionOf(builder);
 }
 
 function machine(options: { max?: number; database?: boolean } = {}): PostmasterMachine {
@@ -39,7 +39,7 @@ class Harness {
     for (const spawn of of(actions, "spawn")) {
       const pid = this.nextPid++;
       all.push(...this.run(this.m.forked(spawn.slot, spawn.generation, pid, this.now)));
-      all.push(...this.run(this.m.entered(spawn.slot, spawn.generation, this.now)));
+      all.push(...this.run(this.m.entered(pid, this.now)));
     }
     this.log.push(...all);
     return all;
@@ -244,7 +244,7 @@ describe("PostmasterMachine", () => {
     const [spawn] = of(m.start(), "spawn");
     assert.ok(spawn);
     m.forked(spawn.slot, spawn.generation, 100, 0);
-    m.entered(spawn.slot, spawn.generation, 3_000);
+    m.entered(100, 3_000);
     const exit = m.exited(100, 1, null, 3_200);
     assert.deepEqual(of(exit, "setTimer").map((t) => t.delayMs), [500], "200 ms after entering is a fast failure");
   });
@@ -359,7 +359,7 @@ describe("PostmasterMachine", () => {
     const { ref, actions } = m.launch(definition("d", (b) => b, 4242));
     h.run(actions);
     assert.equal(m.notifyPidOf(ref), 4242);
-    m.releaseNotifications(4242);
+    m.clientGone(4242);
     assert.equal(m.notifyPidOf(ref), 0);
     assert.equal(m.handleState(ref).status, BackgroundWorkerStatus.Started);
   });

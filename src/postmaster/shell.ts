@@ -1,0 +1,471 @@
+/**
+ * The postmaster's shell: loads extensions, serves a database, runs workers as processes, and carries out
+ * what the state machine decides. Every decision and every piece of worker state is the machine's; this
+ * file feeds it events through one queue and performs the actions it returns, so the machine is never
+ * entered while its actions are being carried out. `Postmaster` (postmaster.ts) is the public front.
+ */
+import { leaveRole, processRole, takeRole, withInit, type InitContext, type PostmasterRole } from "../context.js";
+import { lostOutcome, withCallerStack, type OnLost, type OutgoingRequest, type Requester } from "../control/channel.js";
+import { answerRequest, dispatchRequest } from "../control/dispatch.js";
+import type { ControlHandler } from "../control/handler.js";
+import { requestFromValue } from "../control/protocol.js";
+import { ControlServer } from "../control/server.js";
+import { openDatabase } from "../database/index.js";
+import type { ServedDatabase } from "../database/types.js";
+import type { WorkerDefinition } from "../definition.js";
+import { BackgroundWorkerStatus, makeError } from "../errors.js";
+import { Launcher, type HandleRef, type HandleState } from "../launcher.js";
+import { Logger } from "../log.js";
+import { ensureTypeScript, importFrom, modulePath } from "../modules.js";
+import type { FromRunner } from "../runtime/ipc.js";
+import { cleanupStaleSegments, ShmemHost, type ShmemAttachment, type ShmemRequest } from "../shmem/index.js";
+import type { Phase, ShutdownMode, StatusReport } from "../status.js";
+import { PostmasterMachine, type Action, type TimerKey } from "./machine.js";
+import type { ResolvedOptions } from "./options.js";
+import { Runner, Runners } from "./runners.js";
+
+interface Waiter {
+  readonly ref: HandleRef;
+  readonly until: "startup" | "shutdown";
+  readonly resolve: (state: HandleState) => void;
+}
+
+/** An event for the machine: a call that returns the actions it decided on. */
+type Event = (machine: PostmasterMachine) => readonly Action[];
+
+/** The shell's map key for a timer the machine named; only the shell's own map sees it. */
+function timerId(key: TimerKey): string {
+  return key.kind === "restart" ? `restart/${key.slot}/${key.generation}` : key.kind;
+}
+
+export class PostmasterShell implements ControlHandler {
+  /** Identifies this run of the postmaster in handles. */
+  readonly postmasterId: string;
+  readonly #options: ResolvedOptions;
+  readonly #logger: Logger;
+  readonly #machine: PostmasterMachine;
+  readonly #runners: Runners;
+  readonly #timers = new Map<string, NodeJS.Timeout>();
+  readonly #waiters = new Set<Waiter>();
+  readonly #events: Event[] = [];
+  #draining = false;
+  readonly #shmemRequests: ShmemRequest[] = [];
+  readonly #startupHooks: (() => void)[] = [];
+  #shmem: ShmemHost | undefined;
+  #shmemAttachment: ShmemAttachment | null = null;
+  #database: ServedDatabase | undefined;
+  #control: ControlServer | undefined;
+  #role: PostmasterRole | undefined;
+  #startedAt = 0;
+  #fatal: Error | undefined;
+  readonly stopped: Promise<void>;
+  #markStopped!: () => void;
+  readonly #removeShmemAtExit = (): void => this.#shmem?.destroy();
+
+  constructor(options: ResolvedOptions) {
+    this.#options = options;
+    this.postmasterId = `${process.pid.toString(36)}.${Date.now().toString(36)}`;
+    this.#logger = new Logger({ format: options.logFormat, ...(options.logSink === undefined ? {} : { sink: options.logSink }) });
+    this.#machine = new PostmasterMachine({
+      postmasterId: this.postmasterId,
+      maxWorkerProcesses: options.maxWorkerProcesses,
+      restartBackoff: options.restartBackoff,
+      databaseServed: options.database !== false,
+      shutdownTimeoutMs: options.shutdownTimeoutMs,
+    });
+    this.#runners = new Runners(options.spareRunners, {
+      message: (runner, message) => this.#onRunnerMessage(runner, message),
+      output: (runner, stream, line) => this.#logger.output(this.#workerRef(runner), stream, line),
+      exit: (runner, code, signal) => this.#feed((m) => m.exited(runner.pid, code, signal, Date.now())),
+    });
+    this.stopped = new Promise((resolve) => (this.#markStopped = resolve));
+  }
+
+  get failure(): Error | undefined {
+    return this.#fatal;
+  }
+
+  async start(): Promise<void> {
+    const kind = processRole()?.kind;
+    if (kind === "postmaster" || kind === "worker") {
+      throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `Postmaster.start: this process is already a ${kind}; one postmaster per process`);
+    }
+    this.#feed((m) => m.begin());
+    this.#startedAt = Date.now();
+    this.#role = { kind: "postmaster", launcher: new Launcher(new InProcessRequester(this)) };
+    takeRole(this.#role);
+    try {
+      await this.#loadExtensions();
+      this.#createShmem();
+      // Without a database there is nothing to wait for: every start time has come.
+      if (this.#options.database === false) this.#feed((m) => m.setPhase("running"));
+      this.#runners.warm();
+      this.#feed((m) => m.start());
+      if (this.#options.socketPath !== false) {
+        this.#control = new ControlServer({ path: this.#options.socketPath, handler: this, logger: this.#logger });
+        await this.#control.listen();
+      }
+      if (this.#options.database !== false) {
+        this.#database = openDatabase(this.#options.database, { cwd: this.#options.cwd, logger: this.#logger });
+        await this.#database.start();
+        this.#logger.log("LOG", `serving ${this.#database.description}`);
+        this.#database.watch((phase, reason) => this.#onPhase(phase, reason));
+      }
+    } catch (error) {
+      this.#feed((m) => m.shutdown("immediate"));
+      await this.stopped;
+      throw error;
+    }
+    this.#feed((m) => m.ready());
+    this.#logger.log("LOG", `postmaster ready: ${this.#options.extensions.length} extension(s), ${this.#machine.rows().length} static worker(s)`);
+  }
+
+  /** Shuts down in `mode`; before `start` it only marks the postmaster stopped. */
+  stop(mode: ShutdownMode): void {
+    if (this.#machine.lifecycle === "new") {
+      this.#feed((m) => m.closed());
+      this.#markStopped();
+    } else if (this.#machine.lifecycle !== "stopped") {
+      this.#feed((m) => m.shutdown(mode));
+    }
+  }
+
+  get lifecycle(): string {
+    return this.#machine.lifecycle;
+  }
+
+  status(): StatusReport {
+    return {
+      postmaster: {
+        pid: process.pid,
+        phase: this.#machine.currentPhase,
+        database: this.#database?.description ?? (this.#options.database === false ? "none (--no-database)" : "starting"),
+        uptimeMs: this.#startedAt === 0 ? 0 : Date.now() - this.#startedAt,
+        shmemBytes: this.#shmem?.size ?? 0,
+        maxWorkerProcesses: this.#options.maxWorkerProcesses,
+        shutdown: this.#machine.shuttingDown,
+      },
+      workers: this.#machine.rows(),
+    };
+  }
+
+  // ----- ControlHandler: what the control socket, workers and this process's launcher ask -----------
+
+  launch(definition: WorkerDefinition): HandleRef {
+    // Requests are answered from the event loop, never from inside the actions being carried out; a
+    // launch there would be a bug in this file, and would lose its handle.
+    if (this.#draining) throw new Error("internal error: a launch while the postmaster's actions are being carried out");
+    let ref: HandleRef | undefined;
+    this.#feed((m) => {
+      const launched = m.launch(definition);
+      ref = launched.ref;
+      return launched.actions;
+    });
+    if (ref === undefined) throw new Error("internal error: the launch was not carried out");
+    return ref;
+  }
+
+  state(ref: HandleRef): HandleState {
+    return this.#machine.handleState(ref);
+  }
+
+  waitForStartup(ref: HandleRef, callerPid: number): Promise<HandleState> {
+    return this.#wait(ref, "startup", callerPid);
+  }
+
+  waitForShutdown(ref: HandleRef, callerPid: number): Promise<HandleState> {
+    return this.#wait(ref, "shutdown", callerPid);
+  }
+
+  terminate(target: number | HandleRef): void {
+    if (typeof target === "number") {
+      let found = false;
+      this.#feed((m) => {
+        const result = m.terminatePid(target);
+        found = result.found;
+        return result.actions;
+      });
+      if (!found) throw makeError(Error, "ERR_BGWORKER_NO_SUCH_WORKER", `no background worker with pid ${target}`);
+    } else {
+      this.#feed((m) => m.terminate(target));
+    }
+  }
+
+  clientGone(pid: number): void {
+    this.#feed((m) => m.clientGone(pid));
+  }
+
+  /** How the log names a runner: its worker, or a spare that has not become one yet. */
+  #workerRef(runner: Runner): { name: string; type: string; pid: number } {
+    return { ...(runner.worker ?? { name: "spare runner", type: "bgworker runner" }), pid: runner.pid };
+  }
+
+  // ----- start-up -----------------------------------------------------------------------------------
+
+  async #loadExtensions(): Promise<void> {
+    await ensureTypeScript();
+    for (const extension of this.#options.extensions) {
+      const path = modulePath(extension, this.#options.cwd) ?? extension;
+      let module: Record<string, unknown>;
+      try {
+        module = await importFrom(extension, this.#options.cwd);
+      } catch (error) {
+        throw new Error(`extension "${extension}": cannot load ${path}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      const init = module._PG_init;
+      if (typeof init !== "function") throw new Error(`extension "${extension}" exports no _PG_init() function`);
+      const context: InitContext = {
+        extension: path,
+        registerStatic: (definition, startup) => {
+          this.#machine.registerStatic(definition);
+          this.#logger.log("DEBUG", `registered background worker "${definition.name}" from extension "${extension}"`);
+          if (startup !== undefined) this.#startupHooks.push(startup);
+        },
+        requestShmem: (requests) => {
+          this.#shmemRequests.push(...requests);
+        },
+      };
+      await withInit(context, () => (init as () => unknown)());
+    }
+  }
+
+  #createShmem(): void {
+    if (this.#shmemRequests.length === 0 && this.#startupHooks.length === 0) return;
+    const removed = cleanupStaleSegments();
+    for (const name of removed) this.#logger.log("LOG", `removed shared memory segment "${name}" left by a postmaster that is gone`);
+    this.#shmem = new ShmemHost(this.#shmemRequests);
+    process.once("exit", this.#removeShmemAtExit);
+    this.#resetShmem();
+  }
+
+  /** Creates a fresh segment and runs the startup hooks: at start, and after a crash of a shared-memory worker. */
+  #resetShmem(): void {
+    if (this.#shmem === undefined) return;
+    this.#shmemAttachment = this.#shmem.create();
+    for (const hook of this.#startupHooks) {
+      try {
+        hook();
+      } catch (error) {
+        throw new Error(`a shared memory startup hook failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  }
+
+  // ----- events from the world ----------------------------------------------------------------------
+
+  #onPhase(phase: Phase, reason: string): void {
+    if (phase !== this.#machine.currentPhase) this.#logger.log("LOG", `database phase is now ${phase}: ${reason}`);
+    this.#feed((m) => m.setPhase(phase));
+  }
+
+  #onRunnerMessage(runner: Runner, message: FromRunner): void {
+    switch (message.t) {
+      case "entered":
+        this.#feed((m) => m.entered(runner.pid, Date.now()));
+        return;
+      case "log":
+        this.#logger.fromWorker(this.#workerRef(runner), message.level, message.message, message.detail);
+        return;
+      case "request":
+        void this.#answer(runner, message.request);
+        return;
+      case "ready":
+      case "exiting":
+        return;
+    }
+  }
+
+  /** A worker's control request (dynamic workers and their handles), answered as for a socket client. */
+  async #answer(runner: Runner, wire: unknown): Promise<void> {
+    const answer = await answerRequest(this, wire, runner.pid);
+    if ("ok" in answer && typeof answer.id === "number") {
+      runner.send(answer.ok ? { t: "reply", id: answer.id, ok: true, result: answer.result } : { t: "reply", id: answer.id, ok: false, error: answer.error });
+      return;
+    }
+    // Only this package's own runtime sends these; a malformed one is a bug worth a line, not a crash.
+    const why = "ok" in answer ? (answer.ok ? "its id is not a number" : answer.error.message) : answer.error.message;
+    this.#logger.log("WARNING", `malformed request from background worker (PID ${runner.pid}): ${why}`);
+  }
+
+  // ----- carrying out the machine's decisions ---------------------------------------------------------
+
+  /**
+   * Queues `event` and, unless the queue is already being worked, works it: each event's actions are carried
+   * out before the next event is given to the machine. Waiters are told once the queue is empty.
+   */
+  #feed(event: Event): void {
+    this.#events.push(event);
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      for (let next = this.#events.shift(); next !== undefined; next = this.#events.shift()) {
+        for (const action of next(this.#machine)) this.#perform(action);
+      }
+    } finally {
+      this.#draining = false;
+      // An event that threw (e.g. a refused launch) leaves the rest for the next feed; none is lost.
+    }
+    this.#settleWaiters();
+  }
+
+  #perform(action: Action): void {
+    switch (action.type) {
+      case "spawn":
+        return this.#spawn(action.slot, action.generation, action.definition);
+      case "signal":
+        try {
+          process.kill(action.pid, action.signal);
+        } catch {
+          // Gone already; its exit event is on its way.
+        }
+        return;
+      case "setTimer": {
+        const id = timerId(action.key);
+        clearTimeout(this.#timers.get(id));
+        const timer = setTimeout(() => {
+          this.#timers.delete(id);
+          this.#feed((m) => m.timer(action.key));
+        }, action.delayMs);
+        this.#timers.set(id, timer);
+        return;
+      }
+      case "clearTimer": {
+        const id = timerId(action.key);
+        clearTimeout(this.#timers.get(id));
+        this.#timers.delete(id);
+        return;
+      }
+      case "log":
+        this.#logger.log(action.level, action.message, action.worker === undefined ? {} : { worker: action.worker });
+        return;
+      case "resetShmem":
+        try {
+          this.#resetShmem();
+        } catch (error) {
+          // As PostgreSQL when it cannot reinitialise after a crash: give up, stopping everything.
+          this.#fatal = error instanceof Error ? error : new Error(String(error));
+          this.#logger.log("FATAL", `${this.#fatal.message}; shutting down`);
+          this.#feed((m) => m.shutdown("immediate"));
+          return;
+        }
+        this.#feed((m) => m.shmemReset());
+        return;
+      case "shutdownComplete":
+        void this.#finish();
+        return;
+    }
+  }
+
+  #spawn(slot: number, generation: number, definition: WorkerDefinition): void {
+    let runner: Runner;
+    try {
+      runner = this.#runners.take();
+    } catch (error) {
+      // PostgreSQL counts a failed fork as exit code 1; the machine applies that rule.
+      const reason = error instanceof Error ? error.message : String(error);
+      this.#feed((m) => m.spawnFailed(slot, generation, reason, Date.now()));
+      return;
+    }
+    runner.worker = { name: definition.name, type: definition.type, pid: runner.pid };
+    runner.send({
+      t: "start",
+      definition,
+      slot,
+      generation,
+      postmasterId: this.postmasterId,
+      postmasterPid: process.pid,
+      cwd: this.#options.cwd,
+      database: definition.spi && this.#database !== undefined ? this.#database.connectionParams() : null,
+      shmem: definition.shmem ? this.#shmemAttachment : null,
+    });
+    const forkedAt = Date.now();
+    this.#feed((m) => m.forked(slot, generation, runner.pid, forkedAt));
+  }
+
+  #wait(ref: HandleRef, until: Waiter["until"], callerPid: number): Promise<HandleState> {
+    // Only the notify pid may wait, even on a worker that has already stopped (pgrx's Untracked); a handle
+    // whose slot has been reused names no worker anyone can wait for: Stopped.
+    const notifyPid = this.#machine.notifyPidOf(ref);
+    if (notifyPid === undefined) return Promise.resolve(this.#machine.handleState(ref));
+    if (notifyPid === 0 || notifyPid !== callerPid) return Promise.resolve({ status: BackgroundWorkerStatus.Untracked });
+    if (this.#machine.lifecycle === "stopped") return Promise.resolve({ status: BackgroundWorkerStatus.PostmasterDied });
+    return new Promise((resolve) => {
+      this.#waiters.add({ ref, until, resolve });
+      this.#settleWaiters();
+    });
+  }
+
+  #settleWaiters(): void {
+    for (const waiter of this.#waiters) {
+      const state = this.#machine.handleState(waiter.ref);
+      const done =
+        state.status === BackgroundWorkerStatus.Stopped || (waiter.until === "startup" && state.status === BackgroundWorkerStatus.Started);
+      if (done) {
+        this.#waiters.delete(waiter);
+        waiter.resolve(state);
+      }
+    }
+  }
+
+  /**
+   * Every worker is gone: stop the database, remove shared memory, then close the control socket, so that
+   * a client (`bgworker stop`) sees its connection end only once the shutdown is complete.
+   */
+  async #finish(): Promise<void> {
+    for (const timer of this.#timers.values()) clearTimeout(timer);
+    this.#timers.clear();
+    this.#runners.close();
+    try {
+      await this.#database?.stop();
+    } catch (error) {
+      this.#logger.log("WARNING", `during shutdown: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    this.#shmem?.destroy();
+    process.removeListener("exit", this.#removeShmemAtExit);
+    // This runs once the queue that reported the last exit is worked, so waiters have been told Stopped;
+    // whoever still waits is told that the postmaster is gone.
+    this.#settleWaiters();
+    for (const waiter of this.#waiters) waiter.resolve({ status: BackgroundWorkerStatus.PostmasterDied });
+    this.#waiters.clear();
+    // Let the replies to those waits go out before the connections are dropped.
+    await new Promise((resolve) => setImmediate(resolve));
+    try {
+      await this.#control?.close();
+    } catch (error) {
+      this.#logger.log("WARNING", `during shutdown: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    if (this.#role !== undefined) leaveRole(this.#role);
+    this.#feed((m) => m.closed());
+    this.#logger.log("LOG", "postmaster shut down");
+    this.#markStopped();
+  }
+}
+
+/**
+ * The postmaster's own process puts its requests straight to the shell, validated and dispatched as any
+ * other transport's (the same admission check, with this process as the caller). The answer always comes
+ * on a later turn of the event loop, so a request is never answered inside the shell's own work.
+ */
+class InProcessRequester implements Requester {
+  readonly #shell: PostmasterShell;
+
+  constructor(shell: PostmasterShell) {
+    this.#shell = shell;
+  }
+
+  async request(request: OutgoingRequest, onLost: OnLost): Promise<unknown> {
+    const caller = new Error("request");
+    Error.captureStackTrace(caller, this.request);
+    await Promise.resolve();
+    if (this.#shell.lifecycle === "stopped") {
+      return lostOutcome({ postmasterGone: true, message: "the postmaster has shut down" }, onLost, caller);
+    }
+    const parsed = requestFromValue({ ...request, id: 0 });
+    try {
+      if (!parsed.ok) throw parsed.error;
+      return await dispatchRequest(this.#shell, parsed.value, process.pid);
+    } catch (error) {
+      throw withCallerStack(error instanceof Error ? error : new Error(String(error)), caller);
+    }
+  }
+}
