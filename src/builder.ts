@@ -6,6 +6,7 @@
 import { currentInit, currentLauncher } from "./context.js";
 import {
   BgWorkerStartTime,
+  MAX_PID,
   encodeDatum,
   START_TIME_NAMES,
   type Datum,
@@ -21,8 +22,6 @@ export const MAX_NAME_BYTES = 95;
 export const MAX_EXTRA_BYTES = 128;
 /** One day, PostgreSQL's limit for `bgw_restart_time`, in milliseconds. */
 export const MAX_RESTART_TIME_MS = 86_400_000;
-/** The largest process id (Linux's pid_max limit is 2^22; this is the type's bound). */
-export const MAX_PID = 2 ** 31 - 1;
 const MIN_DATUM_BIGINT = -(2n ** 63n);
 const MAX_DATUM_BIGINT = 2n ** 64n - 1n;
 

@@ -10,6 +10,9 @@
  */
 export type Datum = number | bigint | boolean | null;
 
+/** The largest process id a definition, a handle or a request may name (pid_t's bound). */
+export const MAX_PID = 2 ** 31 - 1;
+
 /** When the postmaster starts a worker, relative to the served database's state. */
 export enum BgWorkerStartTime {
   /** As soon as the postmaster has started. */

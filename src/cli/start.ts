@@ -5,7 +5,7 @@
 import { existsSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import type { DatabaseOption } from "../database/types.js";
-import type { LogFormat } from "../log.js";
+import { LOG_FORMATS, type LogFormat } from "../log.js";
 import { Postmaster, type PostmasterOptions } from "../postmaster/postmaster.js";
 import type { ShutdownMode } from "../status.js";
 import { HELP } from "./help.js";
@@ -56,7 +56,9 @@ export function parseStart(args: readonly string[]): PostmasterOptions {
   const { values, positionals } = parsed;
   if (positionals.length === 0) throw new UsageError("missing EXTENSION: give at least one extension module", "start");
   const logFormat = values["log-format"] ?? "text";
-  if (logFormat !== "text" && logFormat !== "json") throw new UsageError(`--log-format ${JSON.stringify(logFormat)} must be text or json`, "start");
+  if (!(LOG_FORMATS as readonly string[]).includes(logFormat)) {
+    throw new UsageError(`--log-format ${JSON.stringify(logFormat)} must be one of ${LOG_FORMATS.join(", ")}`, "start");
+  }
   const maxWorkerProcesses = wholeNumber("max-worker-processes", values["max-worker-processes"]);
   const shutdownTimeoutMs = wholeNumber("shutdown-timeout", values["shutdown-timeout"]);
   return {

@@ -1,7 +1,7 @@
 /** Parsers for the values of CLI options; each throws a `UsageError` naming the option, the value and the rule. */
 import fs from "node:fs";
 import path from "node:path";
-import { BgWorkerStartTime, type Datum } from "../definition.js";
+import { BgWorkerStartTime, MAX_PID, type Datum } from "../definition.js";
 import { UsageError } from "./usage.js";
 
 const BIGINT = /^-?(?:0|[1-9][0-9]*)n$/;
@@ -65,7 +65,7 @@ export function parseMilliseconds(command: string, flag: string, text: string): 
 export function parsePid(text: string): number | undefined {
   if (!UNSIGNED.test(text)) return undefined;
   const pid = Number(text);
-  return pid > 0 && pid <= 2 ** 31 - 1 ? pid : undefined;
+  return pid > 0 && pid <= MAX_PID ? pid : undefined;
 }
 
 /**

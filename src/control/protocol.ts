@@ -8,11 +8,12 @@
  */
 import {
   BackgroundWorkerStatus,
+  show,
   errorFromWire as knownErrorFromWire,
   errorToWire,
   type WireError,
 } from "../errors.js";
-import type { WorkerDefinition } from "../definition.js";
+import { MAX_PID, type WorkerDefinition } from "../definition.js";
 import { parseHandle, type HandleRef, type HandleState } from "../launcher.js";
 import { SHUTDOWN_MODES, type ShutdownMode } from "../status.js";
 import { definitionFromWire } from "./wire-definition.js";
@@ -26,7 +27,6 @@ export const MAX_REPLY_BYTES = 16 * 1024 * 1024;
 /** Requests one connection may have unanswered at once (waits included). */
 export const MAX_IN_FLIGHT = 1024;
 const MAX_ID_LENGTH = 64;
-const MAX_PID = 2 ** 31 - 1;
 
 /** A request's id: a non-negative safe integer or a short string, chosen by the client. */
 export type RequestId = number | string;
@@ -167,13 +167,8 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "string") return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  if (typeof value === "object") return "an object";
-  return `${typeof value} ${String(value)}`;
-}
+/** Field values in messages are shown as everywhere else in the package (errors.ts `show`). */
+const describe = show;
 
 function isRequestId(value: unknown): value is RequestId {
   return (

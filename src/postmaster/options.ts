@@ -1,7 +1,9 @@
 /** `Postmaster` options: their public shape, defaults, and the validation that runs before anything starts. */
 import { resolve } from "node:path";
+import { defaultSocketPath } from "../control/socket-path.js";
+import { validateDatabaseOption } from "../database/options.js";
 import type { DatabaseOption } from "../database/types.js";
-import { show } from "../errors.js";
+import { makeError, show } from "../errors.js";
 import { LOG_FORMATS, type LogFormat, type LogSink } from "../log.js";
 import { DEFAULT_RESTART_BACKOFF, type RestartBackoff } from "./rules.js";
 
@@ -46,47 +48,60 @@ export interface ResolvedOptions {
 /** The largest `max_worker_processes` PostgreSQL accepts (MAX_BACKENDS is far larger; this keeps it sane). */
 const MAX_WORKER_PROCESSES = 262_143;
 
+/** An option that breaks its rule: a TypeError naming option, value and rule, with the options' code. */
+function invalid(message: string): TypeError {
+  return makeError(TypeError, "ERR_BGWORKER_INVALID_OPTION", `Postmaster: ${message}`);
+}
+
 function integer(field: string, value: unknown, min: number, max: number): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw new TypeError(`Postmaster: ${field} ${show(value)} must be an integer from ${min} to ${max}`);
+    throw invalid(`${field} ${show(value)} must be an integer from ${min} to ${max}`);
   }
   return value;
 }
 
+/** The database option, its URL parsed now: a malformed one is refused by the constructor, not by start(). */
 function databaseOption(value: unknown): DatabaseOption | false {
   if (value === undefined || value === "embedded") return "embedded";
   if (value === false) return false;
   if (typeof value === "object" && value !== null) {
     const keys = Object.keys(value);
     const record = value as Record<string, unknown>;
-    if (keys.length === 1 && typeof record.url === "string" && record.url.length > 0) return { url: record.url };
-    if (keys.length === 1 && typeof record.pgdata === "string" && record.pgdata.length > 0) return { pgdata: record.pgdata };
+    const shaped = keys.length === 1 && ((typeof record.url === "string" && record.url.length > 0) || (typeof record.pgdata === "string" && record.pgdata.length > 0));
+    if (shaped) {
+      try {
+        return validateDatabaseOption(value);
+      } catch (error) {
+        // The database module's messages name the field and never repeat the URL (it may hold a password).
+        throw invalid(error instanceof Error ? error.message : String(error));
+      }
+    }
   }
-  throw new TypeError(`Postmaster: database ${show(value)} must be "embedded", { url: string }, { pgdata: string } or false`);
+  throw invalid(`database ${show(value)} must be "embedded", { url: string }, { pgdata: string } or false`);
 }
 
 export function resolveOptions(options: PostmasterOptions): ResolvedOptions {
-  if (typeof options !== "object" || options === null) throw new TypeError(`Postmaster: options ${show(options)} must be an object`);
+  if (typeof options !== "object" || options === null) throw invalid(`options ${show(options)} must be an object`);
   const cwd = options.cwd ?? process.cwd();
-  if (typeof cwd !== "string" || cwd.length === 0) throw new TypeError(`Postmaster: cwd ${show(cwd)} must be a directory path`);
+  if (typeof cwd !== "string" || cwd.length === 0) throw invalid(`cwd ${show(cwd)} must be a directory path`);
   if (!Array.isArray(options.extensions)) {
-    throw new TypeError(`Postmaster: extensions ${show(options.extensions)} must be an array of module paths`);
+    throw invalid(`extensions ${show(options.extensions)} must be an array of module paths`);
   }
   for (const [index, extension] of options.extensions.entries()) {
     if (typeof extension !== "string" || extension.length === 0) {
-      throw new TypeError(`Postmaster: extensions[${index}] ${show(extension)} must be a non-empty module path`);
+      throw invalid(`extensions[${index}] ${show(extension)} must be a non-empty module path`);
     }
   }
-  const socketPath = options.socketPath ?? resolve(cwd, ".bgworker", "bgworker.sock");
+  const socketPath = options.socketPath ?? defaultSocketPath(cwd);
   if (socketPath !== false && (typeof socketPath !== "string" || socketPath.length === 0)) {
-    throw new TypeError(`Postmaster: socketPath ${show(socketPath)} must be a path or false`);
+    throw invalid(`socketPath ${show(socketPath)} must be a path or false`);
   }
   const logFormat = options.logFormat ?? "text";
   if (!LOG_FORMATS.includes(logFormat)) {
-    throw new TypeError(`Postmaster: logFormat ${show(logFormat)} must be one of ${LOG_FORMATS.join(", ")}`);
+    throw invalid(`logFormat ${show(logFormat)} must be one of ${LOG_FORMATS.join(", ")}`);
   }
   if (options.logSink !== undefined && typeof options.logSink !== "function") {
-    throw new TypeError(`Postmaster: logSink ${show(options.logSink)} must be a function`);
+    throw invalid(`logSink ${show(options.logSink)} must be a function`);
   }
   const backoff = { ...DEFAULT_RESTART_BACKOFF, ...(options.restartBackoff ?? {}) };
   for (const [field, value] of Object.entries(backoff)) integer(`restartBackoff.${field}`, value, 0, 86_400_000);

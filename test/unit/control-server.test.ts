@@ -483,7 +483,7 @@ describe("ControlServer: malformed and hostile input", () => {
     await raw.ended;
     const old = new RawClient(socketPath);
     old.send('{"v":0,"op":"hello","pid":1}\n');
-    assert.match(((await old.reply(1)).error as { message: string }).message, /protocol version number 0 is not supported/);
+    assert.match(((await old.reply(1)).error as { message: string }).message, /protocol version 0 is not supported/);
     await old.ended;
   });
 

@@ -51,7 +51,7 @@ describe("bgworker start arguments", () => {
       [[], "missing EXTENSION: give at least one extension module"],
       [["a.ts", "--no-database", "--pgdata", "/d"], "--database, --pgdata and --no-database exclude each other: give at most one"],
       [["a.ts", "--max-worker-processes", "many"], '--max-worker-processes "many" must be a whole number'],
-      [["a.ts", "--log-format", "xml"], '--log-format "xml" must be text or json'],
+      [["a.ts", "--log-format", "xml"], '--log-format "xml" must be one of text, json'],
       [["a.ts", "--bogus"], "unknown option --bogus"],
     ];
     for (const [args, message] of cases) {
