@@ -25,9 +25,12 @@ describe("Postmaster options", () => {
       [{ extensions: [], logFormat: "xml" }, 'Postmaster: logFormat "xml" must be one of text, json'],
       [{ extensions: [], database: { host: "x" } }, 'Postmaster: database object must be "embedded", { url: string }, { pgdata: string } or false'],
       [{ extensions: [], restartBackoff: { failures: 1.5 } }, "Postmaster: restartBackoff.failures 1.5 must be an integer from 0 to 86400000"],
+      // The URL is checked by the constructor, as strictly as start() would, and never repeated (it may hold a password).
+      [{ extensions: [], database: { url: "http://u:secret@h/db" } }, 'Postmaster: database.url: scheme "http" is not PostgreSQL\'s (use postgres:// or postgresql://)'],
+      [{ extensions: [], database: { url: "not a url" } }, "Postmaster: database.url: not a valid URL (expected postgres://user@host:port/database)"],
     ];
     for (const [options, message] of cases) {
-      assert.throws(() => resolveOptions(options as never), { name: "TypeError", message });
+      assert.throws(() => resolveOptions(options as never), { name: "TypeError", message, code: "ERR_BGWORKER_INVALID_OPTION" });
     }
   });
 });
