@@ -6,6 +6,7 @@
  * same postmaster, worker and connection.
  */
 import type { WorkerDefinition } from "./definition.js";
+import { makeError } from "./errors.js";
 import type { Launcher } from "./launcher.js";
 import type { WorkerRole } from "./runtime/worker-role.js";
 import type { ShmemRequest } from "./shmem/types.js";
@@ -47,7 +48,7 @@ export function currentInit(): InitContext | undefined {
 /** Runs `fn` (an extension's `_PG_init`) with `context` as the current initialisation. */
 export async function withInit<T>(context: InitContext, fn: () => T | Promise<T>): Promise<T> {
   if (slots[INIT] !== undefined) {
-    throw new Error(`cannot initialise "${context.extension}" while "${slots[INIT].extension}" is initialising`);
+    throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `cannot initialise "${context.extension}" while "${slots[INIT].extension}" is initialising`);
   }
   slots[INIT] = context;
   try {

@@ -188,9 +188,9 @@ export class PostmasterClient {
 }
 
 function connectError(socketPath: string, error: NodeJS.ErrnoException): Error {
-  if (error.code === "ENOENT" || error.code === "ECONNREFUSED") return new Error(`no postmaster running on ${socketPath}`);
-  if (error.code === "EACCES") return new Error(`cannot connect to the postmaster on ${socketPath}: permission denied`);
-  return new Error(`cannot connect to the postmaster on ${socketPath}: ${error.message}`);
+  if (error.code === "ENOENT" || error.code === "ECONNREFUSED") return makeError(Error, "ERR_BGWORKER_NO_POSTMASTER", `no postmaster running on ${socketPath}`);
+  if (error.code === "EACCES") return makeError(Error, "ERR_BGWORKER_NO_POSTMASTER", `cannot connect to the postmaster on ${socketPath}: permission denied`);
+  return makeError(Error, "ERR_BGWORKER_NO_POSTMASTER", `cannot connect to the postmaster on ${socketPath}: ${error.message}`);
 }
 
 /**
@@ -208,7 +208,7 @@ export async function connect(socketPath?: string): Promise<PostmasterClient> {
     const frames: string[] = [];
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`the postmaster on ${absolute} did not answer within ${HELLO_TIMEOUT_MS / 1000} s`));
+      reject(makeError(Error, "ERR_BGWORKER_CONNECTION_LOST", `the postmaster on ${absolute} did not answer within ${HELLO_TIMEOUT_MS / 1000} s`));
     }, HELLO_TIMEOUT_MS);
     const finish = (error: Error | undefined, result?: HelloResult): void => {
       clearTimeout(timer);
@@ -217,11 +217,11 @@ export async function connect(socketPath?: string): Promise<PostmasterClient> {
       socket.off("close", onClose);
       if (error !== undefined || result === undefined) {
         socket.destroy();
-        reject(error ?? new Error(`no hello from the postmaster on ${absolute}`));
+        reject(error ?? makeError(Error, "ERR_BGWORKER_CONNECTION_LOST", `no hello from the postmaster on ${absolute}`));
       } else resolve({ hello: result, buffered: frames });
     };
     const onError = (error: NodeJS.ErrnoException): void => finish(connectError(absolute, error));
-    const onClose = (): void => finish(new Error(`the postmaster on ${absolute} closed the connection before its hello`));
+    const onClose = (): void => finish(makeError(Error, "ERR_BGWORKER_CONNECTION_LOST", `the postmaster on ${absolute} closed the connection before its hello`));
     const onData = (chunk: Buffer): void => {
       for (const event of decoder.push(chunk)) {
         if (!("frame" in event)) return finish(new ProtocolError(`the postmaster on ${absolute} sent a malformed hello`));

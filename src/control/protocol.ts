@@ -82,6 +82,7 @@ export type Reply =
 /** A frame that breaks the protocol (not JSON, unknown op, a field of the wrong type, too large...). */
 export class ProtocolError extends Error {
   override readonly name = "ProtocolError";
+  readonly code = "ERR_BGWORKER_PROTOCOL";
 }
 
 /** Outcome of parsing a frame: the request, or the error to reply with and the id to reply to (if any). */

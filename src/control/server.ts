@@ -6,12 +6,12 @@
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
+import { errorToWire, makeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { dispatchRequest } from "./dispatch.js";
 import type { ControlHandler } from "./handler.js";
 import {
   encodeFrame,
-  errorToWire,
   FrameDecoder,
   MAX_FRAME_BYTES,
   MAX_IN_FLIGHT,
@@ -55,7 +55,7 @@ async function probe(socketPath: string, address: string): Promise<"live" | "dea
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return "absent";
     throw error;
   }
-  if (!stat.isSocket()) throw new Error(`${socketPath} exists and is not a socket; remove it or choose another socket path`);
+  if (!stat.isSocket()) throw makeError(Error, "ERR_BGWORKER_CONTROL_SOCKET", `${socketPath} exists and is not a socket; remove it or choose another socket path`);
   return new Promise((resolve, reject) => {
     const socket = net.createConnection(address);
     const timer = setTimeout(() => {
@@ -71,7 +71,7 @@ async function probe(socketPath: string, address: string): Promise<"live" | "dea
       clearTimeout(timer);
       if (error.code === "ECONNREFUSED") resolve("dead");
       else if (error.code === "ENOENT") resolve("absent");
-      else reject(new Error(`cannot check the existing socket ${socketPath}: ${error.message}`));
+      else reject(makeError(Error, "ERR_BGWORKER_CONTROL_SOCKET", `cannot check the existing socket ${socketPath}: ${error.message}`));
     });
   });
 }
@@ -106,14 +106,14 @@ export class ControlServer {
     if (created !== undefined) fs.chmodSync(directory, 0o700);
 
     const found = await probe(this.path, address);
-    if (found === "live") throw new Error(`another postmaster is running on ${this.path}`);
+    if (found === "live") throw makeError(Error, "ERR_BGWORKER_SOCKET_IN_USE", `another postmaster is running on ${this.path}`);
     if (found === "dead") fs.rmSync(this.path, { force: true });
 
     const server = net.createServer((socket) => this.#accept(socket));
     await new Promise<void>((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException): void => {
-        if (error.code === "EADDRINUSE") reject(new Error(`another postmaster is running on ${this.path}`));
-        else reject(new Error(`cannot create the control socket ${this.path}: ${error.message}`));
+        if (error.code === "EADDRINUSE") reject(makeError(Error, "ERR_BGWORKER_SOCKET_IN_USE", `another postmaster is running on ${this.path}`));
+        else reject(makeError(Error, "ERR_BGWORKER_CONTROL_SOCKET", `cannot create the control socket ${this.path}: ${error.message}`));
       };
       server.once("error", onError);
       // The socket file is created by bind() inside listen(), synchronously for a path: a umask around
@@ -138,7 +138,7 @@ export class ControlServer {
       this.#inode = fs.statSync(this.path).ino;
     } catch (error) {
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      throw new Error(`cannot restrict the control socket ${this.path}: ${(error as Error).message}`);
+      throw makeError(Error, "ERR_BGWORKER_CONTROL_SOCKET", `cannot restrict the control socket ${this.path}: ${(error as Error).message}`);
     }
     server.on("error", (error) => this.#logger.log("WARNING", `control socket ${this.path}: ${error.message}`));
     this.#server = server;

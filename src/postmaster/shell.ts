@@ -210,10 +210,10 @@ export class PostmasterShell implements ControlHandler {
       try {
         module = await importFrom(extension, this.#options.cwd);
       } catch (error) {
-        throw new Error(`extension "${extension}": cannot load ${path}: ${error instanceof Error ? error.message : String(error)}`);
+        throw makeError(Error, "ERR_BGWORKER_EXTENSION", `extension "${extension}": cannot load ${path}: ${error instanceof Error ? error.message : String(error)}`);
       }
       const init = module._PG_init;
-      if (typeof init !== "function") throw new Error(`extension "${extension}" exports no _PG_init() function`);
+      if (typeof init !== "function") throw makeError(Error, "ERR_BGWORKER_EXTENSION", `extension "${extension}" exports no _PG_init() function`);
       const context: InitContext = {
         extension: path,
         registerStatic: (definition, startup) => {
@@ -246,7 +246,7 @@ export class PostmasterShell implements ControlHandler {
       try {
         hook();
       } catch (error) {
-        throw new Error(`a shared memory startup hook failed: ${error instanceof Error ? error.message : String(error)}`);
+        throw makeError(Error, "ERR_BGWORKER_SHMEM_STARTUP", `a shared memory startup hook failed: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
   }

@@ -23,7 +23,7 @@ describe("connecting", () => {
   test("a missing database rejects with PostgreSQL's message and SQLSTATE 3D000", async () => {
     await assert.rejects(connectSpi(cluster.params, { dbname: "nope", applicationName: "w" }), (error: unknown) => {
       assert.ok(error instanceof SpiError);
-      assert.equal(error.code, "3D000");
+      assert.equal(error.sqlstate, "3D000");
       assert.equal(error.message, 'database "nope" does not exist');
       return true;
     });
@@ -33,7 +33,7 @@ describe("connecting", () => {
   test("a missing role rejects with 28000", async () => {
     await assert.rejects(connectSpi(cluster.params, { username: "ghost", applicationName: "w" }), {
       name: "SpiError",
-      code: "28000",
+      sqlstate: "28000",
       message: 'role "ghost" does not exist',
     });
   });
@@ -101,13 +101,13 @@ describe("transactions and Spi", () => {
     await assert.rejects(
       transaction(() => Spi.select("select * from missing_table")),
       (error: unknown) =>
-        error instanceof SpiError && error.code === "42P01" && error.message === 'relation "missing_table" does not exist' && error.position === 15,
+        error instanceof SpiError && error.sqlstate === "42P01" && error.message === 'relation "missing_table" does not exist' && error.position === 15,
     );
     await assert.rejects(
       transaction(() => Spi.run("insert into items values (1, 'again', 0)")),
       (error: unknown) =>
         error instanceof SpiError &&
-        error.code === "23505" &&
+        error.sqlstate === "23505" &&
         error.detail === "Key (id)=(1) already exists." &&
         error.constraint === "items_pkey" &&
         error.table === "items",
@@ -141,7 +141,7 @@ describe("losing the server", () => {
       await new Promise((resolve) => setTimeout(resolve, 200)); // the 'error'/'end' events arrive meanwhile
       await assert.rejects(transaction(() => Spi.getOne("select 1")), (error: unknown) => {
         assert.ok(error instanceof SpiError);
-        assert.match(error.code, /^(08006|57P01)$/);
+        assert.match(error.sqlstate, /^(08006|57P01)$/);
         return true;
       });
       await assert.rejects(transaction(() => 1), SpiError, "stays rejected: a worker connects once");

@@ -204,7 +204,7 @@ describe("errors on the wire", () => {
     assert.deepEqual(parseReply('{"id":null,"ok":false,"error":{"name":"ProtocolError","message":"m"}}'), {
       id: null,
       ok: false,
-      error: { name: "ProtocolError", message: "m" },
+      error: { name: "ProtocolError", message: "m", code: "ERR_BGWORKER_PROTOCOL" },
     });
     assert.throws(() => parseReply("{}"), ProtocolError);
     assert.throws(() => parseReply("x"), ProtocolError);

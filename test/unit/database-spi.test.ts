@@ -30,7 +30,8 @@ describe("SpiError", () => {
     const error = SpiError.from(raw);
     assert.ok(error instanceof SpiError && error instanceof Error);
     assert.equal(error.name, "SpiError");
-    assert.equal(error.code, "23505");
+    assert.equal(error.sqlstate, "23505");
+    assert.equal(error.code, "ERR_BGWORKER_SPI");
     assert.equal(error.message, 'duplicate key value violates unique constraint "t_pkey"');
     assert.equal(error.detail, "Key (id)=(1) already exists.");
     assert.equal(error.constraint, "t_pkey");
@@ -40,7 +41,7 @@ describe("SpiError", () => {
 
   test("a network error becomes connection_failure (08006)", () => {
     const error = SpiError.from(new Error("Connection terminated unexpectedly"));
-    assert.equal(error.code, "08006");
+    assert.equal(error.sqlstate, "08006");
     assert.match(error.message, /Connection terminated unexpectedly/);
   });
 });
