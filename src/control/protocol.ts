@@ -337,6 +337,7 @@ export function errorFromWire(value: unknown): Error {
     name: value.name,
     message: value.message,
     ...(typeof value.status === "string" ? { status: value.status } : {}),
+    ...(typeof value.code === "string" ? { code: value.code } : {}),
   };
   if (wire.name === "ProtocolError") return new ProtocolError(wire.message);
   const error = knownErrorFromWire(wire);

@@ -320,13 +320,16 @@ describe("PostmasterClient", () => {
     assert.deepEqual(order, ["b:222", "a:111"]);
   });
 
-  it("re-creates the postmaster's errors with their classes", async () => {
+  it("re-creates the postmaster's errors with their classes, codes, and the caller's stack", async () => {
     const c = await client();
     await c.loadDynamic(worker("a"));
     await c.loadDynamic(worker("b"));
-    await assert.rejects(c.loadDynamic(worker("c")), (error: unknown) => {
+    const launchThirdWorker = (): Promise<unknown> => c.loadDynamic(worker("c"));
+    await assert.rejects(launchThirdWorker(), (error: unknown) => {
       assert.ok(error instanceof NoFreeWorkerSlotError);
       assert.equal(error.message, "no free background worker slot (max_worker_processes = 2)");
+      assert.equal(error.code, "ERR_BGWORKER_NO_FREE_SLOT");
+      assert.match(error.stack ?? "", /launchThirdWorker/, "the stack shows the line that launched");
       return true;
     });
     await assert.rejects(c.terminate(999999), (error: unknown) => error instanceof Error && error.message === "no background worker with pid 999999");

@@ -363,4 +363,66 @@ describe("PostmasterMachine", () => {
     assert.equal(m.notifyPidOf(ref), 0);
     assert.equal(m.handleState(ref).status, BackgroundWorkerStatus.Started);
   });
+
+  it("names timers by slot and generation: a restart timer of a reused slot's old worker does nothing", () => {
+    const m = machine();
+    const h = new Harness(m);
+    h.run(m.start());
+    const first = m.launch(definition("flaky", (b) => b.setRestartTime(100)));
+    h.run(first.actions);
+    const [restart] = of(h.exit("flaky", 1), "setTimer");
+    assert.deepEqual(restart?.key, { kind: "restart", slot: 0, generation: 1 });
+    assert.deepEqual(of(h.run(m.terminate(first.ref)), "clearTimer").map((a) => a.key), [restart?.key], "unregistering clears its timer");
+    const second = m.launch(definition("next"));
+    assert.equal(second.ref.slot, 0, "the slot is reused");
+    assert.equal(second.ref.generation, 2);
+    h.run(second.actions);
+    assert.deepEqual(h.run(m.timer(restart!.key)), [], "the old worker's timer finds no worker to restart");
+    assert.equal(h.row("next").restarts, 0);
+  });
+
+  it("keeps the pid map: an exit is matched by pid; an unknown pid only cancels what it was notified of", () => {
+    const m = machine();
+    m.registerStatic(definition("w", (b) => b.setRestartTime(0)));
+    const h = new Harness(m);
+    h.run(m.start());
+    const pid = h.pidOf("w")!;
+    assert.deepEqual(m.workerOfPid(pid), { name: "w", type: "w" });
+    const { ref, actions } = m.launch(definition("d", (b) => b, 777));
+    h.run(actions);
+    assert.deepEqual(h.run(m.exited(777, 0, null, h.now)), [], "a client's pid is no worker");
+    assert.equal(m.notifyPidOf(ref), 0);
+    h.exit("w", 1);
+    assert.equal(m.workerOfPid(pid), undefined, "forgotten at its exit");
+    assert.deepEqual(h.run(m.exited(pid, 0, null, h.now)), [], "a second exit of the same pid changes nothing");
+  });
+
+  it("owns the postmaster's lifecycle: registration only while loading, launches refused once shutting down", () => {
+    const m = machine();
+    assert.equal(m.lifecycle, "new");
+    m.begin();
+    assert.equal(m.lifecycle, "loading");
+    assert.throws(() => m.begin(), { code: "ERR_BGWORKER_POSTMASTER_STATE" });
+    m.registerStatic(definition("s"));
+    const h = new Harness(m);
+    h.run(m.start());
+    assert.equal(m.lifecycle, "starting");
+    assert.throws(() => m.registerStatic(definition("late")), { code: "ERR_BGWORKER_POSTMASTER_STATE" });
+    m.ready();
+    assert.equal(m.lifecycle, "running");
+    h.run(m.shutdown("fast"));
+    assert.equal(m.lifecycle, "stopping");
+    assert.throws(() => m.launch(definition("d")), { code: "ERR_BGWORKER_SHUTTING_DOWN" });
+    const done = h.exit("s", 0);
+    assert.equal(of(done, "shutdownComplete").length, 1);
+    m.closed();
+    assert.equal(m.lifecycle, "stopped");
+  });
+
+  it("refuses SPI without a database, and a full table, with their codes", () => {
+    const m = machine({ max: 1, database: false });
+    assert.throws(() => m.launch(definition("spi", (b) => b.enableSpiAccess())), { name: "TypeError", code: "ERR_BGWORKER_NO_DATABASE" });
+    m.launch(definition("one"));
+    assert.throws(() => m.launch(definition("two")), { code: "ERR_BGWORKER_NO_FREE_SLOT" });
+  });
 });
