@@ -5,7 +5,7 @@
  * `DynamicBackgroundWorker` are therefore the same code everywhere.
  */
 import { admitLaunch } from "./admission.js";
-import type { OnLost, Requester } from "./control/channel.js";
+import type { Requester } from "./control/channel.js";
 import { handleStateFromWire, launchResultFromWire } from "./control/protocol.js";
 import type { WorkerDefinition } from "./definition.js";
 import { makeError, type BackgroundWorkerStatus } from "./errors.js";
@@ -75,11 +75,6 @@ export class Launcher implements HandleBackend {
 
   async #handleState(op: "state" | "waitForStartup" | "waitForShutdown", ref: HandleRef): Promise<HandleState> {
     return handleStateFromWire(await this.#requests.request({ op, handle: formatHandle(ref) }, "postmaster-died"));
-  }
-
-  /** Puts any other request (status, stop, terminate by pid) through the same requester. */
-  request(request: Parameters<Requester["request"]>[0], onLost: OnLost): Promise<unknown> {
-    return this.#requests.request(request, onLost);
   }
 }
 

@@ -1,6 +1,8 @@
 /**
- * What the control server asks of the postmaster. The server owns the socket and the protocol; every
- * decision (slots, the Untracked rule, shutdown) stays with the postmaster, which implements this.
+ * What a request may ask of the postmaster (control/dispatch.ts answers every transport through it). The
+ * server owns the socket and the protocol; every decision (slots, the Untracked rule, shutdown) stays with
+ * the postmaster's shell and its state machine, which implement this. It is internal: the public
+ * `Postmaster` does not expose it.
  */
 import type { WorkerDefinition } from "../definition.js";
 import type { HandleRef, HandleState } from "../launcher.js";

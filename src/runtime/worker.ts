@@ -10,8 +10,6 @@ import { signalsOf, type SignalWakeFlags, type WorkerSignal } from "./signals.js
 import { connectSpi, transaction as spiTransaction } from "./spi.js";
 import type { WorkerRole } from "./worker-role.js";
 
-export { WorkerRole } from "./worker-role.js";
-
 // eslint-disable-next-line @typescript-eslint/ban-types -- any public function is a stack boundary
 function worker(caller: Function): WorkerRole {
   const role = workerRole();

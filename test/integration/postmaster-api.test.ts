@@ -15,9 +15,11 @@ import type { DynamicBackgroundWorker } from "../../src/handle.js";
 import { Postmaster } from "../../src/postmaster/postmaster.js";
 import type { WorkerStatusRow } from "../../src/status.js";
 import type { TestWorker } from "../fixtures/extension.js";
+import { createTestCluster } from "../helpers/cluster.js";
 import { PATIENCE_MS, ROOT, TEST_EXTENSION } from "../helpers/postmaster.js";
 
 const DYNAMIC_LIBRARY = join(ROOT, "test", "fixtures", "dynamic", "workers.ts");
+const DATABASE_LIBRARY = join(ROOT, "test", "fixtures", "database", "workers.ts");
 
 type Event = { event: string; pid: number; [field: string]: unknown };
 
@@ -72,7 +74,7 @@ function events(name: string): Event[] {
 }
 
 /** A started postmaster in this process with these static workers, its log kept, its workers' events in a file. */
-async function startPostmaster(workers: TestWorker[], options: { socketPath?: string | false } = {}): Promise<Postmaster> {
+async function startPostmaster(workers: TestWorker[], options: { socketPath?: string | false; database?: { url: string } } = {}): Promise<Postmaster> {
   eventsFile = join(mkdtempSync(join(dir, "t-")), "events.jsonl");
   logLines = [];
   // The test extension registers what BGW_TEST_WORKERS names; workers inherit the environment.
@@ -80,7 +82,7 @@ async function startPostmaster(workers: TestWorker[], options: { socketPath?: st
   process.env.BGW_TEST_EVENTS = eventsFile;
   pm = new Postmaster({
     extensions: [TEST_EXTENSION],
-    database: false,
+    database: options.database ?? false,
     socketPath: options.socketPath ?? false,
     logFormat: "json",
     logSink: (line) => logLines.push(line),
@@ -219,5 +221,24 @@ describe("Postmaster in this process", () => {
       await client.close();
     }
     await postmaster.stop("fast");
+  });
+
+  it("serves a real database: phase running, and an SPI worker launched from the postmaster's process connects", async () => {
+    const cluster = await createTestCluster();
+    try {
+      const postmaster = await startPostmaster([], { database: { url: cluster.url } });
+      // The phase comes from watching the server, a moment after start() has resolved.
+      const report = await until("phase running", () => (postmaster.status().postmaster.phase === "running" ? postmaster.status() : undefined));
+      assert.match(report.postmaster.database, new RegExp(`${cluster.params.port}`));
+      const session = await new BackgroundWorkerBuilder("session").setLibrary(DATABASE_LIBRARY).setFunction("spiSession").enableSpiAccess().loadDynamic();
+      const pid = await launched(session);
+      const connected = await until("the worker's session", () => events("connected").find((e) => e.pid === pid));
+      assert.equal(connected.database, "postgres");
+      assert.equal(connected.inRecovery, false);
+      await postmaster.stop("fast");
+    } finally {
+      await pm?.stop("immediate");
+      await cluster.stop();
+    }
   });
 });
