@@ -147,10 +147,11 @@ export function errorToWire(error: unknown): WireError {
 }
 
 /**
- * Re-creates the error on this side, so `instanceof NoFreeWorkerSlotError` and friends hold for the caller
+ * Re-creates a well-formed wire error with its class (protocol.ts `errorFromWire` reads replies and calls
+ * this), so `instanceof NoFreeWorkerSlotError` and friends hold for the caller
  * and its `code` is kept. The request channel then gives it the caller's stack.
  */
-export function errorFromWire(wire: WireError): Error {
+export function errorOfKnownClass(wire: WireError): Error {
   const code = (ERROR_CODES as readonly string[]).includes(wire.code ?? "") ? (wire.code as ErrorCode) : undefined;
   switch (wire.name) {
     case "NoFreeWorkerSlotError":

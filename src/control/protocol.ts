@@ -9,7 +9,7 @@
 import {
   BackgroundWorkerStatus,
   show,
-  errorFromWire as knownErrorFromWire,
+  errorOfKnownClass,
   errorToWire,
   type WireError,
 } from "../errors.js";
@@ -340,7 +340,7 @@ export function errorFromWire(value: unknown): Error {
     ...(typeof value.code === "string" ? { code: value.code } : {}),
   };
   if (wire.name === "ProtocolError") return new ProtocolError(wire.message);
-  const error = knownErrorFromWire(wire);
+  const error = errorOfKnownClass(wire);
   // Keep a foreign name visible (e.g. "AbortError") without inventing a class for it.
   if (error.constructor === Error && wire.name !== "Error" && wire.name.length <= 64) error.name = wire.name;
   return error;

@@ -87,7 +87,8 @@ export class PostmasterShell implements ControlHandler {
 
   async start(): Promise<void> {
     const kind = processRole()?.kind;
-    if (kind === "postmaster" || kind === "worker") {
+    // A postmaster that has started says so (below); a new one refuses to start beside another in this process.
+    if (this.#machine.lifecycle === "new" && (kind === "postmaster" || kind === "worker")) {
       throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `Postmaster.start: this process is already a ${kind}; one postmaster per process`);
     }
     this.#feed((m) => m.begin());
