@@ -11,9 +11,12 @@ import type { ConnectionParams } from "../database/types.js";
 /** A PostgreSQL error raised by an SPI call, with the server's SQLSTATE, message and details. */
 export class SpiError extends Error {
   override readonly name = "SpiError";
-  /** This package's stable code for every database error (docs/errors.md); the server's own is `sqlstate`. */
-  readonly code = "ERR_BGWORKER_SPI";
-  /** SQLSTATE, e.g. `42P01` (undefined table), `23505` (unique violation), `08006` (connection lost). */
+  /**
+   * SQLSTATE, e.g. `42P01` (undefined table), `23505` (unique violation), `08006` (connection lost): a
+   * database error's stable code is the server's own, as `pg` and postgres.js report it.
+   */
+  readonly code: string;
+  /** The same SQLSTATE, under the name PostgreSQL's documentation gives it. */
   readonly sqlstate: string;
   readonly severity?: string;
   readonly detail?: string;
@@ -43,6 +46,7 @@ export class SpiError extends Error {
     options?: { cause?: unknown },
   ) {
     super(message, options);
+    this.code = fields.code;
     this.sqlstate = fields.code;
     // Only the fields the server sent, so that printing the error shows no `undefined` noise.
     for (const key of ["severity", "detail", "hint", "position", "where", "schema", "table", "column", "constraint"] as const) {

@@ -31,7 +31,7 @@ describe("SpiError", () => {
     assert.ok(error instanceof SpiError && error instanceof Error);
     assert.equal(error.name, "SpiError");
     assert.equal(error.sqlstate, "23505");
-    assert.equal(error.code, "ERR_BGWORKER_SPI");
+    assert.equal(error.code, "23505");
     assert.equal(error.message, 'duplicate key value violates unique constraint "t_pkey"');
     assert.equal(error.detail, "Key (id)=(1) already exists.");
     assert.equal(error.constraint, "t_pkey");
