@@ -1,0 +1,95 @@
+/**
+ * Extensions and worker libraries in every module format a project may use: `.ts .mts .cts .js .mjs .cjs`, in a
+ * `"type": "module"` package, a `"type": "commonjs"` package (what `npm init -y` writes) and with no
+ * package.json at all, loaded through the built CLI. Each extension registers a worker from the library of the
+ * same format; each worker says which one it is.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { CLI, ROOT, RunningPostmaster, runNode } from "../helpers/postmaster.js";
+
+type PackageType = "module" | "commonjs" | "none";
+const FORMATS = ["ts", "mts", "cts", "js", "mjs", "cjs"] as const;
+type Format = (typeof FORMATS)[number];
+
+/** Whether a file of this format is CommonJS source (written with require/exports) in such a package. */
+function writtenAsCommonJs(format: Format, type: PackageType): boolean {
+  return format === "cjs" || (format === "js" && type !== "module");
+}
+
+/** The extension: registers worker `w_FORMAT` from `./worker_FORMAT.FORMAT`; TypeScript keeps ESM syntax, as users write it. */
+function extensionSource(format: Format, type: PackageType, fn = "work"): string {
+  const register = `new BackgroundWorkerBuilder("w_${format}").setLibrary("./worker_${format}.${format}").setFunction("${fn}").setRestartTime(null).load();`;
+  if (writtenAsCommonJs(format, type)) {
+    return `const { BackgroundWorkerBuilder } = require("bgworker");\nexports._PG_init = function () { ${register} };\n`;
+  }
+  const typed = format.endsWith("ts") ? ": void" : "";
+  return `import { BackgroundWorkerBuilder } from "bgworker";\nexport function _PG_init()${typed} { ${register} }\n`;
+}
+
+function workerSource(format: Format, type: PackageType): string {
+  const body = `console.log("worked ${format}");`;
+  if (writtenAsCommonJs(format, type)) return `exports.work = function () { ${body} };\n`;
+  return `export function work()${format.endsWith("ts") ? ": void" : ""} { ${body} }\n`;
+}
+
+/** A project directory that imports `bgworker` by name, as an installed project would. */
+function project(type: PackageType): string {
+  const dir = mkdtempSync(join(tmpdir(), `bgw-${type}-`));
+  mkdirSync(join(dir, "node_modules"));
+  symlinkSync(ROOT, join(dir, "node_modules", "bgworker"));
+  if (type !== "none") writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "app", type }));
+  for (const format of FORMATS) {
+    writeFileSync(join(dir, `ext_${format}.${format}`), extensionSource(format, type));
+    writeFileSync(join(dir, `worker_${format}.${format}`), workerSource(format, type));
+  }
+  return dir;
+}
+
+describe("module formats of extensions and worker libraries", () => {
+  for (const type of ["module", "commonjs", "none"] as const) {
+    it(`every format ${type === "none" ? "with no package.json" : `in a "type": "${type}" package`}`, async () => {
+      const dir = project(type);
+      const extensions = FORMATS.map((format) => `./ext_${format}.${format}`);
+      const child = spawn(process.execPath, [CLI, "start", ...extensions, "--no-database", "--log-format", "json"], {
+        cwd: dir,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      const postmaster = new RunningPostmaster(child, dir);
+      try {
+        await Promise.race([
+          postmaster.until("ready", () => (postmaster.stdout.includes("ready") ? true : undefined)),
+          postmaster.exited.then(({ code }) => assert.fail(`postmaster exited with ${code}\n${postmaster.transcript()}`)),
+        ]);
+        for (const format of FORMATS) await postmaster.waitForLog(new RegExp(`^worked ${format}$`));
+        assert.deepEqual(postmaster.logs(/not found in library|exports no/), []);
+      } finally {
+        await postmaster.close();
+      }
+    });
+  }
+
+  it("a CommonJS module that really lacks _PG_init, or a library without the function, still says so", async () => {
+    const dir = project("commonjs");
+    writeFileSync(join(dir, "noinit.cjs"), "exports.other = function () {};\n");
+    const noInit = await runNode([CLI, "start", "./noinit.cjs", "--no-database"], { cwd: dir });
+    assert.equal(noInit.code, 1);
+    assert.match(noInit.stderr, /extension "\.\/noinit\.cjs" exports no _PG_init\(\) function/);
+
+    writeFileSync(join(dir, "ext_absent.cjs"), extensionSource("cjs", "commonjs", "absent"));
+    const child = spawn(process.execPath, [CLI, "start", "./ext_absent.cjs", "--no-database", "--log-format", "json"], {
+      cwd: dir,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const postmaster = new RunningPostmaster(child, dir);
+    try {
+      await postmaster.waitForLog(/background worker "w_cjs": function "absent" not found in library "\.\/worker_cjs\.cjs"/);
+    } finally {
+      await postmaster.close();
+    }
+  });
+});
