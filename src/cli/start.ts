@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import type { DatabaseOption } from "../database/types.js";
 import { LOG_FORMATS, type LogFormat } from "../log.js";
+import { SOCKET_ENV } from "../control/socket-path.js";
 import { Postmaster, type PostmasterOptions } from "../postmaster/postmaster.js";
 import type { ShutdownMode } from "../status.js";
 import { HELP } from "./help.js";
@@ -67,8 +68,13 @@ export function parseStart(args: readonly string[]): PostmasterOptions {
     logFormat: logFormat as LogFormat,
     ...(maxWorkerProcesses === undefined ? {} : { maxWorkerProcesses }),
     ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs }),
-    ...(values.socket === undefined ? {} : { socketPath: values.socket }),
+    ...socketOf(values.socket ?? process.env[SOCKET_ENV]),
   };
+}
+
+/** `--socket`, else `$BGWORKER_SOCKET` (as the client commands read it), else the postmaster's default. */
+function socketOf(socket: string | undefined): { socketPath?: string } {
+  return socket === undefined || socket === "" ? {} : { socketPath: socket };
 }
 
 export async function run(args: string[]): Promise<number> {

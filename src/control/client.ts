@@ -4,7 +4,6 @@
  * puts `loadDynamic()` and handle requests to it, so they work the same as inside the postmaster.
  */
 import net from "node:net";
-import path from "node:path";
 import { launchWith, type BackgroundWorkerBuilder } from "../builder.js";
 import { leaveRole, processRole, takeRole, type ClientRole } from "../context.js";
 import { makeError } from "../errors.js";
@@ -24,7 +23,7 @@ import {
   ProtocolError,
   type HelloResult,
 } from "./protocol.js";
-import { defaultSocketPath, socketAddress } from "./socket-path.js";
+import { clientSocketPath, socketAddress } from "./socket-path.js";
 
 /** How long `connect()` waits for the postmaster's hello before giving up on a hung postmaster. */
 const HELLO_TIMEOUT_MS = 10_000;
@@ -194,12 +193,13 @@ function connectError(socketPath: string, error: NodeJS.ErrnoException): Error {
 }
 
 /**
- * Connects to the postmaster listening on `socketPath` (default `./.bgworker/bgworker.sock`). Afterwards
+ * Connects to the postmaster listening on `socketPath` (default: `$BGWORKER_SOCKET`, else the socket of the
+ * nearest `.bgworker/` at or above the working directory). Afterwards
  * `builder.loadDynamic()` in this process uses this connection, unless the process is a postmaster or a
  * worker (they have their own).
  */
 export async function connect(socketPath?: string): Promise<PostmasterClient> {
-  const absolute = socketPath === undefined ? defaultSocketPath(process.cwd()) : path.resolve(socketPath);
+  const absolute = clientSocketPath(socketPath);
   const address = socketAddress(absolute);
   const decoder = new FrameDecoder(MAX_REPLY_BYTES);
   const socket = net.createConnection(address);

@@ -89,7 +89,7 @@ describe("managed (embedded) database", () => {
     t.diagnostic(`first start (initdb + start): ${Math.round(performance.now() - started)} ms`);
     const pgdata = join(cwd, ".bgworker", "pgdata");
     assert.equal(((await stat(pgdata)).mode & 0o777).toString(8), "700");
-    assert.match(first.description, /^embedded PostgreSQL 1\d\.\d+ in \.\/\.bgworker\/pgdata \(port \d+, managed, log bgworker-server\.log\)$/);
+    assert.match(first.description, /^embedded PostgreSQL 1\d\.\d+ \((system|npm) binaries in \/\S+\) in \.\/\.bgworker\/pgdata \(port \d+, managed, log bgworker-server\.log\)$/);
     assert.ok(lines.some((l) => l.includes("creating a PostgreSQL")));
     const params = first.connectionParams();
     assert.deepEqual({ host: params.host, user: params.user, database: params.database }, { host: "127.0.0.1", user: "postgres", database: "postgres" });

@@ -122,3 +122,33 @@ describe("as root, a project the postgres user cannot reach", { skip: AS_ROOT ? 
     }
   });
 });
+
+describe("client commands find the postmaster", () => {
+  it("from any subdirectory of the project, unless --socket or BGWORKER_SOCKET says otherwise", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bgw-walk-"));
+    writeFileSync(join(dir, "extension.ts"), "export function _PG_init(): void {}\n");
+    const deep = join(dir, "src", "deep");
+    mkdirSync(deep, { recursive: true });
+    const child = spawn(process.execPath, [CLI, "start", "./extension.ts", "--no-database"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+    const postmaster = new RunningPostmaster(child, dir);
+    const elsewhere = mkdtempSync(join(tmpdir(), "bgw-elsewhere-"));
+    try {
+      await postmaster.until("ready", () => (postmaster.stdout.includes("ready") ? true : undefined));
+      const fromDeep = await runNode([CLI, "status", "--json"], { cwd: deep });
+      assert.equal(fromDeep.code, 0, fromDeep.stderr);
+      assert.equal((JSON.parse(fromDeep.stdout) as { postmaster: { pid: number } }).postmaster.pid, postmaster.pid);
+
+      const socket = join(dir, ".bgworker", "bgworker.sock");
+      const lost = await runNode([CLI, "status"], { cwd: elsewhere });
+      assert.equal(lost.code, 1);
+      assert.match(lost.stderr, new RegExp(`no postmaster running on ${join(elsewhere, ".bgworker", "bgworker.sock")}`));
+      const byEnv = await runNode([CLI, "status"], { cwd: elsewhere, env: { ...process.env, BGWORKER_SOCKET: socket } });
+      assert.equal(byEnv.code, 0, byEnv.stderr);
+      const byFlag = await runNode([CLI, "status", "--socket", join(elsewhere, "none.sock")], { cwd: deep, env: { ...process.env, BGWORKER_SOCKET: socket } });
+      assert.equal(byFlag.code, 1, "--socket wins over the environment and the walk");
+    } finally {
+      await postmaster.close();
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
+});

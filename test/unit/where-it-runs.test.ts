@@ -10,6 +10,7 @@ import { parseLinkList, restoreLibraryLinks } from "../../src/database/npm-binar
 import { blockingDirectory, groupsOf, maySearch, type DirStat } from "../../src/database/owner.js";
 import { stateDir } from "../../src/database/state-dir.js";
 import { moduleExports, moduleFormat } from "../../src/modules.js";
+import { clientSocketPath } from "../../src/control/socket-path.js";
 
 describe("choice of server binaries", () => {
   test("BGWORKER_PG_BINARIES takes auto, system or npm; anything else names the rule", () => {
@@ -152,5 +153,21 @@ describe("module formats", () => {
     assert.equal(moduleExports({ _PG_init: own, default: { _PG_init: init } })["_PG_init"], own);
     assert.equal(moduleExports({ default: 42, work: own })["work"], own);
     assert.equal(moduleExports({ default: { other: 1 } })["_PG_init"], undefined, "a module that lacks it still lacks it");
+  });
+});
+
+describe("finding the postmaster from a client", () => {
+  const isDirectory = (dir: string): boolean => dir === "/srv/app/.bgworker";
+  test("the nearest .bgworker/ at or above the working directory, as git finds .git", () => {
+    assert.equal(clientSocketPath(undefined, "/srv/app/src/deep", {}, isDirectory), "/srv/app/.bgworker/bgworker.sock");
+    assert.equal(clientSocketPath(undefined, "/srv/app", {}, isDirectory), "/srv/app/.bgworker/bgworker.sock");
+  });
+  test("none found: the working directory's default, which the error names", () => {
+    assert.equal(clientSocketPath(undefined, "/elsewhere", {}, isDirectory), "/elsewhere/.bgworker/bgworker.sock");
+  });
+  test("--socket, then BGWORKER_SOCKET, override the walk", () => {
+    assert.equal(clientSocketPath("s.sock", "/srv/app/src", { BGWORKER_SOCKET: "/e.sock" }, isDirectory), "/srv/app/src/s.sock");
+    assert.equal(clientSocketPath(undefined, "/srv/app/src", { BGWORKER_SOCKET: "/e.sock" }, isDirectory), "/e.sock");
+    assert.equal(clientSocketPath(undefined, "/srv/app/src", { BGWORKER_SOCKET: "" }, isDirectory), "/srv/app/.bgworker/bgworker.sock");
   });
 });
