@@ -8,6 +8,7 @@ export { BgWorkerStartTime, type Datum } from "./definition.js";
 export { BackgroundWorker } from "./runtime/worker.js";
 export { SignalWakeFlags } from "./runtime/signals.js";
 export { Spi, SpiError, spiClient } from "./runtime/spi.js";
+export type { RawClient, RawNotification, RawQueryResult } from "./runtime/raw-client.js";
 
 // Dynamic workers and their handles
 export { DynamicBackgroundWorker, TerminatingDynamicBackgroundWorker } from "./handle.js";

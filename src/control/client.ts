@@ -3,7 +3,7 @@
  * is the public front; behind it the socket transport feeds the request channel, and the one launcher
  * puts `loadDynamic()` and handle requests to it, so they work the same as inside the postmaster.
  */
-import net from "node:net";
+import * as net from "node:net";
 import { launchWith, type BackgroundWorkerBuilder } from "../builder.js";
 import { leaveRole, processRole, takeRole, type ClientRole } from "../context.js";
 import { makeError } from "../errors.js";

@@ -6,6 +6,7 @@
  * of this package (an extension's own `node_modules`, the TypeScript loader) and all must share it.
  */
 import pg from "pg";
+import type { RawClient } from "./raw-client.js";
 import type { ConnectionParams } from "../database/types.js";
 
 /** A PostgreSQL error raised by an SPI call, with the server's SQLSTATE, message and details. */
@@ -217,8 +218,8 @@ export const Spi = {
   },
 };
 
-/** The raw `pg` client of the session, for what `Spi` does not cover (COPY, LISTEN, cursors). */
-export function spiClient(): pg.Client | undefined {
+/** The raw `pg` client of the session, for what `Spi` does not cover (COPY, LISTEN, cursors); typed without `@types/pg`. */
+export function spiClient(): RawClient | undefined {
   return session().client;
 }
 

@@ -1,8 +1,10 @@
 /**
  * The native addon (native/shm.cc), loaded on first use so that a process that never touches shared
- * memory does not need it built.
+ * memory does not need it built. `node-gyp-build` finds it: a local build (`build/Release`) first, else the
+ * prebuilt binary shipped in `prebuilds/<platform>-<arch>/` for this Node ABI and libc.
  */
 import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
 
 /** What `wait` reports, as `Atomics.wait`. */
 export type WaitResult = "ok" | "not-equal" | "timed-out";
@@ -24,21 +26,32 @@ export interface ShmAddon {
 }
 
 // The same relative path works from src/shmem/ (tsx) and dist/shmem/ (built): both are two levels below the root.
-const ADDON_PATH = "../../build/Release/bgworker_shm.node";
+const PACKAGE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 let addon: ShmAddon | undefined;
 
 export function shmAddon(): ShmAddon {
   if (addon === undefined) {
+    const require = createRequire(import.meta.url);
     try {
-      addon = createRequire(import.meta.url)(ADDON_PATH) as ShmAddon;
+      const load = require("node-gyp-build") as (dir: string) => unknown;
+      addon = load(PACKAGE_ROOT) as ShmAddon;
     } catch (error) {
-      const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
-      throw new Error(
-        `shared memory needs the native addon bgworker_shm, which could not be loaded (${reason}): ` +
-          `build it with "npm rebuild bgworker" (node-gyp and a C++ compiler are required)`,
-      );
+      throw new Error(addonMissingMessage(error));
     }
   }
   return addon;
 }
+
+/** One line: what is missing (no prebuilt binary for this platform and Node, no local build) and how to get it. */
+export function addonMissingMessage(error: unknown, platform = `${process.platform}-${process.arch}`, node = process.versions): string {
+  const reason = error instanceof Error ? (error.message.split("\n")[0] ?? "") : String(error);
+  return (
+    `shared memory needs bgworker's native addon, which is not available (${reason.trim()}): bgworker ships a ` +
+    `prebuilt one for linux-x64 with glibc and Node ${PREBUILT_NODE_MAJOR}, not for ${platform} Node ${node.node} (ABI ${node.modules}); ` +
+    `build it with a C++ compiler, make and python3 (apt-get install g++ make python3) and "npm rebuild bgworker"`
+  );
+}
+
+/** The Node major version whose ABI the shipped prebuilt binary targets. */
+export const PREBUILT_NODE_MAJOR = 20;

@@ -1,0 +1,140 @@
+/**
+ * The package as npm ships it: `npm pack`, installed into a fresh project. It type-checks a user's code under
+ * TypeScript's default settings, `--module nodenext` and `--moduleResolution bundler` (skipLibCheck off, no
+ * @types/pg), and it installs with no C++ toolchain: with the prebuilt addon shared memory works; without one
+ * everything else works and shared memory says what is missing.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { ROOT, RunningPostmaster } from "../helpers/postmaster.js";
+
+const FIXTURES = join(ROOT, "test", "fixtures", "packed");
+const TSC = join(ROOT, "node_modules", "typescript", "bin", "tsc");
+/** A compiler that is not there: node-gyp's build fails at once, as on a slim image. */
+const NO_COMPILER = { CC: "false", CXX: "false", npm_config_loglevel: "warn" };
+
+interface Ran {
+  code: number | null;
+  output: string;
+}
+
+function run(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<Ran> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+/** `npm pack` without lifecycle scripts (dist/ is built by `npm test`); returns the tarball's path. */
+async function pack(dir: string, into: string): Promise<string> {
+  const packed = await run("npm", ["pack", "--ignore-scripts", "--pack-destination", into], dir);
+  assert.equal(packed.code, 0, packed.output);
+  const name = readdirSync(into).find((file) => file.endsWith(".tgz"));
+  assert.ok(name !== undefined, packed.output);
+  return join(into, name);
+}
+
+/**
+ * A fresh project with the tarball installed (from npm's cache where it can). Its install script is approved
+ * as `npm install-scripts approve` records it, and runs in the foreground so that its output can be read.
+ */
+async function install(tarball: string, env: NodeJS.ProcessEnv): Promise<{ dir: string; installed: Ran }> {
+  const dir = mkdtempSync(join(tmpdir(), "bgw-app-"));
+  const allowScripts = { [`file:${tarball}`]: true };
+  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "app", version: "1.0.0", private: true, type: "module", allowScripts }));
+  const args = ["install", "--no-audit", "--no-fund", "--omit=dev", "--foreground-scripts", tarball];
+  let installed = await run("npm", [...args, "--offline"], dir, env);
+  if (installed.code !== 0 && /ENOTCACHED/.test(installed.output)) installed = await run("npm", [...args, "--prefer-offline"], dir, env);
+  return { dir, installed };
+}
+
+/** Loads the installed package's addon in a fresh process: `ok`, or the error's message. */
+async function addonIn(dir: string): Promise<string> {
+  const script = `const native = await import(${JSON.stringify(join(dir, "node_modules", "bgworker", "dist", "shmem", "native.js"))});
+    try { native.shmAddon(); console.log("ok"); } catch (error) { console.log(error.message); }`;
+  const ran = await run(process.execPath, ["--input-type=module", "-e", script], dir);
+  return ran.output.trim();
+}
+
+describe("the packed package", () => {
+  const work = mkdtempSync(join(tmpdir(), "bgw-pack-"));
+  const made: string[] = [work];
+  let withPrebuilt = "";
+  let withoutPrebuilt = "";
+
+  before(async () => {
+    if (!existsSync(join(ROOT, "prebuilds"))) {
+      const built = await run("npm", ["run", "prebuilds"], ROOT);
+      assert.equal(built.code, 0, built.output);
+    }
+    mkdirSync(join(work, "with"));
+    withPrebuilt = await pack(ROOT, join(work, "with"));
+    // The same package without its prebuilt binaries: a platform or Node version bgworker ships none for.
+    const unpacked = join(work, "unpacked");
+    mkdirSync(unpacked);
+    const untar = await run("tar", ["xzf", withPrebuilt, "-C", unpacked, "--strip-components=1"], work);
+    assert.equal(untar.code, 0, untar.output);
+    rmSync(join(unpacked, "prebuilds"), { recursive: true, force: true });
+    mkdirSync(join(work, "without"));
+    withoutPrebuilt = await pack(unpacked, join(work, "without"));
+  });
+
+  after(() => {
+    for (const dir of made) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("installs with no compiler and no prebuilt binary: everything but shared memory works, which says what is missing", async () => {
+    const { dir, installed } = await install(withoutPrebuilt, NO_COMPILER);
+    made.push(dir);
+    assert.equal(installed.code, 0, installed.output);
+    assert.match(installed.output, /bgworker: the shared-memory addon was not built .*npm rebuild bgworker/);
+    const message = await addonIn(dir);
+    assert.ok(!message.includes("\n"), message);
+    assert.match(message, /^shared memory needs bgworker's native addon, which is not available \(.+\): .*apt-get install g\+\+ make python3.*npm rebuild bgworker/);
+
+    writeFileSync(join(dir, "extension.ts"), 'import { BackgroundWorkerBuilder } from "bgworker";\nexport function _PG_init(): void {\n  new BackgroundWorkerBuilder("hello").setLibrary("./worker.ts").setFunction("hello").setRestartTime(null).load();\n}\n');
+    writeFileSync(join(dir, "worker.ts"), 'export function hello(): void {\n  console.log("hello from a worker");\n}\n');
+    const cli = join(dir, "node_modules", ".bin", "bgworker");
+    const child = spawn(cli, ["start", "./extension.ts", "--no-database", "--log-format", "json"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+    const postmaster = new RunningPostmaster(child, dir);
+    try {
+      await postmaster.waitForLog(/^hello from a worker$/);
+    } finally {
+      await postmaster.close();
+    }
+  });
+
+  it("type-checks a user's project with TypeScript's default settings, --module nodenext and --moduleResolution bundler", async () => {
+    const { dir, installed } = await install(withPrebuilt, {});
+    made.push(dir);
+    assert.equal(installed.code, 0, installed.output);
+    assert.ok(!existsSync(join(dir, "node_modules", "@types", "pg")), "the project has no @types/pg");
+    mkdirSync(join(dir, "node_modules", "@types"), { recursive: true });
+    symlinkSync(join(ROOT, "node_modules", "@types", "node"), join(dir, "node_modules", "@types", "node"));
+    cpSync(join(FIXTURES, "extension.ts"), join(dir, "extension.ts"));
+    cpSync(join(FIXTURES, "worker.ts"), join(dir, "worker.ts"));
+    for (const settings of [[], ["--module", "nodenext"], ["--module", "esnext", "--moduleResolution", "bundler"]]) {
+      const checked = await run(process.execPath, [TSC, "--strict", "--noEmit", ...settings, "extension.ts", "worker.ts"], dir);
+      assert.equal(checked.code, 0, `tsc --strict ${settings.join(" ")}:\n${checked.output}`);
+    }
+  });
+
+  it("installs with no compiler where a prebuilt binary fits, and shared memory works", async () => {
+    const { dir, installed } = await install(withPrebuilt, NO_COMPILER);
+    made.push(dir);
+    assert.equal(installed.code, 0, installed.output);
+    assert.doesNotMatch(installed.output, /was not built/);
+    assert.equal(await addonIn(dir), "ok");
+  });
+});
