@@ -22,6 +22,8 @@ export interface PgdataChoice {
   readonly pgdata: string;
   /** True when the cluster is kept outside the project (named in the start-up line and in `status`). */
   readonly relocated: boolean;
+  /** The directory that closes the project to the server's user, when that is why the cluster moved. */
+  readonly blockedAt?: string;
 }
 
 /** What the choice looks at, so that the rule is unit-tested without a file system. */
@@ -40,8 +42,9 @@ export interface LocationFacts {
 export function choosePgdata(projectPgdata: string, relocated: string, facts: LocationFacts): PgdataChoice {
   if (facts.hasCluster(projectPgdata)) return { pgdata: projectPgdata, relocated: false };
   if (facts.hasCluster(relocated)) return { pgdata: relocated, relocated: true };
-  if (facts.blockedAt(projectPgdata) === null) return { pgdata: projectPgdata, relocated: false };
-  return { pgdata: relocated, relocated: true };
+  const blockedAt = facts.blockedAt(projectPgdata);
+  if (blockedAt === null) return { pgdata: projectPgdata, relocated: false };
+  return { pgdata: relocated, relocated: true, blockedAt };
 }
 
 /** `choosePgdata` on this machine, for `owner`. */

@@ -35,18 +35,20 @@ export class ManagedDatabase implements ServedDatabase {
     const binaries = this.cluster?.binaries;
     const version = binaries === undefined ? "" : ` ${binaries.version} (${binaries.kind} binaries in ${binaries.bindir})`;
     const port = this.port === undefined ? "" : `port ${this.port}, `;
-    const where = this.relocated ? " (outside the project: its directory is closed to the server's OS user)" : "";
-    return `${kind}${version} in ${this.shownPath()}${where} (${port}managed, log ${SERVER_LOG})`;
+    const where = this.relocated ? "outside the project, which the server's OS user cannot reach; " : "";
+    return `${kind}${version} in ${this.shownPath()} (${where}${port}managed, log ${SERVER_LOG})`;
   }
 
   async start(): Promise<void> {
     if (this.cluster !== undefined) throw new Error(`${this.pgdata}: the managed database is already started`);
     const { logger } = this.options;
-    if (this.options.embedded) ({ pgdata: this.pgdata, relocated: this.relocated } = embeddedPgdata(this.pgdata, serverOwner()));
+    const place = this.options.embedded ? embeddedPgdata(this.pgdata, serverOwner()) : undefined;
+    if (place !== undefined) ({ pgdata: this.pgdata, relocated: this.relocated } = place);
     const cluster = await Cluster.at(this.pgdata);
     logger.log("LOG", `using ${describeBinaries(cluster.binaries)}`);
-    if (this.relocated) {
-      logger.log("LOG", `the "${cluster.owner.name}" OS user cannot reach ${this.options.cwd}: the cluster is kept in ${this.pgdata}`);
+    if (place?.relocated === true) {
+      const why = place.blockedAt === undefined ? "" : `the "${cluster.owner.name}" OS user cannot pass through ${place.blockedAt}: `;
+      logger.log("LOG", `${why}the cluster of ${this.options.cwd} is kept in ${this.pgdata}`);
     }
     if (this.options.embedded) await letOwnerThrough(dirname(this.pgdata), cluster.owner);
     if (!(await cluster.exists())) {

@@ -66,7 +66,7 @@ describe("as root, a project the postgres user cannot reach", { skip: AS_ROOT ? 
     const postmaster = new RunningPostmaster(child, closed);
     try {
       await postmaster.until("ready", () => (postmaster.stdout.includes("ready") ? true : undefined));
-      const kept = await postmaster.waitForLog(/cannot reach .*: the cluster is kept in /);
+      const kept = await postmaster.waitForLog(new RegExp(`cannot pass through ${closed}: the cluster of ${project} is kept in `));
       const pgdata = /kept in (\S+)$/.exec(kept.message)?.[1] ?? "";
       assert.ok(pgdata.startsWith(join(state, "clusters", "app-")), kept.message);
       const status = await runNode([CLI, "status", "--json"], { cwd: project });

@@ -88,7 +88,7 @@ describe("where an embedded cluster lives", () => {
     assert.deepEqual(choosePgdata(project, moved, facts([], null)), { pgdata: project, relocated: false });
   });
   test("the state directory when the project is closed to the server's user", () => {
-    assert.deepEqual(choosePgdata(project, moved, facts([], "/p")), { pgdata: moved, relocated: true });
+    assert.deepEqual(choosePgdata(project, moved, facts([], "/p")), { pgdata: moved, relocated: true, blockedAt: "/p" });
   });
   test("an existing cluster stays where it is, wherever that is", () => {
     assert.deepEqual(choosePgdata(project, moved, facts([moved], null)), { pgdata: moved, relocated: true });
