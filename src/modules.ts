@@ -2,7 +2,7 @@
  * Loading user modules (extensions in the postmaster, worker libraries in workers) the way `import()`
  * would from the postmaster's working directory, TypeScript included.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, extname, isAbsolute, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -31,6 +31,24 @@ export function modulePath(specifier: string, cwd: string): string | undefined {
   if (specifier.startsWith("file:")) return new URL(specifier).pathname;
   if (specifier.startsWith(".") || isAbsolute(specifier)) return resolve(cwd, specifier);
   return undefined;
+}
+
+/** Files that name a module by their extension: a name like `ext.ts` is a file, never a package. */
+const MODULE_FILE = /\.(?:[cm]?[jt]s|[jt]sx)$/;
+
+/** Whether a bare name (`dir/ext.ts`, `ext.ts`) names a module file rather than a package. */
+export function looksLikeModuleFile(specifier: string): boolean {
+  return MODULE_FILE.test(specifier);
+}
+
+/**
+ * The absolute path of a path-like `specifier` whose file does not exist, or null (it exists, or it is a
+ * package name, which `import()` resolves and reports itself). Checked before anything starts, so that a typo
+ * is reported as what it is: `extension module not found: PATH`.
+ */
+export function missingModule(specifier: string, cwd: string): string | null {
+  const path = modulePath(specifier, cwd);
+  return path !== undefined && !existsSync(path) ? path : null;
 }
 
 /**

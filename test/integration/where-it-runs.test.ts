@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
@@ -149,6 +149,23 @@ describe("client commands find the postmaster", () => {
     } finally {
       await postmaster.close();
       rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("start-up failures said as what they are", () => {
+  it("a missing extension file: `extension module not found: PATH`, before anything starts", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bgw-missing-"));
+    try {
+      for (const name of ["nonexist.ts", "./lib/nonexist.mjs"]) {
+        const result = await runNode([CLI, "start", name], { cwd: dir });
+        assert.equal(result.code, 1);
+        assert.equal(result.stderr, `bgworker: extension module not found: ${join(dir, name)}\n`);
+        assert.equal(result.stdout, "");
+      }
+      assert.ok(!existsSync(join(dir, ".bgworker")), "nothing was started or created");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

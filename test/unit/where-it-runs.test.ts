@@ -9,7 +9,7 @@ import { choosePgdata, relocatedPgdata } from "../../src/database/location.js";
 import { parseLinkList, restoreLibraryLinks } from "../../src/database/npm-binaries.js";
 import { blockingDirectory, groupsOf, maySearch, type DirStat } from "../../src/database/owner.js";
 import { stateDir } from "../../src/database/state-dir.js";
-import { moduleExports, moduleFormat } from "../../src/modules.js";
+import { looksLikeModuleFile, missingModule, moduleExports, moduleFormat } from "../../src/modules.js";
 import { clientSocketPath } from "../../src/control/socket-path.js";
 
 describe("choice of server binaries", () => {
@@ -169,5 +169,17 @@ describe("finding the postmaster from a client", () => {
     assert.equal(clientSocketPath("s.sock", "/srv/app/src", { BGWORKER_SOCKET: "/e.sock" }, isDirectory), "/srv/app/src/s.sock");
     assert.equal(clientSocketPath(undefined, "/srv/app/src", { BGWORKER_SOCKET: "/e.sock" }, isDirectory), "/e.sock");
     assert.equal(clientSocketPath(undefined, "/srv/app/src", { BGWORKER_SOCKET: "" }, isDirectory), "/srv/app/.bgworker/bgworker.sock");
+  });
+});
+
+describe("missing extension modules", () => {
+  test("a name with a module file's extension is a file, not a package", () => {
+    for (const name of ["ext.ts", "a/b.mjs", "x.cts", "y.tsx"]) assert.equal(looksLikeModuleFile(name), true, name);
+    for (const name of ["some-package", "@scope/pkg", "pkg/sub"]) assert.equal(looksLikeModuleFile(name), false, name);
+  });
+  test("only path-like specifiers are checked; packages are left to import()", () => {
+    assert.equal(missingModule("./nonexist.ts", "/tmp"), "/tmp/nonexist.ts");
+    assert.equal(missingModule("some-package", "/tmp"), null);
+    assert.equal(missingModule(import.meta.filename ?? new URL(import.meta.url).pathname, "/"), null);
   });
 });
