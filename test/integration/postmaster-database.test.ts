@@ -237,7 +237,7 @@ describe("--pgdata DIR", () => {
       try {
         const connected = await nth(pm, "connected", "writer");
         assert.equal(pm.logs(/^creating a PostgreSQL 1\d\.\d+ cluster in /).length, run === 1 ? 1 : 0, "initdb on the first run only");
-        assert.ok(pm.logs(new RegExp(`^serving PostgreSQL 1\\d\\.\\d+ in ${pgdata.replaceAll(".", "\\.")} \\(port \\d+, managed, log bgworker-server\\.log\\)$`)).length === 1);
+        assert.ok(pm.logs(new RegExp(`^serving PostgreSQL 1\\d\\.\\d+ \\((system|npm) binaries in \\S+\\) in ${pgdata.replaceAll(".", "\\.")} \\(port \\d+, managed, log bgworker-server\\.log\\)$`)).length === 1);
         assert.equal(connected.rowsBefore, String(run - 1), "the row written at the previous shutdown is there");
         assert.ok(existsSync(pidFile));
         assert.match(await pgCtlStatus(), /server is running/);

@@ -38,7 +38,7 @@ describe("Postmaster options", () => {
 describe("bgworker start arguments", () => {
   it("maps flags to options", () => {
     assert.deepEqual(parseStart(["a.ts", "b.ts", "--no-database", "--max-worker-processes", "4", "--shutdown-timeout", "500", "--log-format", "json"]), {
-      extensions: ["a.ts", "b.ts"],
+      extensions: ["./a.ts", "./b.ts"], // a module file name is a file of the working directory, found or not
       database: false,
       logFormat: "json",
       maxWorkerProcesses: 4,
