@@ -6,11 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ROOT, RunningPostmaster } from "../helpers/postmaster.js";
+import { ROOT, RunningPostmaster, waitGone } from "../helpers/postmaster.js";
 
 const FIXTURES = join(ROOT, "test", "fixtures", "packed");
 const TSC = join(ROOT, "node_modules", "typescript", "bin", "tsc");
@@ -94,7 +94,7 @@ describe("the packed package", () => {
     for (const dir of made) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("installs with no compiler and no prebuilt binary: everything but shared memory works, which says what is missing", async () => {
+  it("installs with no compiler and no prebuilt binary: everything but shared memory works (on npm's PostgreSQL), and shared memory says what is missing", async () => {
     const { dir, installed } = await install(withoutPrebuilt, NO_COMPILER);
     made.push(dir);
     assert.equal(installed.code, 0, installed.output);
@@ -105,11 +105,28 @@ describe("the packed package", () => {
 
     writeFileSync(join(dir, "extension.ts"), 'import { BackgroundWorkerBuilder } from "bgworker";\nexport function _PG_init(): void {\n  new BackgroundWorkerBuilder("hello").setLibrary("./worker.ts").setFunction("hello").setRestartTime(null).load();\n}\n');
     writeFileSync(join(dir, "worker.ts"), 'export function hello(): void {\n  console.log("hello from a worker");\n}\n');
+    // PostgreSQL from the installed package's optional dependency, as on a machine without system binaries.
+    const state = mkdtempSync(join(tmpdir(), "bgw-state-"));
+    chmodSync(state, 0o755); // as root, the app's private temp directory is closed to the server's user
+    made.push(state);
     const cli = join(dir, "node_modules", ".bin", "bgworker");
-    const child = spawn(cli, ["start", "./extension.ts", "--no-database", "--log-format", "json"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cli, ["start", "./extension.ts", "--log-format", "json"], {
+      cwd: dir,
+      env: { ...process.env, BGWORKER_PG_BINARIES: "npm", BGWORKER_STATE_DIR: state },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     const postmaster = new RunningPostmaster(child, dir);
     try {
       await postmaster.waitForLog(/^hello from a worker$/);
+      const using = await postmaster.waitForLog(/^using PostgreSQL \d+(\.\d+)* from \S+ \(npm\)$/);
+      // As root, node_modules in the app's private directory is closed to the server's user: a copy serves.
+      assert.ok(using.message.includes(process.getuid?.() === 0 ? join(state, "postgresql") : dir), using.message);
+      const ready = await postmaster.waitForLog(/^database system is ready: .*, data \S+$/);
+      const pgdata = /, data (\S+)$/.exec(ready.message)?.[1] ?? "";
+      const server = Number(readFileSync(join(pgdata, "postmaster.pid"), "utf8").split("\n")[0]);
+      postmaster.signal("SIGINT");
+      assert.equal((await postmaster.exited).code, 0);
+      assert.deepEqual(await waitGone([server]), [], "the server stopped with the postmaster");
     } finally {
       await postmaster.close();
     }
