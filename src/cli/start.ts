@@ -7,7 +7,7 @@ import { isAbsolute, resolve } from "node:path";
 import type { DatabaseOption } from "../database/types.js";
 import { LOG_FORMATS, type LogFormat } from "../log.js";
 import { SOCKET_ENV } from "../control/socket-path.js";
-import { looksLikeModuleFile, missingModule } from "../modules.js";
+import { looksLikeModuleFile } from "../modules.js";
 import { Postmaster, type PostmasterOptions } from "../postmaster/postmaster.js";
 import type { ShutdownMode } from "../status.js";
 import { HELP } from "./help.js";
@@ -85,10 +85,6 @@ export async function run(args: string[]): Promise<number> {
     return EXIT_OK;
   }
   const options = parseStart(args);
-  for (const extension of options.extensions) {
-    const missing = missingModule(extension, options.cwd ?? process.cwd());
-    if (missing !== null) throw new Error(`extension module not found: ${missing}`);
-  }
   const postmaster = validating("start", () => new Postmaster(options));
   for (const [signal, mode] of Object.entries(SIGNAL_MODES)) {
     process.on(signal, () => void postmaster.stop(mode));

@@ -46,6 +46,17 @@ interface Connection {
   ending: boolean;
 }
 
+/**
+ * Throws "another postmaster is running on SOCKET" when a postmaster answers there: checked by `start` before
+ * any extension is loaded, so a second start in a directory runs no `_PG_init` and starts no worker.
+ */
+export async function assertSocketFree(socketPath: string): Promise<void> {
+  const absolute = path.resolve(socketPath);
+  if ((await probe(absolute, socketAddress(absolute))) === "live") {
+    throw makeError(Error, "ERR_BGWORKER_SOCKET_IN_USE", `another postmaster is running on ${absolute}`);
+  }
+}
+
 /** Whether something answers on an existing socket file: a live server, or a stale file left by a dead one. */
 async function probe(socketPath: string, address: string): Promise<"live" | "dead" | "absent"> {
   let stat: fs.Stats;

@@ -9,14 +9,14 @@ import { lostOutcome, withCallerStack, type OnLost, type OutgoingRequest, type R
 import { answerRequest, dispatchRequest } from "../control/dispatch.js";
 import type { ControlHandler } from "../control/handler.js";
 import { requestFromValue } from "../control/protocol.js";
-import { ControlServer } from "../control/server.js";
+import { assertSocketFree, ControlServer } from "../control/server.js";
 import { openDatabase } from "../database/index.js";
 import type { ServedDatabase } from "../database/types.js";
 import type { WorkerDefinition } from "../definition.js";
 import { BackgroundWorkerStatus, makeError } from "../errors.js";
 import { Launcher, type HandleRef, type HandleState } from "../launcher.js";
 import { Logger } from "../log.js";
-import { ensureTypeScript, importFrom, modulePath } from "../modules.js";
+import { ensureTypeScript, importFrom, missingModule, modulePath } from "../modules.js";
 import type { FromRunner } from "../runtime/ipc.js";
 import { cleanupStaleSegments, ShmemHost, type ShmemAttachment, type ShmemRequest } from "../shmem/index.js";
 import type { Phase, ShutdownMode, StatusReport } from "../status.js";
@@ -91,6 +91,7 @@ export class PostmasterShell implements ControlHandler {
     if (this.#machine.lifecycle === "new" && (kind === "postmaster" || kind === "worker")) {
       throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `Postmaster.start: this process is already a ${kind}; one postmaster per process`);
     }
+    await this.#checkBeforeStart();
     this.#feed((m) => m.begin());
     this.#startedAt = Date.now();
     this.#role = { kind: "postmaster", launcher: new Launcher(new InProcessRequester(this)) };
@@ -113,12 +114,26 @@ export class PostmasterShell implements ControlHandler {
         this.#database.watch((phase, reason) => this.#onPhase(phase, reason));
       }
     } catch (error) {
-      this.#feed((m) => m.shutdown("immediate"));
+      // Said as what it is: the user asked for no shutdown; whatever started is stopped at once.
+      const reason = error instanceof Error ? error.message : String(error);
+      this.#feed((m) => m.shutdown("immediate", `postmaster start-up failed: ${reason}`));
       await this.stopped;
       throw error;
     }
     this.#feed((m) => m.ready());
     this.#logger.log("LOG", `postmaster ready: ${this.#options.extensions.length} extension(s), ${this.#machine.rows().length} static worker(s)`);
+  }
+
+  /**
+   * What makes a start pointless, checked before anything runs: a missing extension file, and another
+   * postmaster on the socket (a second start must not run `_PG_init` nor start workers before finding out).
+   */
+  async #checkBeforeStart(): Promise<void> {
+    for (const extension of this.#options.extensions) {
+      const missing = missingModule(extension, this.#options.cwd);
+      if (missing !== null) throw makeError(Error, "ERR_BGWORKER_EXTENSION", `extension module not found: ${missing}`);
+    }
+    if (this.#options.socketPath !== false) await assertSocketFree(this.#options.socketPath);
   }
 
   /** Shuts down in `mode`; before `start` it only marks the postmaster stopped. */

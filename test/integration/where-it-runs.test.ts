@@ -168,4 +168,34 @@ describe("start-up failures said as what they are", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("a second start in the same directory says so before running any _PG_init", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bgw-second-"));
+    writeFileSync(join(dir, "extension.ts"), 'export function _PG_init(): void {\n  console.log("_PG_init ran");\n}\n');
+    const child = spawn(process.execPath, [CLI, "start", "./extension.ts", "--no-database"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+    const first = new RunningPostmaster(child, dir);
+    try {
+      await first.until("ready", () => (first.stdout.includes("ready") ? true : undefined));
+      const second = await runNode([CLI, "start", "./extension.ts", "--no-database"], { cwd: dir });
+      assert.equal(second.code, 1);
+      assert.equal(second.stderr, `bgworker: another postmaster is running on ${join(dir, ".bgworker", "bgworker.sock")}\n`);
+      assert.doesNotMatch(second.stdout, /_PG_init ran/, "the second start loaded no extension");
+    } finally {
+      await first.close();
+    }
+  });
+
+  it("a start-up failure is logged as what it is, not as a shutdown request", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bgw-failing-"));
+    try {
+      writeFileSync(join(dir, "extension.ts"), 'export function _PG_init(): void {\n  throw new Error("no settings file");\n}\n');
+      const failed = await runNode([CLI, "start", "./extension.ts", "--no-database"], { cwd: dir });
+      assert.equal(failed.code, 1);
+      assert.doesNotMatch(failed.stderr, /received immediate shutdown request/);
+      assert.match(failed.stderr, /LOG: {2}postmaster start-up failed: .*no settings file/);
+      assert.match(failed.stderr, /^bgworker: .*no settings file$/m);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
