@@ -49,11 +49,11 @@ async function pack(dir: string, into: string): Promise<string> {
  * A fresh project with the tarball installed (from npm's cache where it can). Its install script is approved
  * as `npm install-scripts approve` records it, and runs in the foreground so that its output can be read.
  */
-async function install(tarball: string, env: NodeJS.ProcessEnv): Promise<{ dir: string; installed: Ran }> {
+async function install(tarball: string, env: NodeJS.ProcessEnv, extra: string[] = []): Promise<{ dir: string; installed: Ran }> {
   const dir = mkdtempSync(join(tmpdir(), "bgw-app-"));
   const allowScripts = { [`file:${tarball}`]: true };
   writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "app", version: "1.0.0", private: true, type: "module", allowScripts }));
-  const args = ["install", "--no-audit", "--no-fund", "--omit=dev", "--foreground-scripts", tarball];
+  const args = ["install", "--no-audit", "--no-fund", "--omit=dev", "--foreground-scripts", ...extra, tarball];
   let installed = await run("npm", [...args, "--offline"], dir, env);
   if (installed.code !== 0 && /ENOTCACHED/.test(installed.output)) installed = await run("npm", [...args, "--prefer-offline"], dir, env);
   return { dir, installed };
@@ -153,5 +153,28 @@ describe("the packed package", () => {
     assert.equal(installed.code, 0, installed.output);
     assert.doesNotMatch(installed.output, /was not built/);
     assert.equal(await addonIn(dir), "ok");
+  });
+
+  it("with every install script skipped (npm's script policy), the prebuilt addon and npm's PostgreSQL still work", async () => {
+    const { dir, installed } = await install(withPrebuilt, NO_COMPILER, ["--ignore-scripts"]);
+    made.push(dir);
+    assert.equal(installed.code, 0, installed.output);
+    assert.equal(await addonIn(dir), "ok");
+    // The binary package's own script restores its libraries' symlinks; skipped, bgworker restores them.
+    const state = mkdtempSync(join(tmpdir(), "bgw-state-"));
+    chmodSync(state, 0o755);
+    made.push(state);
+    writeFileSync(join(dir, "extension.ts"), "export function _PG_init(): void {}\n");
+    const child = spawn(join(dir, "node_modules", ".bin", "bgworker"), ["start", "./extension.ts", "--log-format", "json"], {
+      cwd: dir,
+      env: { ...process.env, BGWORKER_PG_BINARIES: "npm", BGWORKER_STATE_DIR: state },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const postmaster = new RunningPostmaster(child, dir);
+    try {
+      await postmaster.waitForLog(/^database system is ready: PostgreSQL \d+/);
+    } finally {
+      await postmaster.close();
+    }
   });
 });
