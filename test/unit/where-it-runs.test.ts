@@ -11,6 +11,7 @@ import { blockingDirectory, groupsOf, maySearch, type DirStat } from "../../src/
 import { stateDir } from "../../src/database/state-dir.js";
 import { looksLikeModuleFile, missingModule, moduleExports, moduleFormat } from "../../src/modules.js";
 import { clientSocketPath } from "../../src/control/socket-path.js";
+import { PostmasterMachine, type Action } from "../../src/postmaster/machine.js";
 
 describe("choice of server binaries", () => {
   test("BGWORKER_PG_BINARIES takes auto, system or npm; anything else names the rule", () => {
@@ -181,5 +182,26 @@ describe("missing extension modules", () => {
     assert.equal(missingModule("./nonexist.ts", "/tmp"), "/tmp/nonexist.ts");
     assert.equal(missingModule("some-package", "/tmp"), null);
     assert.equal(missingModule(import.meta.filename ?? new URL(import.meta.url).pathname, "/"), null);
+  });
+});
+
+describe("a failed start-up in the state machine", () => {
+  const machine = (): PostmasterMachine =>
+    new PostmasterMachine({ postmasterId: "pm", maxWorkerProcesses: 8, databaseServed: false, shutdownTimeoutMs: 10_000 });
+  const logs = (actions: readonly Action[]): string[] =>
+    actions.flatMap((action) => (action.type === "log" ? [(action as Extract<Action, { type: "log" }>).message] : []));
+
+  test("the immediate stop is logged with its cause, not as a request nobody made", () => {
+    const m = machine();
+    m.begin();
+    const said = logs(m.shutdown("immediate", "postmaster start-up failed: boom"));
+    assert.ok(said.includes("postmaster start-up failed: boom"), said.join(" | "));
+    assert.ok(!said.some((line) => /shutdown request/.test(line)));
+  });
+
+  test("a requested shutdown still says it was received", () => {
+    const m = machine();
+    m.begin();
+    assert.ok(logs(m.shutdown("fast")).includes("received fast shutdown request"));
   });
 });
