@@ -3,7 +3,7 @@
 export const HELP: Readonly<Record<string, string>> = {
   start: `Usage: bgworker start EXTENSION... [options]
 
-Runs a postmaster in the foreground: loads each extension module (.ts or .js) and runs its _PG_init(),
+Runs a postmaster in the foreground: loads each extension module (.ts .mts .cts .js .mjs .cjs) and runs its _PG_init(),
 serves a database, and starts the registered workers. Prints "ready" once every extension is initialised.
 SIGTERM is a smart shutdown, SIGINT (Ctrl-C) a fast one, SIGQUIT an immediate one.
 
@@ -13,10 +13,15 @@ Options:
   --no-database               serve no database (workers that request SPI are refused)
                               (default: a cluster managed in ./.bgworker/pgdata)
   --max-worker-processes N    worker slots shared by static and dynamic workers (default 8)
-  --socket PATH               the control socket (default ./.bgworker/bgworker.sock)
+  --socket PATH               the control socket (default $BGWORKER_SOCKET, else ./.bgworker/bgworker.sock)
   --shutdown-timeout MS       fast shutdown: SIGKILL what remains after MS (default 10000)
   --log-format text|json      PostgreSQL-style log lines, or one JSON object per line (default text)
   -h, --help                  show this help
+
+Environment:
+  BGWORKER_PG_BINARIES        auto (system's, else npm's), system or npm: which PostgreSQL server binaries
+  BGWORKER_STATE_DIR          where root keeps clusters the postgres user cannot reach in the project
+                              (default /var/lib/bgworker)
 `,
   status: `Usage: bgworker status [--json] [--socket PATH]
 
@@ -24,7 +29,8 @@ Shows the postmaster and one row per worker slot.
 
 Options:
   --json           print the status report as JSON
-  --socket PATH    the postmaster's control socket (default ./.bgworker/bgworker.sock)
+  --socket PATH    the postmaster's control socket (default $BGWORKER_SOCKET, else the nearest
+                   .bgworker/bgworker.sock at or above the current directory)
   -h, --help       show this help
 `,
   launch: `Usage: bgworker launch --library L --function F [options]
@@ -46,7 +52,7 @@ Options:
   --restart-time MS   restart MS milliseconds after exit code 1 or a crash, or "never" (default never)
   --wait              wait until the worker's function is running and print its pid instead
   --json              print {"handle", "pid"} as JSON
-  --socket PATH       the postmaster's control socket (default ./.bgworker/bgworker.sock)
+  --socket PATH       the postmaster's control socket (default: as for status)
   -h, --help          show this help
 `,
   terminate: `Usage: bgworker terminate PID|HANDLE [--wait] [--socket PATH]
@@ -56,7 +62,7 @@ A terminated worker is never restarted.
 
 Options:
   --wait           wait until the worker has exited
-  --socket PATH    the postmaster's control socket (default ./.bgworker/bgworker.sock)
+  --socket PATH    the postmaster's control socket (default: as for status)
   -h, --help       show this help
 `,
   stop: `Usage: bgworker stop [--mode smart|fast|immediate] [--no-wait] [--timeout MS] [--socket PATH]
@@ -69,7 +75,7 @@ Options:
                    immediate: SIGKILL every worker now
   --no-wait        return once the postmaster has accepted the request
   --timeout MS     how long to wait for the postmaster to exit (default 60000)
-  --socket PATH    the postmaster's control socket (default ./.bgworker/bgworker.sock)
+  --socket PATH    the postmaster's control socket (default: as for status)
   -h, --help       show this help
 `,
 };
