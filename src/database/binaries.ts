@@ -11,6 +11,7 @@ import { constants } from "node:fs";
 import { createRequire } from "node:module";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { makeError } from "../errors.js";
 import { runnableNpmBindir } from "./npm-binaries.js";
 
 const run = promisify(execFile);
@@ -42,7 +43,7 @@ export interface PgBinaries {
 export function binariesChoice(value: string | undefined = process.env[BINARIES_ENV]): BinariesChoice {
   if (value === undefined || value === "" || value === "auto") return "auto";
   if (value === "system" || value === "npm") return value;
-  throw new TypeError(`${BINARIES_ENV}: ${JSON.stringify(value)} is not a choice of server binaries (use auto, system or npm)`);
+  throw makeError(TypeError, "ERR_BGWORKER_INVALID_OPTION", `${BINARIES_ENV}: ${JSON.stringify(value)} is not a choice of server binaries (use auto, system or npm)`);
 }
 
 /** `PostgreSQL 15.18 from /usr/lib/postgresql/15/bin (system)`: the start-up line's account of the binaries. */
@@ -146,7 +147,7 @@ async function discover(): Promise<PgBinaries> {
     const version = bindir === null ? null : await probe(bindir);
     if (bindir !== null && version !== null) return { bindir, version, source: "npm", kind: "npm" };
   }
-  throw new Error(noBinariesMessage(choice));
+  throw makeError(Error, "ERR_BGWORKER_NO_PG_BINARIES", noBinariesMessage(choice));
 }
 
 /** The version, if `dir` holds every required program and `postgres --version` answers. */

@@ -5,6 +5,7 @@
 import { chown, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { makeError } from "../errors.js";
 import { findPostgresBinaries, type PgBinaries } from "./binaries.js";
 import { reachableBindir } from "./npm-binaries.js";
 import { blockingDirectory, makeOwnedDir, processAlive, runAs, serverOwner, type ServerOwner } from "./owner.js";
@@ -68,7 +69,7 @@ export class Cluster {
    */
   assertReachable(): void {
     const blocked = blockingDirectory(this.pgdata, this.owner);
-    if (blocked !== null) throw new Error(unreachableMessage(this.pgdata, blocked, this.owner.name));
+    if (blocked !== null) throw makeError(Error, "ERR_BGWORKER_PGDATA_UNREACHABLE", unreachableMessage(this.pgdata, blocked, this.owner.name));
   }
 
   program(name: string): string {

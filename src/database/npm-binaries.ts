@@ -5,6 +5,7 @@
  */
 import { chmod, cp, lstat, mkdir, mkdtemp, readFile, rename, rm, symlink } from "node:fs/promises";
 import { basename, dirname, join, relative } from "node:path";
+import { makeError } from "../errors.js";
 import { blockingDirectory, type ServerOwner } from "./owner.js";
 import { stateDir } from "./state-dir.js";
 
@@ -77,7 +78,9 @@ export async function reachableBindir(bindir: string, owner: ServerOwner): Promi
   const copy = await stagedCopy(dirname(dirname(bindir)));
   const blocked = blockingDirectory(copy, owner);
   if (blocked !== null) {
-    throw new Error(
+    throw makeError(
+      Error,
+      "ERR_BGWORKER_PGDATA_UNREACHABLE",
       `the "${owner.name}" OS user cannot reach the server binaries in ${bindir} nor their copy in ${copy} ` +
         `(blocked at ${blocked}): let it through (chmod o+x ${blocked}) or install PostgreSQL (apt-get install postgresql)`,
     );

@@ -5,6 +5,7 @@
  */
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import { makeError } from "../errors.js";
 
 /** What `wait` reports, as `Atomics.wait`. */
 export type WaitResult = "ok" | "not-equal" | "timed-out";
@@ -37,7 +38,7 @@ export function shmAddon(): ShmAddon {
       const load = require("node-gyp-build") as (dir: string) => unknown;
       addon = load(PACKAGE_ROOT) as ShmAddon;
     } catch (error) {
-      throw new Error(addonMissingMessage(error));
+      throw makeError(Error, "ERR_BGWORKER_SHMEM_ADDON", addonMissingMessage(error));
     }
   }
   return addon;

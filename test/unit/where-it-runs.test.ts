@@ -19,7 +19,11 @@ describe("choice of server binaries", () => {
     assert.equal(binariesChoice(""), "auto");
     assert.equal(binariesChoice("system"), "system");
     assert.equal(binariesChoice("npm"), "npm");
-    assert.throws(() => binariesChoice("docker"), { name: "TypeError", message: /BGWORKER_PG_BINARIES: "docker" .*auto, system or npm/ });
+    assert.throws(() => binariesChoice("docker"), {
+      name: "TypeError",
+      code: "ERR_BGWORKER_INVALID_OPTION",
+      message: /BGWORKER_PG_BINARIES: "docker" .*auto, system or npm/,
+    });
   });
 
   test("the missing-binaries message names only the places the choice allows", () => {
