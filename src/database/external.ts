@@ -1,4 +1,5 @@
 /** A server that somebody else runs, given by URL: watched, never started or stopped. */
+import type { Logger } from "../log.js";
 import { PhaseMonitor } from "./monitor.js";
 import { describeParams, parseDatabaseUrl } from "./options.js";
 import type { ConnectionParams, PhaseListener, ServedDatabase } from "./types.js";
@@ -8,7 +9,10 @@ export class ExternalDatabase implements ServedDatabase {
   private readonly params: ConnectionParams;
   private monitor: PhaseMonitor | undefined;
 
-  constructor(url: string) {
+  constructor(
+    url: string,
+    private readonly logger?: Logger,
+  ) {
     this.params = parseDatabaseUrl(url);
     this.description = `${describeParams(this.params)} (external)`;
   }
@@ -23,7 +27,7 @@ export class ExternalDatabase implements ServedDatabase {
 
   watch(onPhase: PhaseListener): void {
     if (this.monitor !== undefined) throw new Error("the database is already being watched");
-    this.monitor = new PhaseMonitor(() => this.params, onPhase);
+    this.monitor = new PhaseMonitor(() => this.params, onPhase, { notice: (message) => this.logger?.log("LOG", message) });
     this.monitor.start();
   }
 

@@ -3,7 +3,7 @@
  * phase monitor through start, standby, promotion, crash and stop. Every server started here is stopped here.
  */
 import assert from "node:assert/strict";
-import { chmod, mkdtemp, rm, stat } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,6 +30,11 @@ class PhaseLog {
       return false;
     });
   };
+
+  /** The phases in order, a phase repeated with a new reason (why the server cannot be reached) counted once. */
+  get phases(): Phase[] {
+    return this.events.map((e) => e.phase).filter((phase, i, all) => i === 0 || all[i - 1] !== phase);
+  }
 
   get last(): Phase | undefined {
     return this.events[this.events.length - 1]?.phase;
@@ -166,7 +171,7 @@ describe("phase monitor", () => {
     // The monitor may see the server before pg_ctl start -w returns: look from before the start.
     const seen = await log.next("running", 10_000, before);
     t.diagnostic(`running seen ${Math.round(seen - up)} ms after pg_ctl start -w returned`);
-    assert.deepEqual(log.events.map((e) => e.phase), ["starting", "running"]);
+    assert.deepEqual(log.phases, ["starting", "running"]);
   });
 
   test("a hot standby is consistent, and running after promotion", async (t) => {
@@ -189,7 +194,7 @@ describe("phase monitor", () => {
         `${Math.round(seen - promoted)} ms after it returned`,
     );
     assert.ok(seen - promoted < 2000, `running seen ${Math.round(seen - promoted)} ms after promotion (bound 2000)`);
-    assert.deepEqual(log.events.map((e) => e.phase), ["consistent", "running"]);
+    assert.deepEqual(log.phases, ["consistent", "running"]);
   });
 
   test("a standby without hot standby is starting until promoted", async (t) => {
@@ -200,7 +205,7 @@ describe("phase monitor", () => {
     const log = watch(t, () => standby.params);
     await log.next("starting");
     await new Promise((resolve) => setTimeout(resolve, 500));
-    assert.deepEqual(log.events.map((e) => e.phase), ["starting"], "no other phase while recovering without hot standby");
+    assert.deepEqual(log.phases, ["starting"], "no other phase while recovering without hot standby");
     assert.match(log.events[0]?.reason ?? "", /not (yet )?accepting connections|starting up/);
 
     const promoting = performance.now();
@@ -222,14 +227,14 @@ describe("phase monitor", () => {
     const lost = await log.next("starting", 2000, crashing);
     t.diagnostic(`crash: starting seen ${Math.round(lost - crashing)} ms after SIGKILL`);
     assert.ok(lost - crashing < 1000);
-    assert.match(log.events[log.events.length - 1]?.reason ?? "", /lost the server/);
+    assert.match(log.events.find((e) => e.at === lost)?.reason ?? "", /lost the server/);
 
     await cluster.restart();
     const back = performance.now();
     const running = await log.next("running", 5000, crashing);
     t.diagnostic(`restart after crash: running seen ${Math.round(running - back)} ms after pg_ctl start -w returned`);
     assert.ok(running - back < 1000);
-    assert.deepEqual(log.events.map((e) => e.phase), ["running", "starting", "running"]);
+    assert.deepEqual(log.phases, ["running", "starting", "running"]);
   });
 
   test("a server stop (pg_ctl stop -m fast) is starting at once, running again after start", async (t) => {
@@ -249,7 +254,7 @@ describe("phase monitor", () => {
     const back = performance.now();
     const running = await log.next("running", 5000, stopping);
     t.diagnostic(`restart after stop: running seen ${Math.round(running - back)} ms after pg_ctl start -w returned`);
-    assert.deepEqual(log.events.map((e) => e.phase), ["running", "starting", "running"]);
+    assert.deepEqual(log.phases, ["running", "starting", "running"]);
   });
 
   test("an external server is never stopped by stop()", async (t) => {
@@ -264,3 +269,107 @@ describe("phase monitor", () => {
     assert.equal(await queryOne(cluster.params, "select 1"), 1);
   });
 });
+
+describe("phase monitor occupies no database", () => {
+  test("CREATE DATABASE ... TEMPLATE postgres, ALTER DATABASE ... RENAME and DROP DATABASE work while it watches", async (t) => {
+    const cluster = await createTestCluster();
+    t.after(() => cluster.stop());
+    const log = new PhaseLog();
+    const watched = new PhaseMonitor(() => cluster.params, log.listener);
+    watched.start();
+    t.after(() => watched.stop());
+    await log.next("running");
+    assert.equal(watched.mode, "replication");
+    const admin = { ...cluster.params, database: "template1" };
+    const sessions = (await queryRows(admin, "select datname, backend_type from pg_stat_activity where application_name = 'bgworker phase monitor'")) as {
+      datname: string | null;
+      backend_type: string;
+    }[];
+    assert.deepEqual(sessions, [{ datname: null, backend_type: "walsender" }], "the monitor's session is a walsender in no database");
+
+    for (let round = 0; round < 3; round++) {
+      await queryOne(admin, "create database copied template postgres");
+      await queryOne(admin, "alter database copied rename to renamed");
+      await queryOne(admin, "drop database renamed");
+    }
+    // And the served database itself may be used as a template too.
+    await queryOne(admin, "create database served_copy template postgres");
+    await queryOne(admin, "drop database served_copy");
+    assert.deepEqual(log.phases, ["running"]);
+  });
+
+  test("without the REPLICATION privilege it falls back to short probes, says so once, and CREATE DATABASE still works", async (t) => {
+    const cluster = await createTestCluster();
+    t.after(() => cluster.stop());
+    await queryOne(cluster.params, "create role app login nosuperuser noreplication");
+    const params = { ...cluster.params, user: "app" };
+    const notices: string[] = [];
+    const log = new PhaseLog();
+    const monitor = new PhaseMonitor(() => params, log.listener, { notice: (message) => notices.push(message) });
+    monitor.start();
+    t.after(() => monitor.stop());
+    await log.next("running");
+    assert.equal(monitor.mode, "probe");
+    assert.equal(notices.length, 1);
+    assert.match(notices[0]!, /^phase monitor: the server refused a replication connection: .*replication.*; probing the database with a short connection every 100 ms instead$/);
+    const admin = { ...cluster.params, database: "template1" };
+    for (let round = 0; round < 5; round++) {
+      await queryOne(admin, "create database copied template postgres");
+      await queryOne(admin, "drop database copied");
+    }
+    // Loss is still seen, by the next probe.
+    const crashing = performance.now();
+    await cluster.crash();
+    const lost = await log.next("starting", 2000, crashing);
+    t.diagnostic(`probe mode: starting seen ${Math.round(lost - crashing)} ms after SIGKILL`);
+    await cluster.restart();
+    await log.next("running", 10_000, crashing);
+    assert.equal(notices.length, 1, "the fallback is said once");
+  });
+});
+
+describe("why the database cannot be reached", () => {
+  test("connection refused, then database does not exist, then password authentication failed: each said once", async (t) => {
+    const port = await pickFreePort();
+    let params: ConnectionParams = { host: "127.0.0.1", port, user: "postgres", database: "nope" };
+    const log = watch(t, () => params);
+    await log.next("starting");
+    await new Promise((resolve) => setTimeout(resolve, 400)); // several polls: still one report
+    assert.deepEqual(log.events.map((e) => e.reason), [`connection to server at "127.0.0.1", port ${port} failed: Connection refused`]);
+
+    const cluster = await createTestCluster({ port });
+    t.after(() => cluster.stop());
+    await eventuallyReason(log, /database "nope" does not exist/);
+    await queryOne(cluster.params, "create role app login password 'right'");
+    await writeFile(join(cluster.pgdata, "pg_hba.conf"), `host all app 127.0.0.1/32 scram-sha-256\n${await readFile(join(cluster.pgdata, "pg_hba.conf"), "utf8")}`);
+    await queryOne(cluster.params, "select pg_reload_conf()");
+    params = { ...params, user: "app", database: "postgres", password: "wrong" };
+    await eventuallyReason(log, /password authentication failed for user "app"/);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const reasons = log.events.map((e) => e.reason.replace(/^.*failed: /, ""));
+    t.diagnostic(`reasons: ${JSON.stringify(reasons)}`);
+    assert.equal(new Set(reasons).size, reasons.length, "each reason once");
+    assert.ok(reasons.every((r) => !r.includes("wrong")), "never the password");
+    params = { ...params, password: "right" };
+    await log.next("running");
+  });
+});
+
+async function eventuallyReason(log: PhaseLog, pattern: RegExp): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!log.events.some((e) => pattern.test(e.reason))) {
+    if (Date.now() > deadline) throw new Error(`no reason matching ${pattern}: ${JSON.stringify(log.events)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function queryRows(params: ConnectionParams, sql: string): Promise<unknown[]> {
+  const client = new pg.Client({ ...params });
+  client.on("error", () => undefined);
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows;
+  } finally {
+    await client.end();
+  }
+}
