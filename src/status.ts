@@ -42,6 +42,8 @@ export interface WorkerStatusRow {
 export interface PostmasterStatusRow {
   readonly pid: number;
   readonly phase: Phase;
+  /** While the phase is `starting`: why the database cannot be reached (PostgreSQL's message); else null. */
+  readonly phaseReason?: string | null;
   /** What database is served and how, without any password. */
   readonly database: string;
   readonly uptimeMs: number;

@@ -77,7 +77,7 @@ export function formatStatus(report: StatusReport, now: number): string {
   // Stopped rows keep their slot's last run on show, but the slot is free for a new worker.
   const used = report.workers.filter((row) => row.state !== "stopped").length;
   const head =
-    `postmaster pid ${pm.pid}: phase ${pm.phase}, database ${pm.database}, up ${formatDuration(pm.uptimeMs)}, ` +
+    `postmaster pid ${pm.pid}: phase ${pm.phase}${pm.phaseReason ? ` (${pm.phaseReason})` : ""}, database ${pm.database}, up ${formatDuration(pm.uptimeMs)}, ` +
     `shared memory ${formatBytes(pm.shmemBytes)}, ${used} of ${pm.maxWorkerProcesses} worker slots in use` +
     (pm.shutdown === null ? "" : `, shutting down (${pm.shutdown})`);
   if (report.workers.length === 0) return `${head}\n(no background workers)`;

@@ -54,6 +54,8 @@ export class PostmasterShell implements ControlHandler {
   #shmem: ShmemHost | undefined;
   #shmemAttachment: ShmemAttachment | null = null;
   #database: ServedDatabase | undefined;
+  /** Why the served database cannot be reached, while the phase is `starting`. */
+  #phaseReason: string | null = null;
   #control: ControlServer | undefined;
   #role: PostmasterRole | undefined;
   #startedAt = 0;
@@ -108,7 +110,11 @@ export class PostmasterShell implements ControlHandler {
         await this.#control.listen();
       }
       if (this.#options.database !== false) {
-        this.#database = openDatabase(this.#options.database, { cwd: this.#options.cwd, logger: this.#logger });
+        this.#database = openDatabase(this.#options.database, {
+          cwd: this.#options.cwd,
+          logger: this.#logger,
+          restartBackoff: this.#options.restartBackoff,
+        });
         await this.#database.start();
         this.#logger.log("LOG", `serving ${this.#database.description}`);
         this.#database.watch((phase, reason) => this.#onPhase(phase, reason));
@@ -155,6 +161,7 @@ export class PostmasterShell implements ControlHandler {
       postmaster: {
         pid: process.pid,
         phase: this.#machine.currentPhase,
+        phaseReason: this.#machine.currentPhase === "starting" ? this.#phaseReason : null,
         database: this.#database?.description ?? (this.#options.database === false ? "none (--no-database)" : "starting"),
         uptimeMs: this.#startedAt === 0 ? 0 : Date.now() - this.#startedAt,
         shmemBytes: this.#shmem?.size ?? 0,
@@ -271,6 +278,9 @@ export class PostmasterShell implements ControlHandler {
 
   #onPhase(phase: Phase, reason: string): void {
     if (phase !== this.#machine.currentPhase) this.#logger.log("LOG", `database phase is now ${phase}: ${reason}`);
+    // Why it cannot be reached: said once, and again each time the reason changes (SPEC §6).
+    else if (phase === "starting" && reason !== this.#phaseReason) this.#logger.log("LOG", `database cannot be reached: ${reason}`);
+    this.#phaseReason = phase === "starting" ? reason : null;
     this.#feed((m) => m.setPhase(phase));
   }
 
