@@ -2,6 +2,7 @@
 import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { Logger } from "../log.js";
+import { dampingDelay, DEFAULT_RESTART_BACKOFF, nextFastFailures, type RestartBackoff } from "../postmaster/rules.js";
 import { Cluster, SERVER_LOG, SUPERUSER } from "./cluster.js";
 import { PhaseMonitor } from "./monitor.js";
 import { describeBinaries } from "./binaries.js";
@@ -9,9 +10,21 @@ import { embeddedPgdata } from "./location.js";
 import { processAlive, serverOwner, type ServerOwner } from "./owner.js";
 import { choosePort } from "./ports.js";
 
+import type { ConnectionParams, PhaseListener, ServedDatabase } from "./types.js";
+
 /** Beside the cluster's own files: which postmaster started the server, so a successor can clean up after it. */
 const OWNER_FILE = "bgworker.owner";
-import type { ConnectionParams, PhaseListener, ServedDatabase } from "./types.js";
+
+/** How often the server's pid is checked while the database cannot be reached (the monitor reports loss at once). */
+const SUPERVISE_MS = 500;
+
+export interface ManagedOptions {
+  readonly cwd: string;
+  readonly logger: Logger;
+  readonly embedded: boolean;
+  /** Damping of server restarts after it exits unasked: the same rules as workers' restart storms. */
+  readonly restartBackoff?: RestartBackoff;
+}
 
 export class ManagedDatabase implements ServedDatabase {
   private pgdata: string;
@@ -21,10 +34,17 @@ export class ManagedDatabase implements ServedDatabase {
   private port: number | undefined;
   private startedHere = false;
   private monitor: PhaseMonitor | undefined;
+  /** Supervision: the server is started again when it exits without being asked (SPEC §6). */
+  private stopping = false;
+  private supervisor: Promise<void> | undefined;
+  private superviseTimer: NodeJS.Timeout | undefined;
+  private wakeSupervisor: (() => void) | undefined;
+  private serverStartedAt = 0;
+  private fastFailures = 0;
 
   constructor(
     pgdata: string,
-    private readonly options: { cwd: string; logger: Logger; embedded: boolean },
+    private readonly options: ManagedOptions,
   ) {
     this.pgdata = resolve(options.cwd, pgdata);
   }
@@ -92,6 +112,7 @@ export class ManagedDatabase implements ServedDatabase {
     }
     this.cluster = cluster;
     this.startedHere = true;
+    this.serverStartedAt = Date.now();
     await writeFile(join(this.pgdata, OWNER_FILE), `${process.pid}\n`);
     this.port = (await cluster.pidFile())?.port ?? port;
     logger.log("LOG", `database system is ready: PostgreSQL ${cluster.binaries.version} on 127.0.0.1 port ${this.port}, data ${this.pgdata}`);
@@ -104,11 +125,30 @@ export class ManagedDatabase implements ServedDatabase {
 
   watch(onPhase: PhaseListener): void {
     if (this.monitor !== undefined) throw new Error("the database is already being watched");
-    this.monitor = new PhaseMonitor(() => this.connectionParams(), onPhase);
-    this.monitor.start();
+    const { logger } = this.options;
+    const monitor = new PhaseMonitor(
+      () => this.connectionParams(),
+      (phase, reason) => {
+        onPhase(phase, reason);
+        if (phase === "starting") this.supervise();
+      },
+      { notice: (message) => logger.log("LOG", message) },
+    );
+    this.monitor = monitor;
+    monitor.start();
+    // The monitor tells of a loss at once, but the server's pid file may still name a live process then
+    // (a server shutting down): look again while the database stays unreachable.
+    this.superviseTimer = setInterval(() => {
+      if (monitor.current === "starting") this.supervise();
+    }, SUPERVISE_MS);
+    this.superviseTimer.unref();
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.superviseTimer);
+    this.wakeSupervisor?.();
+    await this.supervisor;
     await this.monitor?.stop();
     this.monitor = undefined;
     if (this.cluster !== undefined && this.startedHere) {
@@ -116,6 +156,61 @@ export class ManagedDatabase implements ServedDatabase {
       await this.cluster.stop("fast");
       await rm(join(this.pgdata, OWNER_FILE), { force: true });
     }
+  }
+
+  /** Checks the server, and starts it again if it has exited; one check at a time. */
+  private supervise(): void {
+    if (this.supervisor !== undefined || this.stopping || !this.startedHere) return;
+    this.supervisor = this.restartIfGone().finally(() => (this.supervisor = undefined));
+  }
+
+  /**
+   * A managed server that exits without being asked (a crash, SIGKILL, `pg_ctl stop` by hand, the OOM killer)
+   * is started again on the same port, damped as workers' restart storms are (SPEC §6): a run shorter than
+   * the fast-failure bound counts as a fast failure, and so does a start that fails.
+   */
+  private async restartIfGone(): Promise<void> {
+    const cluster = this.cluster;
+    const port = this.port;
+    if (cluster === undefined || port === undefined) return;
+    // Running (a shutdown still under way, or restarted by someone else): nothing to do.
+    if ((await cluster.runningPid()) !== null) return;
+    const { logger } = this.options;
+    const backoff = this.options.restartBackoff ?? DEFAULT_RESTART_BACKOFF;
+    logger.log("LOG", `the managed PostgreSQL server exited without being asked to, after running ${Date.now() - this.serverStartedAt} ms: starting it again`);
+    for (let attempt = 1; !this.stopping; attempt++) {
+      this.fastFailures = nextFastFailures(this.fastFailures, Date.now() - this.serverStartedAt, backoff);
+      const delay = dampingDelay(this.fastFailures, backoff);
+      if (delay > 0) await this.pause(delay);
+      if (this.stopping) return;
+      if ((await cluster.runningPid()) !== null) return;
+      logger.log("LOG", `starting the PostgreSQL server again (attempt ${attempt}${delay > 0 ? `, after ${delay} ms of restart-storm damping` : ""})`);
+      try {
+        await cluster.start({ port });
+        this.serverStartedAt = Date.now();
+        logger.log("LOG", `database system is ready again: PostgreSQL on 127.0.0.1 port ${port} (attempt ${attempt})`);
+        return;
+      } catch (error) {
+        // e.g. the killed server's processes still hold its lock file or shared memory: a run of 0 ms, a fast
+        // failure, tried again under the same damping.
+        this.serverStartedAt = Date.now();
+        logger.log("LOG", `could not start the PostgreSQL server again (attempt ${attempt}): ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  }
+
+  /** Waits `ms`, or less if the database is stopped meanwhile. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done(): void {
+        clearTimeout(timer);
+        self.wakeSupervisor = undefined;
+        resolve();
+      }
+      this.wakeSupervisor = done;
+    });
   }
 
   /** The pid of the postmaster that started the server now on this pgdata, if one recorded it. */
