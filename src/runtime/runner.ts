@@ -87,12 +87,17 @@ async function become(start: StartMessage): Promise<void> {
   process.on("message", (message: ToRunner) => {
     if (message.t === "reply") channel.settle(message.id, message.ok ? { ok: true, result: message.result } : { ok: false, error: message.error });
   });
+  let exiting = false;
   const role = new WorkerRole(start, latch, new Launcher(channel), {
     postmasterAlive: () => process.connected && process.ppid === start.postmasterPid && latch.stopReason !== "postmaster-death",
     log,
     fatal(message: string, detail?: string): never {
-      log("FATAL", message, detail);
-      exitWorker(1);
+      // Once: a second SIGTERM (the postmaster's, after the server ended the session) must not log again.
+      if (!exiting) {
+        exiting = true;
+        log("FATAL", message, detail);
+        exitWorker(1);
+      }
       throw new WorkerExit(1);
     },
   });

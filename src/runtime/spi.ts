@@ -6,6 +6,7 @@
  * of this package (an extension's own `node_modules`, the TypeScript loader) and all must share it.
  */
 import pg from "pg";
+import { passwordOf } from "../database/password.js";
 import type { RawClient } from "./raw-client.js";
 import type { ConnectionParams } from "../database/types.js";
 
@@ -92,6 +93,8 @@ interface Session {
   inTransaction: boolean;
   /** Why the connection broke, surfaced on the next call instead of crashing the process. */
   lost: SpiError | undefined;
+  /** Told once when the server ends the session with `pg_terminate_backend()` (SQLSTATE 57P01). */
+  onTerminated: (() => void) | undefined;
 }
 
 const SESSION = Symbol.for("bgworker.spi");
@@ -99,7 +102,7 @@ type Slots = { [SESSION]?: Session };
 
 function session(): Session {
   const slots = globalThis as typeof globalThis & Slots;
-  slots[SESSION] ??= { client: undefined, connecting: false, inTransaction: false, lost: undefined };
+  slots[SESSION] ??= { client: undefined, connecting: false, inTransaction: false, lost: undefined, onTerminated: undefined };
   return slots[SESSION];
 }
 
@@ -129,11 +132,12 @@ function mapDeep(value: unknown, fn: (v: unknown) => unknown): unknown {
 /**
  * Opens THE session of this process: `application_name` = the worker's type, so `pg_stat_activity` shows it.
  * `dbname`/`username` default to the served database's. A wrong database or role rejects with a `SpiError`
- * carrying PostgreSQL's message and SQLSTATE (e.g. 3D000).
+ * carrying PostgreSQL's message and SQLSTATE (e.g. 3D000). `onTerminated` is called once if the server ends
+ * the session as `pg_terminate_backend()` does (57P01 admin_shutdown), so the runtime can treat it as SIGTERM.
  */
 export async function connectSpi(
   params: ConnectionParams,
-  options: { dbname?: string | null; username?: string | null; applicationName: string },
+  options: { dbname?: string | null; username?: string | null; applicationName: string; onTerminated?: () => void },
 ): Promise<void> {
   const state = session();
   if (state.client !== undefined || state.connecting) {
@@ -145,14 +149,16 @@ export async function connectSpi(
     port: params.port,
     user: options.username ?? params.user,
     database: options.dbname ?? params.database,
-    ...(params.password === undefined ? {} : { password: params.password }),
+    password: passwordOf(params),
     application_name: options.applicationName,
     types,
     keepAlive: true,
   });
   // Never let the driver emit an unhandled 'error' (it would kill the worker): remember it for the next call.
   client.on("error", (error: Error) => {
-    if (state.client === client) state.lost = SpiError.from(error);
+    if (state.client !== client) return;
+    state.lost = SpiError.from(error);
+    if (state.lost.sqlstate === ADMIN_SHUTDOWN) terminated();
   });
   client.on("end", () => {
     if (state.client === client) {
@@ -169,6 +175,24 @@ export async function connectSpi(
   state.connecting = false;
   state.client = client;
   state.lost = undefined;
+  state.onTerminated = options.onTerminated;
+}
+
+/** The server process id of this process's session (`pg_backend_pid()`), or null when not connected. */
+export function spiBackendPid(): number | null {
+  const pid = (session().client as { processID?: unknown } | undefined)?.processID;
+  return typeof pid === "number" && pid > 0 ? pid : null;
+}
+
+/** SQLSTATE `admin_shutdown`: `pg_terminate_backend()` (or a server shutting down) ended the session. */
+const ADMIN_SHUTDOWN = "57P01";
+
+/** The session was terminated by the server: tell the runtime, once. */
+function terminated(): void {
+  const state = session();
+  const hook = state.onTerminated;
+  state.onTerminated = undefined;
+  hook?.();
 }
 
 /**
@@ -230,6 +254,7 @@ export async function disconnectSpi(): Promise<void> {
   state.client = undefined;
   state.inTransaction = false;
   state.lost = undefined;
+  state.onTerminated = undefined;
   if (client !== undefined) await client.end().catch(() => undefined);
 }
 
@@ -272,7 +297,13 @@ async function query(client: pg.Client, config: string | QueryConfig): Promise<p
   try {
     return (await client.query(config as pg.QueryConfig)) as pg.QueryResult | pg.QueryResult[];
   } catch (error) {
-    throw SpiError.from(state.lost ?? error);
+    const failure = SpiError.from(state.lost ?? error);
+    // Terminated in the middle of a statement: the statement fails with 57P01, and the worker is told too.
+    if (failure.sqlstate === ADMIN_SHUTDOWN) {
+      state.lost ??= failure;
+      terminated();
+    }
+    throw failure;
   }
 }
 

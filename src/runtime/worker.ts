@@ -131,7 +131,14 @@ export const BackgroundWorker = Object.freeze({
     if (database === null) return role.fatal(`background worker "${definition.name}": no database is served`);
     role.markSpiConnected();
     try {
-      await connectSpi(database, { dbname: dbname ?? null, username: username ?? null, applicationName: definition.type });
+      await connectSpi(database, {
+        dbname: dbname ?? null,
+        username: username ?? null,
+        applicationName: definition.type,
+        // pg_terminate_backend() on this session is SIGTERM to the worker (SPEC §6): raise the real signal, so
+        // the runtime's one SIGTERM path decides (flag and latch when attached, else FATAL and exit 1).
+        onTerminated: () => process.kill(process.pid, "SIGTERM"),
+      });
     } catch (error) {
       role.fatal(error instanceof Error ? error.message : String(error));
     }

@@ -1,0 +1,236 @@
+/**
+ * PostgreSQL parity of the served database (issues #9, #11): a managed server that exits unasked is started
+ * again; pg_terminate_backend() and pg_cancel_backend() on a worker's session; DDL on databases while a
+ * postmaster runs; why the database cannot be reached; the database URL's password off the command line.
+ * Every postmaster, server and temp dir is stopped or removed, even on failure.
+ */
+import assert from "node:assert/strict";
+import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it, type TestContext } from "node:test";
+import pg from "pg";
+import { connect, type PostmasterClient } from "bgworker";
+import { Cluster } from "../../src/database/cluster.js";
+import { runAs } from "../../src/database/owner.js";
+import { pickFreePort } from "../../src/database/ports.js";
+import type { ConnectionParams } from "../../src/database/types.js";
+import type { TestWorker } from "../fixtures/extension.js";
+import { createTestCluster, type TestCluster } from "../helpers/cluster.js";
+import { eventually, ROOT, startPostmaster, type RunningPostmaster, type WorkerEvent } from "../helpers/postmaster.js";
+
+const LIBRARY = join(ROOT, "test", "fixtures", "database", "workers.ts");
+
+let primary: TestCluster;
+
+before(async () => {
+  primary = await createTestCluster();
+});
+
+after(async () => {
+  await primary?.stop();
+});
+
+function worker(name: string, fn: string, fields: Partial<TestWorker> = {}): TestWorker {
+  return { name, function: fn, library: LIBRARY, ...fields };
+}
+
+async function postmasterWith(
+  t: TestContext,
+  args: string[],
+  workers: TestWorker[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ pm: RunningPostmaster; client: PostmasterClient }> {
+  const pm = await startPostmaster({ args, workers, env });
+  let client: PostmasterClient | undefined;
+  t.after(async () => {
+    await client?.close();
+    await pm.close();
+  });
+  client = await connect(pm.socket);
+  return { pm, client };
+}
+
+async function nth(pm: RunningPostmaster, event: string, name: string, n = 1): Promise<WorkerEvent> {
+  const events = await pm.waitForEvents(event, n, (e) => e.name === name);
+  return events[n - 1]!;
+}
+
+function nthLog(pm: RunningPostmaster, pattern: RegExp, n = 1): Promise<{ time: string; message: string }> {
+  return pm.until(`log line #${n} matching ${pattern}`, () => pm.logs(pattern)[n - 1]);
+}
+
+async function sql(params: ConnectionParams, text: string): Promise<unknown[]> {
+  const client = new pg.Client({ ...params });
+  client.on("error", () => undefined);
+  await client.connect();
+  try {
+    return (await client.query(text)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+describe("a managed server that exits without being asked", () => {
+  it("is started again after SIGKILL and after pg_ctl stop -m immediate; SPI workers come back by their rules", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), "bgw-supervised-"));
+    await chmod(dir, 0o755); // the server's OS user must reach its data directory
+    const pgdata = join(dir, "pgdata");
+    t.after(async () => {
+      const cluster = await Cluster.at(pgdata).catch(() => undefined);
+      if (cluster !== undefined && (await cluster.runningPid()) !== null) await cluster.stop("immediate");
+      await rm(dir, { recursive: true, force: true });
+    });
+    const { pm, client } = await postmasterWith(t, ["--pgdata", pgdata], [
+      worker("keeper", "phaseProbe", { startTime: "PostmasterStart" }),
+      worker("spi", "spiSession", { spi: true, restartTimeMs: 200 }),
+    ]);
+    const cluster = await Cluster.at(pgdata);
+    const keeper = await nth(pm, "started", "keeper");
+    await nth(pm, "connected", "spi");
+
+    // 1. SIGKILL of the server's postmaster.
+    const first = await cluster.runningPid();
+    assert.ok(first !== null);
+    const killing = Date.now();
+    process.kill(first, "SIGKILL");
+    await nthLog(pm, /^database phase is now starting: /);
+    await nthLog(pm, /^the managed PostgreSQL server exited without being asked to, after running \d+ ms: starting it again$/);
+    await nthLog(pm, /^starting the PostgreSQL server again \(attempt 1\)$/);
+    await nthLog(pm, /^database system is ready again: PostgreSQL on 127\.0\.0\.1 port \d+ \(attempt \d+\)$/);
+    const second = await nth(pm, "connected", "spi", 2);
+    t.diagnostic(`SIGKILL of the server: SPI worker connected again ${(second.at as number) - killing} ms later`);
+    const restarted = await cluster.runningPid();
+    assert.ok(restarted !== null && restarted !== first, "a new server runs");
+
+    // 2. pg_ctl stop -m immediate by hand.
+    const stopping = Date.now();
+    await runAs(cluster.owner, cluster.program("pg_ctl"), ["stop", "-w", "-m", "immediate", "-D", pgdata]);
+    await nthLog(pm, /^the managed PostgreSQL server exited without being asked to/, 2);
+    await nthLog(pm, /^database system is ready again: /, 2);
+    const third = await nth(pm, "connected", "spi", 3);
+    t.diagnostic(`pg_ctl stop -m immediate: SPI worker connected again ${(third.at as number) - stopping} ms later`);
+    await nthLog(pm, /^database phase is now running: /, 3);
+
+    const rows = new Map((await client.status()).map((r) => [r.name, r]));
+    assert.equal(rows.get("keeper")?.pid, keeper.pid, "a worker without database access runs on");
+    assert.equal(rows.get("spi")?.restarts, 2, "the SPI worker was restarted once per server loss");
+    await client.close();
+    pm.signal("SIGINT");
+    assert.deepEqual(await pm.exited, { code: 0, signal: null });
+    assert.equal(await cluster.runningPid(), null, "the managed server is stopped with the postmaster, and not started again");
+  });
+});
+
+/** Waits until the session `backendPid` runs a statement matching `like`. */
+async function runningStatement(backendPid: number, like: string): Promise<void> {
+  await eventually(`backend ${backendPid} running ${like}`, async () => {
+    const rows = await sql(primary.params, `select 1 from pg_stat_activity where pid = ${backendPid} and state = 'active' and query like '${like}'`);
+    return rows.length > 0 ? true : undefined;
+  });
+}
+
+describe("pg_terminate_backend() and pg_cancel_backend() on a worker's session", () => {
+  it("terminate acts as SIGTERM: with SIGTERM attached the flag is set and waitLatch returns false; without, FATAL and exit 1", async (t) => {
+    const { pm } = await postmasterWith(t, ["--database", primary.url], [
+      worker("attached", "terminable", { spi: true, type: "attached-type" }),
+      worker("plain", "spiSession", { spi: true, type: "plain-type" }),
+    ]);
+    const attached = await nth(pm, "connected", "attached");
+    const plain = await nth(pm, "connected", "plain");
+    const names = await sql(primary.params, `select pid, application_name from pg_stat_activity where pid in (${attached.backendPid}, ${plain.backendPid}) order by application_name`);
+    assert.deepEqual(names, [
+      { pid: attached.backendPid, application_name: "attached-type" },
+      { pid: plain.backendPid, application_name: "plain-type" },
+    ], "application_name is the worker's type");
+
+    await sql(primary.params, `select pg_terminate_backend(${attached.backendPid as number})`);
+    const stopping = await nth(pm, "stopping", "attached");
+    assert.equal(stopping.sigterm, true, "sigtermReceived() after pg_terminate_backend");
+    await pm.waitForLog(new RegExp(`^background worker "attached-type" \\(PID ${attached.pid}\\) exited with exit code 0$`));
+
+    await sql(primary.params, `select pg_terminate_backend(${plain.backendPid as number})`);
+    const fatal = await pm.waitForLog(/^terminating background worker "plain-type" due to administrator command$/);
+    assert.equal(fatal.level, "FATAL");
+    assert.equal(fatal.worker?.pid, plain.pid);
+    await pm.waitForLog(new RegExp(`^background worker "plain-type" \\(PID ${plain.pid}\\) exited with exit code 1$`));
+    assert.equal(pm.logs(/^terminating background worker "plain-type"/).length, 1, "one FATAL line");
+    assert.equal(pm.logs(/uncaught|unhandled/i).length, 0);
+  });
+
+  it("cancel fails the running statement with SpiError 57014; the session goes on", async (t) => {
+    const { pm, client } = await postmasterWith(t, ["--database", primary.url], [worker("sleeper", "cancellable", { spi: true })]);
+    const connected = await nth(pm, "connected", "sleeper");
+    const backendPid = connected.backendPid as number;
+    await runningStatement(backendPid, "select pg_sleep(120)");
+    await sql(primary.params, `select pg_cancel_backend(${backendPid})`);
+    const cancelled = await nth(pm, "cancelled", "sleeper");
+    assert.deepEqual({ errorName: cancelled.errorName, code: cancelled.code, sqlstate: cancelled.sqlstate, message: cancelled.message }, {
+      errorName: "SpiError",
+      code: "57014",
+      sqlstate: "57014",
+      message: "canceling statement due to user request",
+    });
+    const after = await nth(pm, "after", "sleeper");
+    assert.equal(after.one, 1, "the session still works after a cancel");
+    const row = (await client.status()).find((r) => r.name === "sleeper");
+    assert.equal(row?.state, "running");
+    assert.equal(row?.pid, connected.pid);
+  });
+});
+
+describe("databases of the cluster while a postmaster runs", () => {
+  it("CREATE DATABASE ... TEMPLATE postgres, ALTER DATABASE ... RENAME and DROP DATABASE work; a promotion-free phase stays running", async (t) => {
+    const { pm, client } = await postmasterWith(t, ["--database", primary.url], [worker("keeper", "phaseProbe")]);
+    await nth(pm, "started", "keeper");
+    await pm.waitForLog(/^database phase is now running: /);
+    const admin = { ...primary.params, database: "template1" };
+    await sql(admin, "create database parity_copy template postgres");
+    await sql(admin, "alter database parity_copy rename to parity_renamed");
+    await sql(admin, "drop database parity_renamed");
+    const monitor = await sql(admin, "select datname, backend_type from pg_stat_activity where application_name = 'bgworker phase monitor'");
+    assert.deepEqual(monitor, [{ datname: null, backend_type: "walsender" }]);
+    assert.equal((await client.statusReport()).postmaster.phase, "running");
+    assert.equal(pm.logs(/^database phase is now/).length, 1);
+  });
+});
+
+describe("a served database that cannot be reached", () => {
+  it("the log says why once, and again when the reason changes; the status shows it on the postmaster row", async (t) => {
+    const { url } = primary;
+    const { pm, client } = await postmasterWith(t, ["--database", url.replace(/\/postgres$/, "/parity_later")], [worker("keeper", "phaseProbe")]);
+    const line = await pm.waitForLog(/^database cannot be reached: /);
+    assert.equal(line.message, `database cannot be reached: connection to server at "127.0.0.1", port ${primary.params.port} failed: database "parity_later" does not exist`);
+    const report = await client.statusReport();
+    assert.equal(report.postmaster.phase, "starting");
+    assert.equal(report.postmaster.phaseReason, line.message.replace(/^database cannot be reached: /, ""));
+    await new Promise((resolve) => setTimeout(resolve, 500)); // five polls: still one line
+    assert.equal(pm.logs(/^database cannot be reached: /).length, 1);
+
+    await sql(primary.params, "create database parity_later");
+    t.after(() => sql(primary.params, "drop database if exists parity_later with (force)"));
+    await pm.waitForLog(/^database phase is now running: server accepts writes$/);
+    assert.equal((await client.statusReport()).postmaster.phaseReason, null);
+    await client.close();
+    pm.signal("SIGINT");
+    await pm.exited;
+  });
+
+  it("a closed port: connection refused", async (t) => {
+    const port = await pickFreePort();
+    const { pm, client } = await postmasterWith(t, ["--database", `postgres://app:pw@127.0.0.1:${port}/app`], []);
+    const line = await pm.waitForLog(/^database cannot be reached: /);
+    assert.equal(line.message, `database cannot be reached: connection to server at "127.0.0.1", port ${port} failed: Connection refused`);
+    const text = await runNodeStatus(pm);
+    assert.match(text, new RegExp(`^postmaster pid ${pm.pid}: phase starting \\(connection to server at "127\\.0\\.0\\.1", port ${port} failed: Connection refused\\), `));
+    assert.ok(!pm.records.some((r) => r.message.includes("pw@")), "never the password");
+    await client.close();
+  });
+});
+
+async function runNodeStatus(pm: RunningPostmaster): Promise<string> {
+  const { runNode, CLI } = await import("../helpers/postmaster.js");
+  const run = await runNode([CLI, "status", "--socket", pm.socket]);
+  assert.equal(run.code, 0, run.stderr);
+  return run.stdout;
+}
