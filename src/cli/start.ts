@@ -4,8 +4,9 @@
  */
 import { existsSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
+import { validateDatabaseOption, withoutPassword } from "../database/options.js";
 import type { DatabaseOption } from "../database/types.js";
-import { LOG_FORMATS, type LogFormat } from "../log.js";
+import { LOG_FORMATS, Logger, type LogFormat } from "../log.js";
 import { SOCKET_ENV } from "../control/socket-path.js";
 import { looksLikeModuleFile } from "../modules.js";
 import { Postmaster, type PostmasterOptions } from "../postmaster/postmaster.js";
@@ -21,13 +22,47 @@ function wholeNumber(flag: string, value: string | undefined): number | undefine
   return Number(value);
 }
 
-function databaseOf(values: { database?: string; pgdata?: string; "no-database"?: boolean }): DatabaseOption | false {
+/** The environment variable that may hold the database URL, so that its password stays off the command line. */
+export const DATABASE_URL_ENV = "BGWORKER_DATABASE_URL";
+
+function databaseOf(
+  values: { database?: string; pgdata?: string; "no-database"?: boolean },
+  env: NodeJS.ProcessEnv,
+): DatabaseOption | false {
   const chosen = [values.database !== undefined, values.pgdata !== undefined, values["no-database"] === true].filter(Boolean).length;
   if (chosen > 1) throw new UsageError("--database, --pgdata and --no-database exclude each other: give at most one", "start");
-  if (values.database !== undefined) return { url: values.database };
+  if (values.database !== undefined) return checkedUrl("--database", values.database);
   if (values.pgdata !== undefined) return { pgdata: values.pgdata };
   if (values["no-database"] === true) return false;
+  const fromEnv = env[DATABASE_URL_ENV];
+  if (fromEnv !== undefined && fromEnv !== "") return checkedUrl(DATABASE_URL_ENV, fromEnv);
   return "embedded";
+}
+
+/** A malformed URL is a usage error (exit 2), found before anything starts; the message never repeats the URL. */
+function checkedUrl(source: string, url: string): DatabaseOption {
+  return validating("start", () => {
+    try {
+      return validateDatabaseOption({ url });
+    } catch (error) {
+      if (error instanceof TypeError) throw new TypeError(error.message.replace(/^database\.url: /, `${source}: `));
+      throw error;
+    }
+  });
+}
+
+/**
+ * A password given in `--database` is readable by every local user in /proc/PID/cmdline: the process title
+ * (which on Linux rewrites that memory) is set to the command line without it. Returns whether it did.
+ */
+function hidePasswordFromCommandLine(url: string): boolean {
+  const hidden = withoutPassword(url);
+  if (hidden === null) return false;
+  const argv = [process.argv0, ...process.execArgv, ...process.argv.slice(1)].map((arg) =>
+    arg === url ? hidden : arg === `--database=${url}` ? `--database=${hidden}` : arg,
+  );
+  process.title = argv.join(" ");
+  return true;
 }
 
 /**
@@ -41,7 +76,7 @@ function extensionOf(name: string): string {
 }
 
 /** Parses `start`'s arguments into Postmaster options; throws UsageError. */
-export function parseStart(args: readonly string[]): PostmasterOptions {
+export function parseStart(args: readonly string[], env: NodeJS.ProcessEnv = process.env): PostmasterOptions {
   const parsed = parseOrUsage("start", {
     args: [...args],
     allowPositionals: true,
@@ -66,7 +101,7 @@ export function parseStart(args: readonly string[]): PostmasterOptions {
   const shutdownTimeoutMs = wholeNumber("shutdown-timeout", values["shutdown-timeout"]);
   return {
     extensions: positionals.map(extensionOf),
-    database: databaseOf(values),
+    database: databaseOf(values, env),
     logFormat: logFormat as LogFormat,
     ...(maxWorkerProcesses === undefined ? {} : { maxWorkerProcesses }),
     ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs }),
@@ -86,6 +121,16 @@ export async function run(args: string[]): Promise<number> {
   }
   const options = parseStart(args);
   const postmaster = validating("start", () => new Postmaster(options));
+  const { database } = options;
+  if (typeof database === "object" && "url" in database && args.some((arg) => arg === "--database" || arg.startsWith("--database="))) {
+    if (hidePasswordFromCommandLine(database.url)) {
+      new Logger({ format: options.logFormat ?? "text" }).log(
+        "WARNING",
+        `the password given in --database was readable by other local users in the command line until now and has been removed from it; ` +
+          `give it in ${DATABASE_URL_ENV}, PGPASSWORD or a password file (PGPASSFILE, ~/.pgpass) instead`,
+      );
+    }
+  }
   for (const [signal, mode] of Object.entries(SIGNAL_MODES)) {
     process.on(signal, () => void postmaster.stop(mode));
   }

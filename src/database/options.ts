@@ -74,6 +74,23 @@ export function parseDatabaseUrl(url: string, osUser: string = defaultOsUser()):
   return password === null ? { host, port, user, database } : { host, port, user, database, password };
 }
 
+/**
+ * `url` without its password (in the user part or `?password=`), or null when it has none: what the process's
+ * command line shows instead once started.
+ */
+export function withoutPassword(url: string): string | null {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return null;
+  }
+  if (parsed.password === "" && !parsed.searchParams.has("password")) return null;
+  parsed.password = "";
+  parsed.searchParams.delete("password");
+  return parsed.toString();
+}
+
 /** `postgres://app@db:5432/app`: the parameters as a URL without the password, for logs and status. */
 export function describeParams(params: ConnectionParams): string {
   const user = encodeURIComponent(params.user);

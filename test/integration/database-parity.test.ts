@@ -5,7 +5,8 @@
  * Every postmaster, server and temp dir is stopped or removed, even on failure.
  */
 import assert from "node:assert/strict";
-import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
@@ -234,3 +235,73 @@ async function runNodeStatus(pm: RunningPostmaster): Promise<string> {
   assert.equal(run.code, 0, run.stderr);
   return run.stdout;
 }
+
+describe("secrets off the command line", () => {
+  /** Role `app` with a password, which pg_hba.conf asks for (scram) over TCP; trust stays for the rest. */
+  async function passwordRole(): Promise<ConnectionParams> {
+    await sql(primary.params, "do $$ begin if not exists (select from pg_roles where rolname = 'parity_app') then create role parity_app login password 'right-pw'; end if; end $$");
+    const hba = join(primary.pgdata, "pg_hba.conf");
+    const text = await readFile(hba, "utf8");
+    if (!text.startsWith("host all parity_app")) {
+      await writeFile(hba, `host all parity_app 127.0.0.1/32 scram-sha-256\nhost replication parity_app 127.0.0.1/32 scram-sha-256\n${text}`);
+      await sql(primary.params, "select pg_reload_conf()");
+    }
+    return { ...primary.params, user: "parity_app" };
+  }
+
+  it("a password given in --database is gone from /proc/PID/cmdline, with one WARNING; it is never logged", async (t) => {
+    const app = await passwordRole();
+    const url = `postgres://parity_app:right-pw@127.0.0.1:${app.port}/postgres`;
+    const { pm } = await postmasterWith(t, ["--database", url], [worker("spi", "spiSession", { spi: true })]);
+    await nth(pm, "connected", "spi");
+    const cmdline = readFileSync(`/proc/${pm.pid}/cmdline`, "utf8");
+    assert.ok(!cmdline.includes("right-pw"), `the password is not in the command line: ${cmdline}`);
+    assert.match(cmdline, new RegExp(`--database postgres://parity_app@127\\.0\\.0\\.1:${app.port}/postgres`));
+    const warnings = pm.records.filter((r) => r.level === "WARNING");
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!.message, /password given in --database .* removed .* BGWORKER_DATABASE_URL, PGPASSWORD or a password file/);
+    assert.ok(!pm.records.some((r) => JSON.stringify(r).includes("right-pw")), "never logged");
+  });
+
+  it("the URL from BGWORKER_DATABASE_URL and the password from PGPASSWORD or PGPASSFILE work, without a warning", async (t) => {
+    const app = await passwordRole();
+    const passfile = join(await mkdtemp(join(tmpdir(), "bgw-pgpass-")), "pgpass");
+    t.after(() => rm(join(passfile, ".."), { recursive: true, force: true }));
+    await writeFile(passfile, `127.0.0.1:${app.port}:*:parity_app:right-pw\n`, { mode: 0o600 });
+    const url = `postgres://parity_app@127.0.0.1:${app.port}/postgres`;
+    for (const env of [{ BGWORKER_DATABASE_URL: url, PGPASSWORD: "right-pw" }, { BGWORKER_DATABASE_URL: url, PGPASSFILE: passfile }]) {
+      const pm = await startPostmaster({ args: [], workers: [worker("spi", "spiSession", { spi: true })], env });
+      try {
+        const connected = await nth(pm, "connected", "spi");
+        assert.equal(connected.database, "postgres");
+        assert.ok(pm.logs(new RegExp(`^serving postgres://parity_app@127\\.0\\.0\\.1:${app.port}/postgres \\(external\\)$`)).length === 1);
+        assert.equal(pm.records.filter((r) => r.level === "WARNING").length, 0);
+        assert.equal(pm.logs(/deprecat/i).length + pm.stderrText.filter((l) => /deprecat/i.test(l)).length, 0, "no deprecation warning from the driver");
+      } finally {
+        await pm.close();
+      }
+    }
+  });
+
+  it("a wrong password: the log says password authentication failed, once", async (t) => {
+    const app = await passwordRole();
+    const { pm } = await postmasterWith(t, [], [], { BGWORKER_DATABASE_URL: `postgres://parity_app@127.0.0.1:${app.port}/postgres`, PGPASSWORD: "wrong-pw" });
+    const line = await pm.waitForLog(/^database cannot be reached: /);
+    assert.equal(line.message, `database cannot be reached: connection to server at "127.0.0.1", port ${app.port} failed: password authentication failed for user "parity_app"`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(pm.logs(/^database cannot be reached: /).length, 1);
+  });
+
+  it("a malformed --database URL: exit 2, one line, nothing logged before it", async () => {
+    const { runNode, CLI } = await import("../helpers/postmaster.js");
+    const dir = await mkdtemp(join(tmpdir(), "bgw-badurl-"));
+    try {
+      const run = await runNode([CLI, "start", join(ROOT, "test", "fixtures", "extension.ts"), "--database", "postgres://u:secret@h:99999/db", "--socket", join(dir, "s")], { cwd: dir });
+      assert.equal(run.code, 2);
+      assert.equal(run.stdout, "");
+      assert.equal(run.stderr, 'bgworker: --database: not a valid URL (expected postgres://user@host:port/database) (see "bgworker start --help")\n');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
