@@ -11,7 +11,8 @@ Options:
   --database URL              serve an existing server (never started or stopped by bgworker)
   --pgdata DIR                run a PostgreSQL cluster in DIR (created on first run)
   --no-database               serve no database (workers that request SPI are refused)
-                              (default: a cluster managed in ./.bgworker/pgdata)
+                              (default: $BGWORKER_DATABASE_URL if set, else a cluster managed
+                              in ./.bgworker/pgdata; passwords: PGPASSWORD, PGPASSFILE, ~/.pgpass)
   --max-worker-processes N    worker slots shared by static and dynamic workers (default 8)
   --socket PATH               the control socket (default $BGWORKER_SOCKET, else ./.bgworker/bgworker.sock)
   --shutdown-timeout MS       fast shutdown: SIGKILL what remains after MS (default 10000)
