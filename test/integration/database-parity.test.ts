@@ -6,21 +6,17 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it, type TestContext } from "node:test";
-import pg from "pg";
-import { connect, type PostmasterClient } from "bgworker";
+import { after, before, describe, it } from "node:test";
 import { Cluster } from "../../src/database/cluster.js";
 import { runAs } from "../../src/database/owner.js";
 import { pickFreePort } from "../../src/database/ports.js";
 import type { ConnectionParams } from "../../src/database/types.js";
-import type { TestWorker } from "../fixtures/extension.js";
+import { dbWorker, managedPgdata, nth, nthLog, postmasterWith, sql } from "../helpers/database.js";
 import { createTestCluster, type TestCluster } from "../helpers/cluster.js";
-import { eventually, ROOT, startPostmaster, type RunningPostmaster, type WorkerEvent } from "../helpers/postmaster.js";
-
-const LIBRARY = join(ROOT, "test", "fixtures", "database", "workers.ts");
+import { eventually, ROOT, startPostmaster, type RunningPostmaster } from "../helpers/postmaster.js";
 
 let primary: TestCluster;
 
@@ -32,59 +28,12 @@ after(async () => {
   await primary?.stop();
 });
 
-function worker(name: string, fn: string, fields: Partial<TestWorker> = {}): TestWorker {
-  return { name, function: fn, library: LIBRARY, ...fields };
-}
-
-async function postmasterWith(
-  t: TestContext,
-  args: string[],
-  workers: TestWorker[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ pm: RunningPostmaster; client: PostmasterClient }> {
-  const pm = await startPostmaster({ args, workers, env });
-  let client: PostmasterClient | undefined;
-  t.after(async () => {
-    await client?.close();
-    await pm.close();
-  });
-  client = await connect(pm.socket);
-  return { pm, client };
-}
-
-async function nth(pm: RunningPostmaster, event: string, name: string, n = 1): Promise<WorkerEvent> {
-  const events = await pm.waitForEvents(event, n, (e) => e.name === name);
-  return events[n - 1]!;
-}
-
-function nthLog(pm: RunningPostmaster, pattern: RegExp, n = 1): Promise<{ time: string; message: string }> {
-  return pm.until(`log line #${n} matching ${pattern}`, () => pm.logs(pattern)[n - 1]);
-}
-
-async function sql(params: ConnectionParams, text: string): Promise<unknown[]> {
-  const client = new pg.Client({ ...params });
-  client.on("error", () => undefined);
-  await client.connect();
-  try {
-    return (await client.query(text)).rows;
-  } finally {
-    await client.end();
-  }
-}
-
 describe("a managed server that exits without being asked", () => {
   it("is started again after SIGKILL and after pg_ctl stop -m immediate; SPI workers come back by their rules", async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), "bgw-supervised-"));
-    await chmod(dir, 0o755); // the server's OS user must reach its data directory
-    const pgdata = join(dir, "pgdata");
-    t.after(async () => {
-      const cluster = await Cluster.at(pgdata).catch(() => undefined);
-      if (cluster !== undefined && (await cluster.runningPid()) !== null) await cluster.stop("immediate");
-      await rm(dir, { recursive: true, force: true });
-    });
+    const pgdata = await managedPgdata(t, "bgw-supervised-");
     const { pm, client } = await postmasterWith(t, ["--pgdata", pgdata], [
-      worker("keeper", "phaseProbe", { startTime: "PostmasterStart" }),
-      worker("spi", "spiSession", { spi: true, restartTimeMs: 200 }),
+      dbWorker("keeper", "phaseProbe", { startTime: "PostmasterStart" }),
+      dbWorker("spi", "spiSession", { spi: true, restartTimeMs: 200 }),
     ]);
     const cluster = await Cluster.at(pgdata);
     const keeper = await nth(pm, "started", "keeper");
@@ -134,8 +83,8 @@ async function runningStatement(backendPid: number, like: string): Promise<void>
 describe("pg_terminate_backend() and pg_cancel_backend() on a worker's session", () => {
   it("terminate acts as SIGTERM: with SIGTERM attached the flag is set and waitLatch returns false; without, FATAL and exit 1", async (t) => {
     const { pm } = await postmasterWith(t, ["--database", primary.url], [
-      worker("attached", "terminable", { spi: true, type: "attached-type" }),
-      worker("plain", "spiSession", { spi: true, type: "plain-type" }),
+      dbWorker("attached", "terminable", { spi: true, type: "attached-type" }),
+      dbWorker("plain", "spiSession", { spi: true, type: "plain-type" }),
     ]);
     const attached = await nth(pm, "connected", "attached");
     const plain = await nth(pm, "connected", "plain");
@@ -160,7 +109,7 @@ describe("pg_terminate_backend() and pg_cancel_backend() on a worker's session",
   });
 
   it("cancel fails the running statement with SpiError 57014; the session goes on", async (t) => {
-    const { pm, client } = await postmasterWith(t, ["--database", primary.url], [worker("sleeper", "cancellable", { spi: true })]);
+    const { pm, client } = await postmasterWith(t, ["--database", primary.url], [dbWorker("sleeper", "cancellable", { spi: true })]);
     const connected = await nth(pm, "connected", "sleeper");
     const backendPid = connected.backendPid as number;
     await runningStatement(backendPid, "select pg_sleep(120)");
@@ -182,7 +131,7 @@ describe("pg_terminate_backend() and pg_cancel_backend() on a worker's session",
 
 describe("databases of the cluster while a postmaster runs", () => {
   it("CREATE DATABASE ... TEMPLATE postgres, ALTER DATABASE ... RENAME and DROP DATABASE work; a promotion-free phase stays running", async (t) => {
-    const { pm, client } = await postmasterWith(t, ["--database", primary.url], [worker("keeper", "phaseProbe")]);
+    const { pm, client } = await postmasterWith(t, ["--database", primary.url], [dbWorker("keeper", "phaseProbe")]);
     await nth(pm, "started", "keeper");
     await pm.waitForLog(/^database phase is now running: /);
     const admin = { ...primary.params, database: "template1" };
@@ -199,7 +148,7 @@ describe("databases of the cluster while a postmaster runs", () => {
 describe("a served database that cannot be reached", () => {
   it("the log says why once, and again when the reason changes; the status shows it on the postmaster row", async (t) => {
     const { url } = primary;
-    const { pm, client } = await postmasterWith(t, ["--database", url.replace(/\/postgres$/, "/parity_later")], [worker("keeper", "phaseProbe")]);
+    const { pm, client } = await postmasterWith(t, ["--database", url.replace(/\/postgres$/, "/parity_later")], [dbWorker("keeper", "phaseProbe")]);
     const line = await pm.waitForLog(/^database cannot be reached: /);
     assert.equal(line.message, `database cannot be reached: connection to server at "127.0.0.1", port ${primary.params.port} failed: database "parity_later" does not exist`);
     const report = await client.statusReport();
@@ -252,7 +201,7 @@ describe("secrets off the command line", () => {
   it("a password given in --database is gone from /proc/PID/cmdline, with one WARNING; it is never logged", async (t) => {
     const app = await passwordRole();
     const url = `postgres://parity_app:right-pw@127.0.0.1:${app.port}/postgres`;
-    const { pm } = await postmasterWith(t, ["--database", url], [worker("spi", "spiSession", { spi: true })]);
+    const { pm } = await postmasterWith(t, ["--database", url], [dbWorker("spi", "spiSession", { spi: true })]);
     await nth(pm, "connected", "spi");
     const cmdline = readFileSync(`/proc/${pm.pid}/cmdline`, "utf8");
     assert.ok(!cmdline.includes("right-pw"), `the password is not in the command line: ${cmdline}`);
@@ -270,7 +219,7 @@ describe("secrets off the command line", () => {
     await writeFile(passfile, `127.0.0.1:${app.port}:*:parity_app:right-pw\n`, { mode: 0o600 });
     const url = `postgres://parity_app@127.0.0.1:${app.port}/postgres`;
     for (const env of [{ BGWORKER_DATABASE_URL: url, PGPASSWORD: "right-pw" }, { BGWORKER_DATABASE_URL: url, PGPASSFILE: passfile }]) {
-      const pm = await startPostmaster({ args: [], workers: [worker("spi", "spiSession", { spi: true })], env });
+      const pm = await startPostmaster({ args: [], workers: [dbWorker("spi", "spiSession", { spi: true })], env });
       try {
         const connected = await nth(pm, "connected", "spi");
         assert.equal(connected.database, "postgres");

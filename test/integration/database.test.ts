@@ -15,6 +15,7 @@ import { pickFreePort } from "../../src/database/ports.js";
 import { Logger } from "../../src/log.js";
 import type { Phase } from "../../src/status.js";
 import { createStandby, createTestCluster } from "../helpers/cluster.js";
+import { sql } from "../helpers/database.js";
 
 /** Records phase reports with their time, and waits for one. */
 class PhaseLog {
@@ -281,7 +282,7 @@ describe("phase monitor occupies no database", () => {
     await log.next("running");
     assert.equal(watched.mode, "replication");
     const admin = { ...cluster.params, database: "template1" };
-    const sessions = (await queryRows(admin, "select datname, backend_type from pg_stat_activity where application_name = 'bgworker phase monitor'")) as {
+    const sessions = (await sql(admin, "select datname, backend_type from pg_stat_activity where application_name = 'bgworker phase monitor'")) as {
       datname: string | null;
       backend_type: string;
     }[];
@@ -360,16 +361,5 @@ async function eventuallyReason(log: PhaseLog, pattern: RegExp): Promise<void> {
   while (!log.events.some((e) => pattern.test(e.reason))) {
     if (Date.now() > deadline) throw new Error(`no reason matching ${pattern}: ${JSON.stringify(log.events)}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-async function queryRows(params: ConnectionParams, sql: string): Promise<unknown[]> {
-  const client = new pg.Client({ ...params });
-  client.on("error", () => undefined);
-  await client.connect();
-  try {
-    return (await client.query(sql)).rows;
-  } finally {
-    await client.end();
   }
 }

@@ -6,18 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { chmod, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it, type TestContext } from "node:test";
-import { connect, type PostmasterClient, type WorkerStatusRow } from "bgworker";
+import { after, before, describe, it } from "node:test";
+import type { PostmasterClient, WorkerStatusRow } from "bgworker";
 import { Cluster } from "../../src/database/cluster.js";
 import { runAs } from "../../src/database/owner.js";
-import type { TestWorker } from "../fixtures/extension.js";
 import { createStandby, createTestCluster, type TestCluster } from "../helpers/cluster.js";
-import { ROOT, startPostmaster, type RunningPostmaster, type WorkerEvent } from "../helpers/postmaster.js";
-
-const LIBRARY = join(ROOT, "test", "fixtures", "database", "workers.ts");
+import { dbWorker, managedPgdata, nth, nthLog, postmasterWith } from "../helpers/database.js";
+import { startPostmaster, type RunningPostmaster, type WorkerEvent } from "../helpers/postmaster.js";
 
 let primary: TestCluster;
 
@@ -29,39 +25,12 @@ after(async () => {
   await primary?.stop();
 });
 
-function worker(name: string, fn: string, fields: Partial<TestWorker> = {}): TestWorker {
-  return { name, function: fn, library: LIBRARY, ...fields };
-}
-
-/** A postmaster with a control-socket client; both closed (and every worker checked gone) by the test's end. */
-async function postmasterWith(t: TestContext, args: string[], workers: TestWorker[]): Promise<{ pm: RunningPostmaster; client: PostmasterClient }> {
-  const pm = await startPostmaster({ args, workers });
-  let client: PostmasterClient | undefined;
-  t.after(async () => {
-    await client?.close();
-    await pm.close();
-  });
-  client = await connect(pm.socket);
-  return { pm, client };
-}
-
 async function rows(client: PostmasterClient): Promise<Map<string, WorkerStatusRow>> {
   return new Map((await client.status()).map((r) => [r.name, r]));
 }
 
 function eventsOf(pm: RunningPostmaster, event: string, name: string): WorkerEvent[] {
   return pm.events(event).filter((e) => e.name === name);
-}
-
-/** Waits for the n-th `event` of worker `name` (1-based) and returns it. */
-async function nth(pm: RunningPostmaster, event: string, name: string, n = 1): Promise<WorkerEvent> {
-  const events = await pm.waitForEvents(event, n, (e) => e.name === name);
-  return events[n - 1]!;
-}
-
-/** The n-th log line (1-based) matching `pattern`. */
-function nthLog(pm: RunningPostmaster, pattern: RegExp, n = 1): Promise<{ time: string; message: string }> {
-  return pm.until(`log line #${n} matching ${pattern}`, () => pm.logs(pattern)[n - 1]);
 }
 
 /**
@@ -87,10 +56,10 @@ describe("start times against a streaming standby", () => {
     const standby = await createStandby(primary, { hotStandby: true });
     t.after(() => standby.stop());
     const { pm, client } = await postmasterWith(t, ["--database", standby.url], [
-      worker("early", "phaseProbe", { startTime: "PostmasterStart" }),
-      worker("consistent", "phaseProbe", { startTime: "ConsistentState" }),
-      worker("late", "phaseProbe", { startTime: "RecoveryFinished" }),
-      worker("late-spi", "spiSession", { spi: true }),
+      dbWorker("early", "phaseProbe", { startTime: "PostmasterStart" }),
+      dbWorker("consistent", "phaseProbe", { startTime: "ConsistentState" }),
+      dbWorker("late", "phaseProbe", { startTime: "RecoveryFinished" }),
+      dbWorker("late-spi", "spiSession", { spi: true }),
     ]);
 
     await pm.waitForLog(/^database phase is now consistent: server is in recovery \(hot standby\)$/);
@@ -134,9 +103,9 @@ describe("start times against a streaming standby", () => {
     const standby = await createStandby(primary, { hotStandby: false });
     t.after(() => standby.stop());
     const { pm, client } = await postmasterWith(t, ["--database", standby.url], [
-      worker("early", "phaseProbe", { startTime: "PostmasterStart" }),
-      worker("consistent", "phaseProbe", { startTime: "ConsistentState" }),
-      worker("late", "phaseProbe", { startTime: "RecoveryFinished" }),
+      dbWorker("early", "phaseProbe", { startTime: "PostmasterStart" }),
+      dbWorker("consistent", "phaseProbe", { startTime: "ConsistentState" }),
+      dbWorker("late", "phaseProbe", { startTime: "RecoveryFinished" }),
     ]);
     await nth(pm, "started", "early");
     // The server is up (pg_ctl returned) but accepts no connections: the phase stays `starting`.
@@ -160,10 +129,10 @@ describe("start times against a streaming standby", () => {
 describe("database lost", () => {
   it("crash (SIGKILL) and stop of the server: SPI workers are terminated, the phase drops, they come back by their restart rules", async (t) => {
     const { pm, client } = await postmasterWith(t, ["--database", primary.url], [
-      worker("keeper", "phaseProbe", { startTime: "PostmasterStart" }),
-      worker("plain-late", "phaseProbe", { startTime: "RecoveryFinished" }),
-      worker("spi-restart", "spiSession", { spi: true, restartTimeMs: 300 }),
-      worker("spi-never", "spiSession", { spi: true, restartTimeMs: null }),
+      dbWorker("keeper", "phaseProbe", { startTime: "PostmasterStart" }),
+      dbWorker("plain-late", "phaseProbe", { startTime: "RecoveryFinished" }),
+      dbWorker("spi-restart", "spiSession", { spi: true, restartTimeMs: 300 }),
+      dbWorker("spi-never", "spiSession", { spi: true, restartTimeMs: null }),
     ]);
     const keeper = await nth(pm, "started", "keeper");
     const plainLate = await nth(pm, "started", "plain-late");
@@ -218,14 +187,7 @@ describe("database lost", () => {
 
 describe("--pgdata DIR", () => {
   it("creates and runs a managed cluster there, stops it after the workers, and reuses it on the next start", async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), "bgw-pgdata-"));
-    await chmod(dir, 0o755); // the server's OS user must reach its data directory
-    const pgdata = join(dir, "pgdata");
-    t.after(async () => {
-      const cluster = await Cluster.at(pgdata).catch(() => undefined);
-      if (cluster !== undefined && (await cluster.runningPid()) !== null) await cluster.stop("immediate");
-      await rm(dir, { recursive: true, force: true });
-    });
+    const pgdata = await managedPgdata(t, "bgw-pgdata-");
     const pidFile = join(pgdata, "postmaster.pid");
     const pgCtlStatus = async (): Promise<string> => {
       const cluster = await Cluster.at(pgdata);
@@ -233,7 +195,7 @@ describe("--pgdata DIR", () => {
     };
 
     for (const run of [1, 2]) {
-      const pm = await startPostmaster({ args: ["--pgdata", pgdata], workers: [worker("writer", "writeOnShutdown", { spi: true, argument: run })] });
+      const pm = await startPostmaster({ args: ["--pgdata", pgdata], workers: [dbWorker("writer", "writeOnShutdown", { spi: true, argument: run })] });
       try {
         const connected = await nth(pm, "connected", "writer");
         assert.equal(pm.logs(/^creating a PostgreSQL 1\d\.\d+ cluster in /).length, run === 1 ? 1 : 0, "initdb on the first run only");
@@ -258,7 +220,7 @@ describe("--pgdata DIR", () => {
 describe("connectWorkerToSpi", () => {
   it("a database that does not exist: the worker logs PostgreSQL's message as FATAL and exits 1", async (t) => {
     const { pm, client } = await postmasterWith(t, ["--database", primary.url], [
-      worker("lost", "connectToNamed", { spi: true, extra: "no_such_db" }),
+      dbWorker("lost", "connectToNamed", { spi: true, extra: "no_such_db" }),
     ]);
     const started = await nth(pm, "started", "lost");
     const fatal = await pm.waitForLog(/^database "no_such_db" does not exist$/);
