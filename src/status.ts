@@ -35,6 +35,8 @@ export interface WorkerStatusRow {
   readonly shmem: boolean;
   /** With state `backoff`: how long the pending restart waits, in milliseconds. */
   readonly backoffMs: number | null;
+  /** The server process id (`pg_stat_activity.pid`) of the worker's database session, once it has one. */
+  readonly backendPid?: number | null;
   /** Dynamic workers: the serialisable handle. */
   readonly handle: string | null;
 }

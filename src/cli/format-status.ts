@@ -44,7 +44,7 @@ function flags(row: WorkerStatusRow): string {
   return set.length === 0 ? "-" : set.join(",");
 }
 
-const HEADERS = ["SLOT", "NAME", "TYPE", "PID", "STATE", "START", "RESTART", "RESTARTS", "LAST EXIT", "NOTIFY", "KIND", "FLAGS", "HANDLE"];
+const HEADERS = ["SLOT", "NAME", "TYPE", "PID", "BACKEND", "STATE", "START", "RESTART", "RESTARTS", "LAST EXIT", "NOTIFY", "KIND", "FLAGS", "HANDLE"];
 
 function cells(row: WorkerStatusRow, now: number): string[] {
   return [
@@ -52,6 +52,7 @@ function cells(row: WorkerStatusRow, now: number): string[] {
     row.name,
     row.type,
     row.pid === null ? "-" : String(row.pid),
+    row.backendPid === null || row.backendPid === undefined ? "-" : String(row.backendPid),
     formatState(row),
     row.startTime,
     row.restartTimeMs === null ? "never" : formatDuration(row.restartTimeMs),

@@ -54,6 +54,8 @@ export class PostmasterShell implements ControlHandler {
   #shmem: ShmemHost | undefined;
   #shmemAttachment: ShmemAttachment | null = null;
   #database: ServedDatabase | undefined;
+  /** Worker pid -> the server process id of its database session (SPEC §7), while the worker runs. */
+  readonly #backendPids = new Map<number, number>();
   /** Why the served database cannot be reached, while the phase is `starting`. */
   #phaseReason: string | null = null;
   #control: ControlServer | undefined;
@@ -78,7 +80,10 @@ export class PostmasterShell implements ControlHandler {
     this.#runners = new Runners(options.spareRunners, {
       message: (runner, message) => this.#onRunnerMessage(runner, message),
       output: (runner, stream, line) => this.#logger.output(this.#workerRef(runner), stream, line),
-      exit: (runner, code, signal) => this.#feed((m) => m.exited(runner.pid, code, signal, Date.now())),
+      exit: (runner, code, signal) => {
+        this.#backendPids.delete(runner.pid);
+        this.#feed((m) => m.exited(runner.pid, code, signal, Date.now()));
+      },
     });
     this.stopped = new Promise((resolve) => (this.#markStopped = resolve));
   }
@@ -168,7 +173,7 @@ export class PostmasterShell implements ControlHandler {
         maxWorkerProcesses: this.#options.maxWorkerProcesses,
         shutdown: this.#machine.shuttingDown,
       },
-      workers: this.#machine.rows(),
+      workers: this.#machine.rows().map((row) => ({ ...row, backendPid: row.pid === null ? null : (this.#backendPids.get(row.pid) ?? null) })),
     };
   }
 
@@ -294,6 +299,9 @@ export class PostmasterShell implements ControlHandler {
         return;
       case "request":
         void this.#answer(runner, message.request);
+        return;
+      case "session":
+        this.#backendPids.set(runner.pid, message.backendPid);
         return;
       case "ready":
       case "exiting":

@@ -44,11 +44,13 @@ export type FromRunner =
   | { readonly t: "log"; readonly level: LogLevel; readonly message: string; readonly detail?: string }
   /** The worker is about to exit with this code; everything it sent before has been written. */
   | { readonly t: "exiting"; readonly code: number }
+  /** The worker opened its database session: the server process id, for `bgworker status` (SPEC §7). */
+  | { readonly t: "session"; readonly backendPid: number }
   /** A control-protocol request (dynamic launches and handles from inside a worker); its id is a number. */
   | { readonly t: "request"; readonly request: WireRequest & { readonly id: number } };
 
 export function isFromRunner(value: unknown): value is FromRunner {
   if (typeof value !== "object" || value === null) return false;
   const t = (value as { t?: unknown }).t;
-  return t === "ready" || t === "entered" || t === "log" || t === "exiting" || t === "request";
+  return t === "ready" || t === "entered" || t === "log" || t === "exiting" || t === "request" || t === "session";
 }

@@ -100,6 +100,7 @@ async function become(start: StartMessage): Promise<void> {
       }
       throw new WorkerExit(1);
     },
+    sessionOpened: (backendPid) => send({ t: "session", backendPid }),
   });
   takeRole(role);
   installSignals(role);

@@ -14,6 +14,8 @@ export interface WorkerRoleHooks {
   log(level: LogLevel, message: string, detail?: string): void;
   /** Logs at FATAL and ends the worker with exit code 1, as PostgreSQL's `ereport(FATAL)`. */
   fatal(message: string, detail?: string): never;
+  /** Tells the postmaster the server process id of the worker's database session. */
+  sessionOpened(backendPid: number): void;
 }
 
 export class WorkerRole {
@@ -77,5 +79,9 @@ export class WorkerRole {
 
   markSpiConnected(): void {
     this.#spiConnected = true;
+  }
+
+  sessionOpened(backendPid: number): void {
+    this.#hooks.sessionOpened(backendPid);
   }
 }

@@ -7,7 +7,7 @@ import { workerRole } from "../context.js";
 import { decodeDatum, extraBytes, type Datum } from "../definition.js";
 import { fail } from "../errors.js";
 import { signalsOf, type SignalWakeFlags, type WorkerSignal } from "./signals.js";
-import { connectSpi, transaction as spiTransaction } from "./spi.js";
+import { connectSpi, spiBackendPid, transaction as spiTransaction } from "./spi.js";
 import type { WorkerRole } from "./worker-role.js";
 
 // eslint-disable-next-line @typescript-eslint/ban-types -- any public function is a stack boundary
@@ -142,6 +142,8 @@ export const BackgroundWorker = Object.freeze({
     } catch (error) {
       role.fatal(error instanceof Error ? error.message : String(error));
     }
+    const backendPid = spiBackendPid();
+    if (backendPid !== null) role.sessionOpened(backendPid);
   },
 
   /** Runs `fn` in a transaction of this worker's session: COMMIT and its value, or ROLLBACK and rethrow. */

@@ -82,7 +82,7 @@ async function runningStatement(backendPid: number, like: string): Promise<void>
 
 describe("pg_terminate_backend() and pg_cancel_backend() on a worker's session", () => {
   it("terminate acts as SIGTERM: with SIGTERM attached the flag is set and waitLatch returns false; without, FATAL and exit 1", async (t) => {
-    const { pm } = await postmasterWith(t, ["--database", primary.url], [
+    const { pm, client } = await postmasterWith(t, ["--database", primary.url], [
       dbWorker("attached", "terminable", { spi: true, type: "attached-type" }),
       dbWorker("plain", "spiSession", { spi: true, type: "plain-type" }),
     ]);
@@ -93,6 +93,13 @@ describe("pg_terminate_backend() and pg_cancel_backend() on a worker's session",
       { pid: attached.backendPid, application_name: "attached-type" },
       { pid: plain.backendPid, application_name: "plain-type" },
     ], "application_name is the worker's type");
+    // The status maps pg_stat_activity rows to workers: each row shows its session's backend pid.
+    const rows = await eventually("backend pids in the status", async () => {
+      const found = new Map((await client.status()).map((r) => [r.name, r]));
+      return found.get("attached")?.backendPid != null && found.get("plain")?.backendPid != null ? found : undefined;
+    });
+    assert.equal(rows.get("attached")?.backendPid, attached.backendPid);
+    assert.equal(rows.get("plain")?.backendPid, plain.backendPid);
 
     await sql(primary.params, `select pg_terminate_backend(${attached.backendPid as number})`);
     const stopping = await nth(pm, "stopping", "attached");
