@@ -32,6 +32,9 @@ export type MonitorMode = "replication" | "probe";
 
 /** SQLSTATE cannot_connect_now: starting up, shutting down, in recovery without hot standby. */
 const CANNOT_CONNECT_NOW = "57P03";
+/** While the server itself refuses us (authentication, no such database), ask at most this often: each
+ * refusal is a FATAL line in its log, and such a refusal is fixed by a person, not in milliseconds. */
+const REFUSED_RETRY_MS = 1000;
 /** SQLSTATE undefined_object: `in_hot_standby` is unknown before PostgreSQL 14. */
 const UNDEFINED_OBJECT = "42704";
 
@@ -40,6 +43,8 @@ export class PhaseMonitor {
   private readonly timeoutMs: number;
   private phase: Phase | undefined;
   private reason: string | undefined;
+  /** The last attempt was refused by the server itself (not "starting up", not unreachable). */
+  private refused = false;
   private client: pg.Client | undefined;
   private probing = false;
   private stopped = false;
@@ -81,7 +86,7 @@ export class PhaseMonitor {
     while (!this.stopped) {
       if (this.probing) await this.probe();
       else await this.poll();
-      await this.sleep(this.pollMs);
+      await this.sleep(this.refused ? Math.max(this.pollMs, REFUSED_RETRY_MS) : this.pollMs);
     }
   }
 
@@ -120,7 +125,7 @@ export class PhaseMonitor {
       if (error instanceof pg.DatabaseError && code !== CANNOT_CONNECT_NOW) {
         const seen = await this.look();
         if (seen !== undefined && seen.phase !== "starting") this.fallBack(`the server refused a replication connection: ${error.message}`);
-        if (seen !== undefined) this.report(seen.phase, seen.reason);
+        if (seen !== undefined) this.report(seen.phase, seen.reason, seen.refused);
       } else {
         this.report("starting", reasonOf(error, params));
       }
@@ -139,12 +144,12 @@ export class PhaseMonitor {
   /** A short connection to the served database: reports the phase it sees; true if it connected. */
   private async probe(): Promise<boolean> {
     const seen = await this.look();
-    if (seen !== undefined) this.report(seen.phase, seen.reason);
+    if (seen !== undefined) this.report(seen.phase, seen.reason, seen.refused);
     return seen?.phase !== "starting";
   }
 
   /** Connects to the served database, asks `pg_is_in_recovery()` and disconnects; undefined without parameters. */
-  private async look(): Promise<{ phase: Phase; reason: string } | undefined> {
+  private async look(): Promise<{ phase: Phase; reason: string; refused?: boolean } | undefined> {
     const params = this.safeParams();
     if (params === undefined) return undefined;
     const client = newClient(params, this.timeoutMs, false);
@@ -154,7 +159,7 @@ export class PhaseMonitor {
       const result = await client.query<{ in_recovery: boolean }>("select pg_is_in_recovery() as in_recovery");
       return recoveryPhase(result.rows[0]?.in_recovery === true);
     } catch (error) {
-      return { phase: "starting", reason: reasonOf(error, params) };
+      return { phase: "starting", reason: reasonOf(error, params), refused: refusedBy(error) };
     } finally {
       await client.end().catch(() => undefined);
     }
@@ -191,8 +196,9 @@ export class PhaseMonitor {
   }
 
   /** Tells the listener of a new phase, or of a new reason while `starting` (why the server cannot be reached). */
-  private report(phase: Phase, reason: string): void {
+  private report(phase: Phase, reason: string, refused = false): void {
     if (this.stopped) return;
+    this.refused = refused;
     if (phase === this.phase && (phase !== "starting" || reason === this.reason)) return;
     this.phase = phase;
     this.reason = reason;
@@ -250,6 +256,11 @@ function messageOf(error: unknown): string {
   const code = codeOf(error);
   const message = error instanceof Error ? error.message : String(error);
   return code === undefined || code === "" ? message : `${message} (${code})`;
+}
+
+/** The server answered and said no for a reason that a retry in 100 ms will not change. */
+function refusedBy(error: unknown): boolean {
+  return error instanceof pg.DatabaseError && codeOf(error) !== CANNOT_CONNECT_NOW;
 }
 
 function codeOf(error: unknown): string | undefined {
