@@ -2,7 +2,7 @@
  * `bgworker start EXTENSION...`: a postmaster in the foreground. Signals map to shutdown modes as with
  * `pg_ctl`: SIGTERM smart, SIGINT (Ctrl-C) fast, SIGQUIT immediate.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { validateDatabaseOption, withoutPassword } from "../database/options.js";
 import type { DatabaseOption } from "../database/types.js";
@@ -58,9 +58,14 @@ function checkedUrl(source: string, url: string): DatabaseOption {
 function hidePasswordFromCommandLine(url: string): boolean {
   const hidden = withoutPassword(url);
   if (hidden === null) return false;
-  const argv = [process.argv0, ...process.execArgv, ...process.argv.slice(1)].map((arg) =>
-    arg === url ? hidden : arg === `--database=${url}` ? `--database=${hidden}` : arg,
-  );
+  // The command line as it was typed (Linux), so the title is never longer than the memory it replaces.
+  let original = [process.argv0, ...process.execArgv, ...process.argv.slice(1)];
+  try {
+    original = readFileSync("/proc/self/cmdline", "utf8").replace(/\0$/, "").split("\0");
+  } catch {
+    // not Linux: Node's own view of the arguments
+  }
+  const argv = original.map((arg) => (arg === url ? hidden : arg === `--database=${url}` ? `--database=${hidden}` : arg));
   process.title = argv.join(" ");
   return true;
 }
