@@ -40,6 +40,7 @@ async function report(socket: string): Promise<StatusReport> {
 }
 
 const ROW_KEYS = [
+  "backendPid",
   "backoffMs",
   "handle",
   "kind",
@@ -73,8 +74,8 @@ describe("bgworker CLI against a running postmaster", () => {
         text[0]!,
         new RegExp(`^postmaster pid ${pm.pid}: phase running, database none \\(--no-database\\), up \\S+, shared memory 0 B, 1 of 2 worker slots in use$`),
       );
-      assert.match(text[1]!, /^SLOT\s+NAME\s+TYPE\s+PID\s+STATE\s+START\s+RESTART\s+RESTARTS\s+LAST EXIT\s+NOTIFY\s+KIND\s+FLAGS\s+HANDLE$/);
-      assert.match(text[2]!, /^0\s+static looper\s+static looper\s+\d+\s+running\s+PostmasterStart\s+never\s+0\s+-\s+-\s+static\s+-\s+-$/);
+      assert.match(text[1]!, /^SLOT\s+NAME\s+TYPE\s+PID\s+BACKEND\s+STATE\s+START\s+RESTART\s+RESTARTS\s+LAST EXIT\s+NOTIFY\s+KIND\s+FLAGS\s+HANDLE$/);
+      assert.match(text[2]!, /^0\s+static looper\s+static looper\s+\d+\s+-\s+running\s+PostmasterStart\s+never\s+0\s+-\s+-\s+static\s+-\s+-$/);
       assert.equal(text[3], "");
 
       // status --json: the whole report, SPEC §7's rows.
@@ -89,6 +90,7 @@ describe("bgworker CLI against a running postmaster", () => {
       assert.equal(initial.workers.length, 1);
       const staticRow = initial.workers[0]!;
       assert.deepEqual(Object.keys(staticRow).sort(), ROW_KEYS);
+      assert.equal(staticRow.backendPid, null, "no database session");
       assert.equal(staticRow.name, "static looper");
       assert.equal(staticRow.kind, "static");
       assert.equal(staticRow.state, "running");
