@@ -13,6 +13,7 @@ import { PATIENCE_MS, type RunningPostmaster } from "../../helpers/postmaster.js
 import { exitsOf, FAULT_WORKERS, join, percentile, startFaultPostmaster, startTimes } from "../common.js";
 import type { FaultWorker } from "../fixtures/extension.js";
 import type { SelfFault } from "../fixtures/workers.js";
+import type { WorkerStatusRow } from "../../../src/status.js";
 import { Expectations, footprint, Rng, sleep, type FaultCase, type FaultScale } from "../harness.js";
 
 const SIGNALS = ["SIGKILL", "SIGTERM", "SIGSEGV", "SIGABRT"] as const;
@@ -78,7 +79,7 @@ async function run(scale: FaultScale, log: (line: string) => void): Promise<Retu
         (r) => victimNames.has(r.name) && r.state === "running" && r.pid !== null && !doomed.has(r.pid) && now - (started.get(r.pid) ?? now) >= MIN_RUN_MS,
       );
       const done = ready.find((r) => r.name === "victim-z0");
-      const target = !doneSent && done !== undefined ? done : rng.pick(ready.filter((r) => r.name !== "victim-z0"));
+      const target: WorkerStatusRow | undefined = !doneSent && done !== undefined ? done : rng.pick(ready.filter((r) => r.name !== "victim-z0"));
       if (target === undefined) continue;
       const pid = target.pid!;
       const fault: Fault = target.name === "victim-z0" ? "exit" : rng.pick(FAULTS);

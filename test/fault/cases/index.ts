@@ -1,5 +1,7 @@
 /** Every case of the fault suite, in the order they run. */
 import type { FaultCase } from "../harness.js";
 import { chaos } from "./chaos.js";
+import { fuzzControl } from "./fuzz-control.js";
+import { shutdownTimeout, storm } from "./storm.js";
 
-export const CASES: readonly FaultCase[] = [chaos];
+export const CASES: readonly FaultCase[] = [chaos, storm, shutdownTimeout, fuzzControl];
