@@ -10,6 +10,7 @@ import { LOG_FORMATS, Logger, type LogFormat } from "../log.js";
 import { SOCKET_ENV } from "../control/socket-path.js";
 import { looksLikeModuleFile } from "../modules.js";
 import { Postmaster, type PostmasterOptions } from "../postmaster/postmaster.js";
+import { ignoreSignals } from "../runtime/signals.js";
 import type { ShutdownMode } from "../status.js";
 import { HELP } from "./help.js";
 import { EXIT_FAILURE, EXIT_OK, parseOrUsage, UsageError, validating } from "./usage.js";
@@ -136,6 +137,8 @@ export async function run(args: string[]): Promise<number> {
       );
     }
   }
+  // SIGUSR1 would open Node's inspector and SIGUSR2 would kill: neither means anything to a postmaster.
+  ignoreSignals();
   for (const [signal, mode] of Object.entries(SIGNAL_MODES)) {
     process.on(signal, () => void postmaster.stop(mode));
   }

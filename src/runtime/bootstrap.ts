@@ -6,6 +6,7 @@
  */
 import { processRole } from "../context.js";
 import { ensureTypeScript } from "../modules.js";
+import { ignoreSignals } from "./signals.js";
 
 function orphanedSpare(): boolean {
   // Once the runner has become a worker, the worker's own postmaster-death handling applies.
@@ -16,6 +17,8 @@ process.once("disconnect", () => {
   if (orphanedSpare()) process.exit(0);
 });
 if (!process.connected) process.exit(0);
+// No debugger on SIGUSR1, no death on SIGUSR2; a spare ignores SIGHUP as a worker does before attaching.
+ignoreSignals(["SIGHUP"]);
 
 await ensureTypeScript();
 await import("./runner.js");

@@ -26,3 +26,21 @@ export function signalsOf(flags: SignalWakeFlags): WorkerSignal[] {
   }
   return WORKER_SIGNALS.filter((signal) => (flags & SignalWakeFlags[signal]) !== 0);
 }
+
+/**
+ * Signals that mean nothing to a bgworker process, postmaster or worker, and must not take Node's default:
+ * SIGUSR1 would start the inspector on 127.0.0.1:9229 (anyone local who reaches the port runs code as this
+ * process's user), SIGUSR2 would end the process. SIGPIPE is ignored by Node already and stays so. A JS
+ * listener replaces Node's default action; `--inspect` on the command line still opens the inspector.
+ * The latch uses SIGURG, not SIGUSR1, so nothing of bgworker's own travels on these.
+ */
+export const IGNORED_SIGNALS = ["SIGUSR1", "SIGUSR2", "SIGPIPE"] as const satisfies readonly NodeJS.Signals[];
+
+const ignore = (): void => undefined;
+
+/** Installs the no-op listeners of IGNORED_SIGNALS (plus `extra`); idempotent. */
+export function ignoreSignals(extra: readonly NodeJS.Signals[] = []): void {
+  for (const signal of [...IGNORED_SIGNALS, ...extra]) {
+    if (!process.listeners(signal).includes(ignore)) process.on(signal, ignore);
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Signals without a meaning in bgworker (SIGUSR1, SIGUSR2, SIGPIPE) reach the postmaster, a worker and a
+ * spare runner: none of them dies or opens Node's inspector; `--inspect` given on purpose still works.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { alive, CLI, processesIn, RunningPostmaster, startPostmaster, TEST_EXTENSION } from "../helpers/postmaster.js";
+
+/** TCP ports on which `pid` listens (from /proc: its socket inodes matched with listening sockets). */
+function listeningPorts(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (match !== null) inodes.add(match[1]!);
+    } catch {
+      // Closed meanwhile.
+    }
+  }
+  const ports: number[] = [];
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      // local_address is fields[1] (ADDR:PORT in hex), st is fields[3] (0A = LISTEN), inode is fields[9].
+      if (fields[3] === "0A" && inodes.has(fields[9] ?? "")) ports.push(parseInt(fields[1]!.split(":")[1]!, 16));
+    }
+  }
+  return ports;
+}
+
+const settle = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe("signals without a meaning", () => {
+  it("SIGUSR1, SIGUSR2 and SIGPIPE leave the postmaster, its workers and its spares running, with no inspector", async () => {
+    const pm = await startPostmaster({
+      workers: [
+        { name: "plain", function: "sleepForever" },
+        { name: "looper", function: "latchLoop" },
+      ],
+    });
+    try {
+      await pm.waitForEvents("started", 2);
+      const workers = [...pm.workerPids()];
+      assert.equal(workers.length, 2);
+      const spares = processesIn(pm.dir).filter((pid) => pid !== pm.pid && !workers.includes(pid));
+      assert.ok(spares.length >= 1, "a warm spare runner runs");
+      const targets = [pm.pid, ...workers, ...spares];
+      for (const signal of ["SIGUSR1", "SIGUSR2", "SIGPIPE"] as const) {
+        for (const pid of targets) process.kill(pid, signal);
+      }
+      // Node opens the inspector within milliseconds of SIGUSR1; give it ample time to show it would have.
+      await settle(1_500);
+      for (const pid of targets) {
+        assert.ok(alive(pid), `pid ${pid} survived SIGUSR1, SIGUSR2 and SIGPIPE`);
+        assert.deepEqual(listeningPorts(pid), [], `pid ${pid} listens on no TCP port (no inspector)`);
+      }
+      assert.equal(pm.logs(/Debugger listening|inspector/i).length + pm.stderrText.filter((l) => /Debugger listening/.test(l)).length, 0);
+      assert.equal(pm.logs(/exited|terminated by signal/).length, 0, "no worker exited");
+      assert.equal(pm.events("woke").length, 0, "an attached worker's latch is not set by these signals");
+    } finally {
+      await pm.close();
+    }
+  });
+
+  it("--inspect given on purpose still opens the postmaster's inspector", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bgw-test-"));
+    const child = spawn(
+      process.execPath,
+      ["--inspect=127.0.0.1:0", CLI, "start", TEST_EXTENSION, "--no-database", "--log-format", "json", "--socket", join(dir, "bgworker.sock")],
+      { cwd: dir, env: { ...process.env, BGW_TEST_WORKERS: "[]" }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    const pm = new RunningPostmaster(child, dir);
+    try {
+      const line = await pm.until("the inspector's line", () => pm.stderrText.find((l) => /^Debugger listening on ws:\/\/127\.0\.0\.1:\d+\//.test(l)));
+      const port = Number(/:(\d+)\//.exec(line)![1]);
+      await pm.until("ready", () => (pm.stdout.includes("ready") ? true : undefined));
+      assert.ok(listeningPorts(pm.pid).includes(port), `the postmaster listens on the inspector's port ${port}`);
+      // Its runners are forked without the flag: only the process asked for is debuggable.
+      for (const pid of processesIn(dir).filter((p) => p !== pm.pid)) assert.deepEqual(listeningPorts(pid), [], `runner ${pid} has no inspector`);
+    } finally {
+      await pm.close();
+    }
+  });
+});
