@@ -182,7 +182,7 @@ export class BackgroundWorkerBuilder {
   }
 
   setStartTime(startTime: BgWorkerStartTime): this {
-    if (!Object.prototype.hasOwnProperty.call(START_TIME_NAMES, startTime as PropertyKey) || typeof startTime !== "number") {
+    if (typeof startTime !== "number" || !Object.prototype.hasOwnProperty.call(START_TIME_NAMES, startTime)) {
       fail(
         TypeError,
         `setStartTime: start time ${show(startTime)} must be BgWorkerStartTime.PostmasterStart, ConsistentState or RecoveryFinished`,

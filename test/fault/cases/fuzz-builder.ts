@@ -4,6 +4,7 @@
  * succeeds or throws a TypeError/RangeError whose `code` is ERR_BGWORKER_* and whose message is one line;
  * a refused call leaves the builder as it was.
  */
+import { definitionOf } from "../../../src/builder.js";
 import { BackgroundWorkerBuilder } from "../../../src/index.js";
 import { Expectations, Rng, type FaultCase, type FaultScale, type Outcome } from "../harness.js";
 
@@ -43,7 +44,7 @@ function describe(value: unknown): string {
 /** What the builder would produce now, or the error it gives: equal before and after a refused call. */
 function snapshot(builder: BackgroundWorkerBuilder): string {
   try {
-    const definition = builder.toDefinition();
+    const definition = definitionOf(builder);
     return JSON.stringify(definition);
   } catch (error) {
     return `error: ${(error as Error).message}`;
@@ -118,7 +119,7 @@ async function run(scale: FaultScale, log: (line: string) => void): Promise<Outc
       }
     }
     for (const [what, end] of [
-      ["toDefinition", () => builder.toDefinition()],
+      ["definition", () => definitionOf(builder)],
       ["load", () => builder.load()],
     ] as const) {
       try {
