@@ -26,21 +26,31 @@ async function runStorm(scale: FaultScale): Promise<Outcome> {
     const steady = rows.find((r) => r.name === "steady");
     await client.close();
     const exits = exitsOf(pm).filter((x) => x.name === "storm");
-    const times = pm.records
-      .filter((r) => r.worker?.name === "storm" && /^background worker "storm" \(PID \d+\) exited/.test(r.message))
-      .map((r) => Date.parse(r.time));
+    // The machine announces each damped delay as it schedules it; the next exit can only come after it.
+    const isExit = (message: string): boolean => /^background worker "storm" \(PID \d+\) exited/.test(message);
+    const delays = pm.records.flatMap((r, index) => {
+      const match = r.worker?.name === "storm" ? /delaying its restart by (\d+) ms$/.exec(r.message) : null;
+      if (match === null) return [];
+      // The next exit in the log is the restarted worker's.
+      const next = pm.records.slice(index + 1).find((x) => isExit(x.message));
+      return [{ ms: Number(match[1]), at: Date.parse(r.time), nextExitAt: next === undefined ? undefined : Date.parse(next.time) }];
+    });
     // Restart time 0: without damping this would be hundreds of exits a second.
     e.figure("storm exits", `${exits.length} in ${seconds} s`);
     e.expect(exits.length >= DEFAULT_RESTART_BACKOFF.failures + 1, `only ${exits.length} storm exits: damping began too early`);
     e.expect(exits.length <= DEFAULT_RESTART_BACKOFF.failures + 12, `${exits.length} storm exits in ${seconds} s: not damped`);
-    // Gap after the k-th fast failure (k from 1): 0 until 5, then 100 ms doubled per further failure.
+    e.expect(delays.length > 0 && delays.length === exits.length - DEFAULT_RESTART_BACKOFF.failures + 1, `${delays.length} damped delays for ${exits.length} exits`);
+    // The k-th fast failure (k from 5) is delayed by 100 ms doubled per failure after the fifth.
     let shortest = Infinity;
-    for (let k = DEFAULT_RESTART_BACKOFF.failures; k < times.length; k++) {
-      const expected = dampingDelay(k, DEFAULT_RESTART_BACKOFF);
-      const gap = times[k]! - times[k - 1]!;
-      shortest = Math.min(shortest, gap / expected);
-      e.expect(gap >= expected * 0.9, `gap after fast failure ${k}: ${gap} ms, damping says at least ${expected} ms`);
-    }
+    delays.forEach((delay, i) => {
+      const expected = dampingDelay(DEFAULT_RESTART_BACKOFF.failures + i, DEFAULT_RESTART_BACKOFF);
+      e.expect(delay.ms === expected, `damped delay ${i + 1}: ${delay.ms} ms, SPEC §6 says ${expected} ms`);
+      if (delay.nextExitAt === undefined) return;
+      const gap = delay.nextExitAt - delay.at;
+      shortest = Math.min(shortest, gap / delay.ms);
+      e.expect(gap >= delay.ms - 5, `restart after a damped delay of ${delay.ms} ms came after ${gap} ms`);
+    });
+    e.figure("damped delays", delays.map((d) => d.ms).join(", ") + " ms");
     e.figure("gaps vs damping", Number.isFinite(shortest) ? `every gap >= ${shortest.toFixed(2)} x the damped delay` : "n/a");
     e.expect(storm?.state === "backoff" || storm?.state === "starting" || storm?.state === "running", `storm row is ${String(storm?.state)}`);
     e.figure("storm row", `${String(storm?.state)}, backoff ${String(storm?.backoffMs)} ms, restarts ${String(storm?.restarts)}`);
