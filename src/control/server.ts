@@ -118,7 +118,11 @@ export class ControlServer {
 
     const found = await probe(this.path, address);
     if (found === "live") throw makeError(Error, "ERR_BGWORKER_SOCKET_IN_USE", `another postmaster is running on ${this.path}`);
-    if (found === "dead") fs.rmSync(this.path, { force: true });
+    if (found === "dead") {
+      fs.rmSync(this.path, { force: true });
+      // Said as for the stale segment and server, so that a start after a crash reports all it cleaned.
+      this.#logger.log("LOG", `removed stale control socket ${this.path} left by a postmaster that is gone`);
+    }
 
     const server = net.createServer((socket) => this.#accept(socket));
     await new Promise<void>((resolve, reject) => {
@@ -186,6 +190,9 @@ export class ControlServer {
         if ("frame" in event) this.#frame(connection, event.frame);
         else if ("oversized" in event) {
           this.#fatal(connection, `frame of at least ${event.oversized} bytes exceeds the limit of ${MAX_FRAME_BYTES} bytes`);
+        } else if (connection.pid === undefined) {
+          // The first frame must be a hello (docs/control-protocol.md); anything else ends the connection.
+          this.#fatal(connection, "frame is not valid UTF-8");
         } else this.#reply(connection, { id: null, ok: false, error: errorToWire(new ProtocolError("frame is not valid UTF-8")) });
       }
     });

@@ -243,10 +243,13 @@ describe("ControlServer: the socket file", () => {
     child.kill("SIGKILL");
     await new Promise((resolve) => child.once("exit", resolve));
     assert.ok(fs.statSync(socketPath).isSocket(), "stale socket file is there");
-    server = new ControlServer({ path: socketPath, handler, logger: new Logger({ sink: () => undefined }) });
+    const lines: string[] = [];
+    server = new ControlServer({ path: socketPath, handler, logger: new Logger({ sink: (line) => lines.push(line) }) });
     await server.listen();
     const c = await client();
     assert.equal(c.postmaster.postmaster, "pm-test");
+    // Said, as the stale segment and server are, so that a start after a crash reports everything it cleaned.
+    assert.ok(lines.some((line) => line.includes(`LOG:  removed stale control socket ${socketPath} left by a postmaster that is gone`)), lines.join("\n"));
   });
 
   it("refuses to replace a file that is not a socket", async () => {
@@ -488,6 +491,17 @@ describe("ControlServer: malformed and hostile input", () => {
     old.send('{"v":0,"op":"hello","pid":1}\n');
     assert.match(((await old.reply(1)).error as { message: string }).message, /protocol version 0 is not supported/);
     await old.ended;
+  });
+
+  it("closes a connection whose first frame is not valid UTF-8, so that a later hello is never read", async () => {
+    const raw = new RawClient(socketPath);
+    raw.socket.write(Buffer.from([0xff, 0xfe, 0x0a]));
+    raw.send('{"v":1,"op":"hello","pid":777,"id":"late"}\n');
+    const reply = await raw.reply(1);
+    assert.deepEqual(reply, { id: null, ok: false, error: { name: "ProtocolError", message: "frame is not valid UTF-8", code: "ERR_BGWORKER_PROTOCOL" } });
+    await raw.ended;
+    assert.equal(raw.replies.length, 1, "the hello after the bad frame got no reply");
+    assert.ok(logLines.some((line) => line.includes("closing connection of client (before hello): frame is not valid UTF-8")));
   });
 
   it("answers an oversized frame with an error, closes that connection only, and serves the others", async () => {
