@@ -79,6 +79,16 @@ Options:
   --socket PATH    the postmaster's control socket (default: as for status)
   -h, --help       show this help
 `,
+  reload: `Usage: bgworker reload [--socket PATH]
+
+Reloads, as SIGHUP to the postmaster or pg_ctl reload: every running worker gets SIGHUP (its
+sighupReceived() flag and latch are set where it attached SIGHUP; ignored otherwise), and a managed
+PostgreSQL server re-reads its configuration files. Nothing is stopped.
+
+Options:
+  --socket PATH    the postmaster's control socket (default ./.bgworker/bgworker.sock)
+  -h, --help       show this help
+`,
 };
 
 export const MAIN_HELP = `Usage: bgworker COMMAND [options]        (alias: bgw)
@@ -91,6 +101,7 @@ Commands:
   launch               start a dynamic background worker
   terminate PID|HANDLE terminate a background worker
   stop                 shut the postmaster down
+  reload               SIGHUP to every worker, reload a managed server's configuration
 
 Run "bgworker COMMAND --help" for a command's options.
 

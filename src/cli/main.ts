@@ -18,7 +18,11 @@ const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
   launch: () => import("./launch.js"),
   terminate: () => import("./terminate.js"),
   stop: () => import("./stop.js"),
+  reload: () => import("./reload.js"),
 };
+
+/** "start, status, ... or reload": every command, for the messages that list them. */
+const COMMAND_LIST = Object.keys(COMMANDS).join(", ").replace(/, ([^,]+)$/, " or $1");
 
 /** Same relative path from src/cli/main.ts and from dist/cli/main.js. */
 function version(): string {
@@ -28,7 +32,7 @@ function version(): string {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
-  if (command === undefined) throw new UsageError("missing command: start, status, launch, terminate or stop");
+  if (command === undefined) throw new UsageError(`missing command: ${COMMAND_LIST}`);
   if (command === "-h" || command === "--help" || command === "help") {
     const topic = command === "help" ? args[0] : undefined;
     process.stdout.write(topic !== undefined && HELP[topic] !== undefined ? HELP[topic] : MAIN_HELP);
@@ -43,7 +47,7 @@ async function main(argv: string[]): Promise<number> {
     throw new UsageError(
       command.startsWith("-")
         ? `unknown option ${command} before the command`
-        : `unknown command ${JSON.stringify(command)} (expected start, status, launch, terminate or stop)`,
+        : `unknown command ${JSON.stringify(command)} (expected ${COMMAND_LIST})`,
     );
   }
   return (await load()).run(args);

@@ -1,5 +1,5 @@
 /**
- * `bgworker start EXTENSION...`: a postmaster in the foreground. Signals map to shutdown modes as with
+ * `bgworker start EXTENSION...`: a postmaster in the foreground. SIGHUP reloads; signals map to shutdown modes as with
  * `pg_ctl`: SIGTERM smart, SIGINT (Ctrl-C) fast, SIGQUIT immediate.
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -120,6 +120,11 @@ function socketOf(socket: string | undefined): { socketPath?: string } {
   return socket === undefined || socket === "" ? {} : { socketPath: socket };
 }
 
+function errorText(error: unknown): { message: string; detail?: string } {
+  if (!(error instanceof Error)) return { message: String(error) };
+  return error.stack === undefined ? { message: error.message } : { message: error.message, detail: error.stack };
+}
+
 export async function run(args: string[]): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
     process.stdout.write(HELP.start ?? "");
@@ -137,13 +142,38 @@ export async function run(args: string[]): Promise<number> {
       );
     }
   }
+  const logger = new Logger({ format: options.logFormat ?? "text" });
   // SIGUSR1 would open Node's inspector and SIGUSR2 would kill: neither means anything to a postmaster.
   ignoreSignals();
   for (const [signal, mode] of Object.entries(SIGNAL_MODES)) {
     process.on(signal, () => void postmaster.stop(mode));
   }
-  await postmaster.start();
-  process.stdout.write("ready\n");
+  // As PostgreSQL's postmaster (and `pg_ctl reload`): a closing terminal's SIGHUP reloads, never stops.
+  process.on("SIGHUP", () => {
+    postmaster.reload().catch((error: unknown) => logger.log("WARNING", `reload: ${errorText(error).message}`));
+  });
+  // An error nobody caught (an extension's callback in this process, a bug of ours) must not leave workers or
+  // a managed server behind: stop everything at once, as PostgreSQL's postmaster does on a PANIC, and exit 1.
+  let crashed = false;
+  const crash = (what: string, error: unknown): void => {
+    const { message, detail } = errorText(error);
+    logger.log("FATAL", `${what} in the postmaster: ${message}${crashed ? "" : "; terminating every worker and shutting down"}`, detail === undefined ? {} : { detail });
+    if (crashed) return;
+    crashed = true;
+    void postmaster.stop("immediate");
+    // Whatever state the error left behind, the process ends.
+    setTimeout(() => process.exit(EXIT_FAILURE), options.shutdownTimeoutMs ?? 10_000).unref();
+  };
+  process.on("uncaughtException", (error) => crash("uncaught exception", error));
+  process.on("unhandledRejection", (reason) => crash("unhandled rejection", reason));
+  try {
+    await postmaster.start();
+  } catch (error) {
+    // _PG_init, a startup hook, the socket or the database failed: everything started is stopped again.
+    if (!crashed) logger.log("FATAL", errorText(error).message);
+    throw error;
+  }
+  if (!crashed) process.stdout.write("ready\n");
   await postmaster.closed;
-  return postmaster.failure === undefined ? EXIT_OK : EXIT_FAILURE;
+  return postmaster.failure === undefined && !crashed ? EXIT_OK : EXIT_FAILURE;
 }

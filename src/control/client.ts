@@ -179,6 +179,14 @@ export class PostmasterClient {
     await this.#transport.channel.request({ op: "stop", mode }, "reject");
   }
 
+  /**
+   * Reloads, as SIGHUP to the postmaster (`bgworker reload`): SIGHUP to every running worker, and a managed
+   * server's configuration re-read. Resolves once done.
+   */
+  async reload(): Promise<void> {
+    await this.#transport.channel.request({ op: "reload" }, "reject");
+  }
+
   /** Ends the connection. Requests still pending reject; the process may exit afterwards. */
   async close(): Promise<void> {
     this.#transport.close();

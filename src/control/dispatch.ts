@@ -31,6 +31,9 @@ export async function dispatchRequest(handler: ControlHandler, request: Request,
     case "stop":
       handler.stop(request.mode);
       return null;
+    case "reload":
+      await handler.reload();
+      return null;
   }
 }
 

@@ -24,6 +24,8 @@ export interface ControlHandler {
   /** A number is a worker's pid: throws `Error("no background worker with pid N")` when there is none. */
   terminate(target: number | HandleRef): void;
   stop(mode: ShutdownMode): void;
+  /** SIGHUP to every worker and a managed server reloaded; resolves once the server has been signalled. */
+  reload(): Promise<void>;
   /** The last connection of the process with this pid has closed: cancel its notifications. */
   clientGone(pid: number): void;
 }

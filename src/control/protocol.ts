@@ -31,8 +31,8 @@ const MAX_ID_LENGTH = 64;
 /** A request's id: a non-negative safe integer or a short string, chosen by the client. */
 export type RequestId = number | string;
 
-export type Op = "status" | "launch" | "state" | "waitForStartup" | "waitForShutdown" | "terminate" | "stop";
-export const OPS: readonly Op[] = ["status", "launch", "state", "waitForStartup", "waitForShutdown", "terminate", "stop"];
+export type Op = "status" | "launch" | "state" | "waitForStartup" | "waitForShutdown" | "terminate" | "stop" | "reload";
+export const OPS: readonly Op[] = ["status", "launch", "state", "waitForStartup", "waitForShutdown", "terminate", "stop", "reload"];
 
 /** The first frame of a connection, from the client. */
 export interface HelloRequest {
@@ -58,7 +58,8 @@ type RequestOf<Handle> =
   | { readonly id: RequestId; readonly op: "launch"; readonly definition: WorkerDefinition }
   | { readonly id: RequestId; readonly op: "state" | "waitForStartup" | "waitForShutdown"; readonly handle: Handle }
   | { readonly id: RequestId; readonly op: "terminate"; readonly target: number | Handle }
-  | { readonly id: RequestId; readonly op: "stop"; readonly mode: ShutdownMode };
+  | { readonly id: RequestId; readonly op: "stop"; readonly mode: ShutdownMode }
+  | { readonly id: RequestId; readonly op: "reload" };
 
 /** Requests as they are written on the wire (handles as strings). */
 export type WireRequest = RequestOf<string>;
@@ -262,6 +263,7 @@ function parseOp(id: RequestId, op: Op, value: Record<string, unknown>): Request
   };
   switch (op) {
     case "status":
+    case "reload":
       only([]);
       return { id, op };
     case "launch":

@@ -31,6 +31,11 @@ export class ExternalDatabase implements ServedDatabase {
     this.monitor.start();
   }
 
+  /** A server given by URL is reloaded by whoever runs it (`pg_ctl reload`, `SELECT pg_reload_conf()`). */
+  async reload(): Promise<boolean> {
+    return false;
+  }
+
   async stop(): Promise<void> {
     await this.monitor?.stop();
     this.monitor = undefined;

@@ -7,7 +7,7 @@ import { Cluster, SERVER_LOG, SUPERUSER } from "./cluster.js";
 import { PhaseMonitor } from "./monitor.js";
 import { describeBinaries } from "./binaries.js";
 import { embeddedPgdata } from "./location.js";
-import { processAlive, serverOwner, type ServerOwner } from "./owner.js";
+import { processAlive, runAs, serverOwner, type ServerOwner } from "./owner.js";
 import { choosePort } from "./ports.js";
 
 import type { ConnectionParams, PhaseListener, ServedDatabase } from "./types.js";
@@ -142,6 +142,13 @@ export class ManagedDatabase implements ServedDatabase {
       if (monitor.current === "starting") this.supervise();
     }, SUPERVISE_MS);
     this.superviseTimer.unref();
+  }
+
+  /** `pg_ctl reload`: the server re-reads postgresql.conf, postgresql.auto.conf, pg_hba.conf and pg_ident.conf. */
+  async reload(): Promise<boolean> {
+    if (this.cluster === undefined || !this.startedHere) return false;
+    await runAs(this.cluster.owner, this.cluster.program("pg_ctl"), ["reload", "-D", this.pgdata], { timeoutMs: 30_000 });
+    return true;
   }
 
   async stop(): Promise<void> {

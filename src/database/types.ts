@@ -32,6 +32,11 @@ export interface ServedDatabase {
   connectionParams(): ConnectionParams;
   /** Starts the phase monitor; `onPhase` hears the first phase seen, then every change. */
   watch(onPhase: PhaseListener): void;
+  /**
+   * `bgworker reload`: a managed cluster re-reads its configuration files (`pg_ctl reload`) and this resolves
+   * true; an external server is somebody else's to reload, so nothing happens and it resolves false.
+   */
+  reload(): Promise<boolean>;
   /** Stops the monitor; a managed cluster is then stopped (`pg_ctl stop -m fast`). An external server is never touched. */
   stop(): Promise<void>;
 }

@@ -38,7 +38,7 @@ export type TimerKey =
 
 export type Action =
   | { readonly type: "spawn"; readonly slot: number; readonly generation: number; readonly definition: WorkerDefinition }
-  | { readonly type: "signal"; readonly pid: number; readonly signal: "SIGTERM" | "SIGKILL" }
+  | { readonly type: "signal"; readonly pid: number; readonly signal: "SIGTERM" | "SIGKILL" | "SIGHUP" }
   | { readonly type: "setTimer"; readonly key: TimerKey; readonly delayMs: number }
   | { readonly type: "clearTimer"; readonly key: TimerKey }
   | { readonly type: "log"; readonly level: LogLevel; readonly message: string; readonly worker?: { name: string; type: string; pid?: number } }
@@ -471,6 +471,17 @@ export class PostmasterMachine {
 
   #releaseNotifications(pid: number): void {
     for (const slot of this.#slots) if (slot.notifyPid === pid) slot.notifyPid = 0;
+  }
+
+  /**
+   * SIGHUP or `bgworker reload`, as PostgreSQL's postmaster: its log line, then SIGHUP to every worker process
+   * (which sets its flag and latch where attached, and is ignored otherwise). Nothing stops or restarts.
+   */
+  reload(): Action[] {
+    if (this.#lifecycle === "new" || this.#lifecycle === "stopped") return this.#flush();
+    this.#emit({ type: "log", level: "LOG", message: "received SIGHUP, reloading configuration files" });
+    for (const slot of this.#slots) if (hasProcess(slot)) this.#emit({ type: "signal", pid: slot.run.pid, signal: "SIGHUP" });
+    return this.#flush();
   }
 
   /**

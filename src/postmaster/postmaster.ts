@@ -50,6 +50,14 @@ export class Postmaster {
     return this.#shell.stopped;
   }
 
+  /**
+   * As SIGHUP to `bgworker start` (and `bgworker reload`): logs `received SIGHUP, reloading configuration
+   * files`, sends SIGHUP to every running worker and reloads a managed server's configuration. Stops nothing.
+   */
+  reload(): Promise<void> {
+    return this.#shell.reload();
+  }
+
   /** The postmaster row and one row per worker slot (SPEC §7). */
   status(): StatusReport {
     return this.#shell.status();

@@ -157,6 +157,24 @@ export class PostmasterShell implements ControlHandler {
     }
   }
 
+  /**
+   * SIGHUP, `bgworker reload`: the machine logs PostgreSQL's line and sends SIGHUP to every worker; a managed
+   * server re-reads its configuration (`pg_ctl reload`). A server that cannot be signalled is a WARNING,
+   * never a reason to stop.
+   */
+  async reload(): Promise<void> {
+    const lifecycle = this.#machine.lifecycle;
+    if (lifecycle === "new" || lifecycle === "stopped") {
+      throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `cannot reload: the postmaster is ${lifecycle}`);
+    }
+    this.#feed((m) => m.reload());
+    try {
+      if (await this.#database?.reload()) this.#logger.log("LOG", "signaled the PostgreSQL server to reload its configuration files");
+    } catch (error) {
+      this.#logger.log("WARNING", `could not reload the PostgreSQL server: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+
   get lifecycle(): string {
     return this.#machine.lifecycle;
   }

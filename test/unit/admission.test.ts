@@ -59,6 +59,7 @@ class CountingHandler implements ControlHandler {
   terminate(): void {}
   stop(): void {}
   clientGone(): void {}
+  async reload(): Promise<void> {}
 }
 
 /** A requester that records what reaches it. */

@@ -57,6 +57,7 @@ class InstantPostmaster implements ControlHandler {
   readonly postmasterId = "pm-cli";
   readonly definitions: WorkerDefinition[] = [];
   readonly stops: ShutdownMode[] = [];
+  reloads = 0;
   readonly terminated: Array<number | HandleRef> = [];
   readonly live = new Set<number>();
   onStop: (mode: ShutdownMode) => void = () => undefined;
@@ -98,6 +99,9 @@ class InstantPostmaster implements ControlHandler {
     this.stops.push(mode);
     this.onStop(mode);
   }
+  async reload(): Promise<void> {
+    this.reloads += 1;
+  }
   clientGone(): void {}
 }
 
@@ -129,7 +133,7 @@ describe("bgworker: usage and failures", () => {
 
   it("exits 2 with one line for usage errors, before trying to connect", async () => {
     const cases: Array<[string[], RegExp]> = [
-      [[], /^bgworker: missing command: start, status, launch, terminate or stop \(see "bgworker --help"\)$/],
+      [[], /^bgworker: missing command: start, status, launch, terminate, stop or reload \(see "bgworker --help"\)$/],
       [["dance"], /^bgworker: unknown command "dance"/],
       [["status", "--bogus"], /^bgworker: unknown option --bogus \(see "bgworker status --help"\)$/],
       [["status", "extra"], /^bgworker: unexpected argument "extra"/],
@@ -254,5 +258,14 @@ describe("bgworker: commands against a postmaster", () => {
     const waited = await cli(["stop", "--mode", "immediate"], cwd);
     assert.equal(waited.code, 0, waited.stderr);
     assert.deepEqual(handler.stops, ["smart", "fast", "immediate"]);
+  });
+
+  it("reloads, as pg_ctl reload, and refuses arguments", async () => {
+    const reloaded = await cli(["reload"], cwd);
+    assert.equal(reloaded.code, 0, reloaded.stderr);
+    assert.equal(reloaded.stdout, "postmaster signaled\n");
+    assert.equal(handler.reloads, 1);
+    failed(await cli(["reload", "now"], cwd), 2, /^bgworker: unexpected argument "now" \(see "bgworker reload --help"\)$/);
+    assert.equal(handler.reloads, 1);
   });
 });

@@ -1,0 +1,52 @@
+/** Reload (SIGHUP, `bgworker reload`): the machine's decision and the control protocol's op. */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { BackgroundWorkerBuilder, definitionOf } from "../../src/builder.js";
+import { BgWorkerStartTime } from "../../src/definition.js";
+import { parseRequest } from "../../src/control/protocol.js";
+import { PostmasterMachine, type Action } from "../../src/postmaster/machine.js";
+
+function machine(): PostmasterMachine {
+  return new PostmasterMachine({ postmasterId: "pm", maxWorkerProcesses: 8, databaseServed: true, shutdownTimeoutMs: 10_000 });
+}
+
+const worker = (name: string, startTime = BgWorkerStartTime.PostmasterStart) =>
+  definitionOf(new BackgroundWorkerBuilder(name).setLibrary("./lib.ts").setFunction("main").setStartTime(startTime));
+
+describe("PostmasterMachine#reload", () => {
+  it("logs PostgreSQL's line and sends SIGHUP to every worker process, and to nothing else", () => {
+    const m = machine();
+    m.begin();
+    m.registerStatic(worker("a"));
+    m.registerStatic(worker("b"));
+    m.registerStatic(worker("waiting", BgWorkerStartTime.RecoveryFinished));
+    let pid = 100;
+    for (const action of m.start()) {
+      if (action.type === "spawn") {
+        const forked = pid++;
+        m.forked(action.slot, action.generation, forked, 0);
+        m.entered(forked, 0);
+      }
+    }
+    const actions = m.reload();
+    assert.deepEqual(actions, [
+      { type: "log", level: "LOG", message: "received SIGHUP, reloading configuration files" },
+      { type: "signal", pid: 100, signal: "SIGHUP" },
+      { type: "signal", pid: 101, signal: "SIGHUP" },
+    ] satisfies Action[]);
+    assert.deepEqual(m.rows().map((r) => [r.name, r.state, r.restarts]), [["a", "running", 0], ["b", "running", 0], ["waiting", "waiting", 0]], "nothing stops or restarts");
+  });
+
+  it("does nothing before start and after the postmaster stopped", () => {
+    assert.deepEqual(machine().reload(), []);
+  });
+});
+
+describe("the reload op", () => {
+  it("takes no fields", () => {
+    assert.deepEqual(parseRequest('{"id":1,"op":"reload"}'), { ok: true, value: { id: 1, op: "reload" } });
+    const extra = parseRequest('{"id":2,"op":"reload","mode":"fast"}');
+    assert.equal(extra.ok, false);
+    assert.equal(!extra.ok && extra.error.message, 'reload: unknown field "mode"');
+  });
+});
