@@ -68,8 +68,15 @@ async function run(scale: FaultScale, log: (line: string) => void): Promise<Retu
     // A pid already dealt a fatal fault is not hit again: one fault, one exit to account for.
     const doomed = new Set<number>();
     let doneSent = false;
+    const postmasterSignals = new Map<string, number>();
     while (Date.now() < deadline) {
       await sleep(rng.int(30, 200));
+      // Now and then, a signal without a shutdown meaning to the postmaster itself: it must disturb nothing.
+      if (rng.next() < 0.1) {
+        const signal = rng.pick(["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGPIPE"] as const);
+        postmasterSignals.set(signal, (postmasterSignals.get(signal) ?? 0) + 1);
+        process.kill(pm.pid, signal);
+      }
       const asked = performance.now();
       const rows = await client.status();
       statusMs.push(performance.now() - asked);
@@ -102,6 +109,7 @@ async function run(scale: FaultScale, log: (line: string) => void): Promise<Retu
     }
     const faults = [...counts.values()].reduce((a, b) => a + b, 0);
     e.figure("faults", `${faults} in ${scale.chaosSeconds} s (${FAULTS.map((f) => `${f} ${counts.get(f) ?? 0}`).join(", ")})`);
+    e.figure("signals to the postmaster", [...postmasterSignals].map(([s, n]) => `${s} ${n}`).join(", ") || "none");
     log(`chaos: ${faults} faults`);
 
     // The rules, from what the log says happened to each victim.

@@ -22,6 +22,7 @@ const OPTIONS: Readonly<Record<string, readonly string[]>> = {
   terminate: ["--wait"],
   stop: ["--mode", "--no-wait", "--timeout"],
   status: ["--json"],
+  reload: [],
 };
 /** One argument each command must refuse before acting. */
 const POISON: Readonly<Record<string, readonly string[][]>> = {
@@ -36,7 +37,7 @@ function fingerprint(rows: readonly WorkerStatusRow[]): string {
 }
 
 function argumentsFor(rng: Rng): { args: string[]; poisoned: boolean } {
-  const command = rng.pick(["start", "launch", "terminate", "stop", "status", "status", rng.pick(WORDS)]);
+  const command = rng.pick(["start", "launch", "terminate", "stop", "status", "status", "reload", rng.pick(WORDS)]);
   const args: string[] = command === "" ? [] : [command];
   const options = OPTIONS[command] ?? [];
   for (let n = rng.int(0, 5); n > 0; n--) {
