@@ -135,7 +135,7 @@ export class BackgroundWorkerBuilder {
   static {
     definitionOfBuilder = (builder, notifyPid) => {
       if (builder.#library === undefined) {
-        fail(TypeError, `launch: library of background worker "${builder.#name}" is not set: call setLibrary(module)`, definitionOf, "ERR_BGWORKER_MISSING_FIELD");
+        fail(TypeError, `launch: library of background worker ${show(builder.#name)} is not set: call setLibrary(module)`, definitionOf, "ERR_BGWORKER_MISSING_FIELD");
       }
       return builder.#definition(builder.#library, builder.#notifyPid ?? notifyPid, definitionOf, "launch");
     };
@@ -286,7 +286,7 @@ export class BackgroundWorkerBuilder {
     if (init === undefined) {
       fail(
         Error,
-        `load: static background worker "${this.#name}" can only be registered inside an extension's _PG_init(); ` +
+        `load: static background worker ${show(this.#name)} can only be registered inside an extension's _PG_init(); ` +
           `use loadDynamic() to start a worker at run time`,
         this.load,
         "ERR_BGWORKER_NOT_IN_PG_INIT",
@@ -295,7 +295,7 @@ export class BackgroundWorkerBuilder {
     if (this.#notifyPid !== undefined && this.#notifyPid !== 0) {
       fail(
         TypeError,
-        `load: notify pid ${this.#notifyPid} of background worker "${this.#name}" is refused: only dynamic background workers can request notification`,
+        `load: notify pid ${this.#notifyPid} of background worker ${show(this.#name)} is refused: only dynamic background workers can request notification`,
         this.load,
         "ERR_BGWORKER_NOTIFY_PID",
       );
@@ -315,13 +315,13 @@ export class BackgroundWorkerBuilder {
   // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   #launch(launcher: Launcher | undefined, caller: Function): Promise<DynamicBackgroundWorker> {
     if (this.#library === undefined) {
-      fail(TypeError, `loadDynamic: library of background worker "${this.#name}" is not set: call setLibrary(module)`, caller, "ERR_BGWORKER_MISSING_FIELD");
+      fail(TypeError, `loadDynamic: library of background worker ${show(this.#name)} is not set: call setLibrary(module)`, caller, "ERR_BGWORKER_MISSING_FIELD");
     }
     const definition = this.#definition(this.#library, this.#notifyPid ?? process.pid, caller);
     if (launcher === undefined) {
       fail(
         Error,
-        `loadDynamic: background worker "${this.#name}" has no postmaster to run it: call connect() first ` +
+        `loadDynamic: background worker ${show(this.#name)} has no postmaster to run it: call connect() first ` +
           `(inside the postmaster and its workers the connection is implicit)`,
         caller,
         "ERR_BGWORKER_NO_POSTMASTER",
@@ -333,12 +333,12 @@ export class BackgroundWorkerBuilder {
   // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   #definition(library: string, notifyPid: number, caller: Function, where: string = caller.name): WorkerDefinition {
     if (this.#function === undefined) {
-      fail(TypeError, `${where}: function of background worker "${this.#name}" is not set: call setFunction(name)`, caller, "ERR_BGWORKER_MISSING_FIELD");
+      fail(TypeError, `${where}: function of background worker ${show(this.#name)} is not set: call setFunction(name)`, caller, "ERR_BGWORKER_MISSING_FIELD");
     }
     if (this.#spi && this.#startTime === BgWorkerStartTime.PostmasterStart) {
       fail(
         TypeError,
-        `${where}: background worker "${this.#name}" cannot request database access with start time PostmasterStart: ` +
+        `${where}: background worker ${show(this.#name)} cannot request database access with start time PostmasterStart: ` +
           `the database may not be consistent yet; use ConsistentState or RecoveryFinished`,
         caller,
       );

@@ -88,8 +88,10 @@ export function formatHandle(ref: HandleRef): string {
 export function parseHandle(handle: string): HandleRef {
   const parts = typeof handle === "string" ? handle.split(":") : [];
   const [prefix, postmaster, slot, generation] = parts;
-  const slotNumber = Number(slot);
-  const generationNumber = Number(generation);
+  // Canonical decimals only: Number() would also read "", " 1", "0x1" and "1e0", other spellings of a real handle.
+  const decimal = (text: string | undefined): number => (text !== undefined && /^(?:0|[1-9][0-9]*)$/.test(text) ? Number(text) : NaN);
+  const slotNumber = decimal(slot);
+  const generationNumber = decimal(generation);
   if (
     parts.length !== 4 ||
     prefix !== HANDLE_PREFIX ||

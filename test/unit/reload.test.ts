@@ -1,4 +1,4 @@
-/** Reload (SIGHUP, `bgworker reload`): the machine's decision and the control protocol's op. */
+/** Reload (SIGHUP, `bgworker reload`): the machine's decision and the control protocol's op; handles read strictly. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BackgroundWorkerBuilder, definitionOf } from "../../src/builder.js";
@@ -48,5 +48,15 @@ describe("the reload op", () => {
     const extra = parseRequest('{"id":2,"op":"reload","mode":"fast"}');
     assert.equal(extra.ok, false);
     assert.equal(!extra.ok && extra.error.message, 'reload: unknown field "mode"');
+  });
+});
+
+describe("handles from the outside", () => {
+  it("are read only in their canonical spelling, so no other spelling names a live worker", async () => {
+    const { parseHandle } = await import("../../src/launcher.js");
+    assert.deepEqual(parseHandle("bgw1:pm.x:1:2"), { postmaster: "pm.x", slot: 1, generation: 2 });
+    for (const spelling of ["bgw1:pm.x:0x1:2", "bgw1:pm.x:1e0:2", "bgw1:pm.x: 1:2", "bgw1:pm.x::2", "bgw1:pm.x:1:", "bgw1:pm.x:01:2", "bgw1:pm.x:1:+2"]) {
+      assert.throws(() => parseHandle(spelling), { code: "ERR_BGWORKER_INVALID_HANDLE" }, spelling);
+    }
   });
 });

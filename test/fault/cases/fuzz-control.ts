@@ -83,7 +83,7 @@ function hostileHandles(postmasterId: string): string[] {
   return [
     "", "bgw1", "bgw1:::", "bgw2:x:0:1", `bgw1:${postmasterId}:-1:1`, `bgw1:${postmasterId}:99999:1`, `bgw1:${postmasterId}:0:0`,
     `bgw1:${postmasterId}:0:999999`, `bgw1:${postmasterId}:1.5:1`, `bgw1:${postmasterId}:0x1:1`, `bgw1:${postmasterId}:${"9".repeat(40)}:1`,
-    `bgw1:other-postmaster:0:1`, `bgw1:${postmasterId}:0:1:extra`, "bgw1:\u0000:0:1", `bgw1:${"a".repeat(5000)}:0:1`,
+    `bgw1:other-postmaster:0:1`, `bgw1:${postmasterId}::1`, `bgw1:${postmasterId}:1e0:1`, `bgw1:${postmasterId}: 1:1`, `bgw1:${postmasterId}:01:1`, `bgw1:${postmasterId}:0:1:extra`, "bgw1:\u0000:0:1", `bgw1:${"a".repeat(5000)}:0:1`,
   ];
 }
 
