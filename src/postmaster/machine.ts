@@ -474,13 +474,17 @@ export class PostmasterMachine {
   }
 
   /**
-   * SIGHUP or `bgworker reload`, as PostgreSQL's postmaster: its log line, then SIGHUP to every worker process
-   * (which sets its flag and latch where attached, and is ignored otherwise). Nothing stops or restarts.
+   * SIGHUP or `bgworker reload`, as PostgreSQL's postmaster: its log line, then SIGHUP to every running worker
+   * (which sets its flag and latch where attached, and is ignored otherwise). Nothing stops or restarts. A
+   * worker still starting is left out: a process still booting Node has no handler yet and SIGHUP would kill
+   * it (PostgreSQL blocks signals there), and it reads its settings as it starts anyway.
    */
   reload(): Action[] {
     if (this.#lifecycle === "new" || this.#lifecycle === "stopped") return this.#flush();
     this.#emit({ type: "log", level: "LOG", message: "received SIGHUP, reloading configuration files" });
-    for (const slot of this.#slots) if (hasProcess(slot)) this.#emit({ type: "signal", pid: slot.run.pid, signal: "SIGHUP" });
+    for (const slot of this.#slots) {
+      if (slot.run.state === "running") this.#emit({ type: "signal", pid: slot.run.pid, signal: "SIGHUP" });
+    }
     return this.#flush();
   }
 

@@ -14,7 +14,7 @@ import { BackgroundWorkerStatus, connect, type PostmasterClient } from "bgworker
 import { worker_spi_launch } from "../../examples/worker_spi/launch.js";
 import type { LogRecord } from "../../src/log.js";
 import { createTestCluster, type TestCluster } from "../helpers/cluster.js";
-import { alive, ROOT, startPostmaster, waitGone, type RunningPostmaster, eventually } from "../helpers/postmaster.js";
+import { alive, CLI, ROOT, runNode, startPostmaster, waitGone, type RunningPostmaster, eventually } from "../helpers/postmaster.js";
 
 const EXTENSION = join(ROOT, "examples", "worker_spi", "extension.ts");
 const TRACED = join(ROOT, "test", "fixtures", "database", "traced-worker-spi.ts");
@@ -137,6 +137,29 @@ describe("worker_spi", () => {
         { type: "total", value: 0 },
       ]);
       assert.equal(printed(pm, /^count in schema2\.counted/).length, 0);
+    } finally {
+      await pm.close();
+    }
+  });
+
+  it("scenario 2 through the postmaster: SIGHUP to it, then bgworker reload, reach every worker, which fold their deltas", async () => {
+    const pm = await startWorkerSpi({ WORKER_SPI_TOTAL_WORKERS: "2", WORKER_SPI_NAPTIME: "300" });
+    try {
+      await Promise.all([initialized(pm, 1), initialized(pm, 2)]);
+      await Promise.all([tableOf(1), tableOf(2)]);
+      await query("insert into schema1.counted values ('total', 0), ('delta', 1)");
+      await query("insert into schema2.counted values ('total', 0), ('delta', 5)");
+      pm.signal("SIGHUP"); // as pg_ctl reload: the postmaster passes it on to every worker
+      await pm.waitForLog(/^received SIGHUP, reloading configuration files$/);
+      await pm.until("both workers to fold", () => (printed(pm, /^count in schema[12]\.counted is now (1|5)$/).length >= 2 ? true : undefined));
+      await query("insert into schema1.counted values ('delta', 2)");
+      const reload = await runNode([CLI, "reload", "--socket", pm.socket], { cwd: pm.dir });
+      assert.equal(reload.code, 0, reload.stderr);
+      await pm.until("worker 1 to fold again", () => printed(pm, /^count in schema1\.counted is now 3$/)[0]);
+      assert.deepEqual(await query("select type, value from schema1.counted order by type"), [{ type: "total", value: 3 }]);
+      assert.deepEqual(await query("select type, value from schema2.counted order by type"), [{ type: "total", value: 5 }]);
+      assert.ok(alive(pm.pid), "the postmaster runs on");
+      assert.equal(pm.logs(/\(PID \d+\) (exited|was terminated)/).length, 0, "no worker exited");
     } finally {
       await pm.close();
     }
