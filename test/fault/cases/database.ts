@@ -1,7 +1,8 @@
 /**
  * Database faults, as SPEC §6 describes them: the managed server restarted, stopped (fast, immediate) or
  * killed behind bgworker's back, every worker session ended with pg_terminate_backend, and a standby
- * promoted. Each runs against a PostgreSQL cluster of its own (full size only).
+ * promoted. Each runs against a PostgreSQL cluster of its own; the kill and pg_terminate_backend cases also
+ * run in the bounded form.
  */
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -100,7 +101,6 @@ export const serverStoppedFast: FaultCase = {
   group: "database",
   title: "managed server stopped behind bgworker's back (pg_ctl stop -m fast)",
   bounded: false,
-  awaits: "managed server supervision (issue #11, database side)",
   run: () => stopByHand("fast"),
 };
 
@@ -109,7 +109,6 @@ export const serverStoppedImmediate: FaultCase = {
   group: "database",
   title: "managed server stopped behind bgworker's back (pg_ctl stop -m immediate)",
   bounded: false,
-  awaits: "managed server supervision (issue #11, database side)",
   run: () => stopByHand("immediate"),
 };
 
@@ -117,8 +116,7 @@ export const serverKilled: FaultCase = {
   id: "db-kill",
   group: "database",
   title: "managed server killed (SIGKILL to its postmaster)",
-  bounded: false,
-  awaits: "managed server supervision (issue #11, database side)",
+  bounded: true,
   run: () =>
     managedFault(async ({ cluster }) => {
       const pid = await cluster.runningPid();
@@ -130,8 +128,7 @@ export const terminateBackends: FaultCase = {
   id: "db-terminate-backend",
   group: "database",
   title: "pg_terminate_backend() on every worker session",
-  bounded: false,
-  awaits: "pg_terminate_backend as SIGTERM (issue #9, database side)",
+  bounded: true,
   run: async () => {
     const e = new Expectations();
     const cluster = await createTestCluster();
