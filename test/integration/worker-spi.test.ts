@@ -147,6 +147,9 @@ describe("worker_spi", () => {
     try {
       await Promise.all([initialized(pm, 1), initialized(pm, 2)]);
       await Promise.all([tableOf(1), tableOf(2)]);
+      // The tables may be left by an earlier test on this cluster: start from empty ones.
+      await query("delete from schema1.counted");
+      await query("delete from schema2.counted");
       await query("insert into schema1.counted values ('total', 0), ('delta', 1)");
       await query("insert into schema2.counted values ('total', 0), ('delta', 5)");
       pm.signal("SIGHUP"); // as pg_ctl reload: the postmaster passes it on to every worker
