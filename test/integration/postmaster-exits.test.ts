@@ -1,7 +1,8 @@
 /**
  * SIGHUP and `bgworker reload` never stop the postmaster; every exit it can catch (an uncaught exception or
  * unhandled rejection in the postmaster, a startup hook or _PG_init that throws) stops its workers and its
- * managed server, with a FATAL line and exit 1. One managed cluster (`--pgdata`) serves every test in turn.
+ * managed server, with a FATAL line and exit 1; after a SIGKILL the next start says everything it cleaned. One
+ * managed cluster (`--pgdata`) serves every test in turn.
  */
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
@@ -146,3 +147,27 @@ describe("every exit the postmaster can catch stops its workers and its managed 
     }
   });
 });
+
+describe("after a SIGKILL of the postmaster", () => {
+  it("the next start says everything it cleaned: the segment, the server and the socket", async () => {
+    const socket = join(dir, "crash.sock");
+    const args = ["--pgdata", pgdata, "--socket", socket];
+    const first = await startFaultPostmaster(SPI_AND_SHMEM, args);
+    await first.waitForEvents("started", SPI_AND_SHMEM.length);
+    first.signal("SIGKILL");
+    await first.exited;
+    await first.close(); // its workers are gone within a second; the server, the segment and the socket stay
+    assert.ok((await serverPid()) !== null, "the managed server outlived the killed postmaster");
+
+    const second = await startFaultPostmaster(SPI_AND_SHMEM, args);
+    try {
+      await second.waitForLog(/^removed shared memory segment "[^"]+" left by a postmaster that is gone$/);
+      await second.waitForLog(new RegExp(`^stopping the PostgreSQL server \\(pid \\d+\\) left running by postmaster ${first.pid}, which is gone$`));
+      await second.waitForLog(new RegExp(`^removed stale control socket ${socket.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} left by a postmaster that is gone$`));
+      await second.waitForEvents("started", SPI_AND_SHMEM.length);
+    } finally {
+      await second.close();
+    }
+  });
+});
+
