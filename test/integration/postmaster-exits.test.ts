@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
 import { Cluster, SUPERUSER } from "../../src/database/cluster.js";
-import { startFaultPostmaster } from "../fault/common.js";
+import { FAULT_EXTENSION, startFaultPostmaster } from "../fault/common.js";
 import type { FaultWorker } from "../fault/fixtures/extension.js";
 import { alive, processesIn, runNode, CLI, waitGone, type RunningPostmaster } from "../helpers/postmaster.js";
 
@@ -139,11 +139,21 @@ describe("every exit the postmaster can catch stops its workers and its managed 
       [{ BGW_FAULT_HOOK_THROWS: "0" }, /startup hook failed: the fault suite's startup hook throws on purpose/],
       [{ BGW_FAULT_INIT_THROWS: "1" }, /_PG_init throws on purpose/],
     ] as const) {
-      const pm = await startFaultPostmaster(SPI_AND_SHMEM, ["--pgdata", pgdata], { ...env }).catch((error: Error) => error);
-      assert.ok(pm instanceof Error, "the postmaster never got ready");
-      assert.match(pm.message, /exited with code 1 before ready/);
-      assert.match(pm.message, new RegExp(`"level":"FATAL","message":"[^"]*${fatal.source}`));
-      assert.equal(await serverPid(), null, "no server was left running");
+      const cwd = await mkdtemp(join(tmpdir(), "bgw-exits-start-"));
+      try {
+        const run = await runNode([CLI, "start", FAULT_EXTENSION, "--pgdata", pgdata, "--socket", join(cwd, "s.sock")], {
+          cwd,
+          env: { ...process.env, ...env, BGW_FAULT_WORKERS: JSON.stringify(SPI_AND_SHMEM) },
+        });
+        assert.equal(run.code, 1, run.stderr);
+        assert.equal(run.stdout, "", "never ready");
+        assert.ok(run.stderr.split("\n").some((line) => / FATAL: {2}/.test(line) && fatal.test(line)), run.stderr);
+        assert.match(run.stderr.trimEnd().split("\n").pop() ?? "", /^bgworker: /);
+        assert.deepEqual(processesIn(cwd), [], "no process is left");
+        assert.equal(await serverPid(), null, "no server was left running");
+      } finally {
+        await rm(cwd, { recursive: true, force: true });
+      }
     }
   });
 });
