@@ -1,14 +1,19 @@
 /**
- * Worker runner processes: forking them, keeping a few warm spares (Node booted, runtime loaded, waiting for
- * a definition, so a launch costs a message and an import rather than a Node start-up), and relaying their
- * output, messages and exits to the postmaster.
+ * Worker runner processes: forking them, keeping warm spares (Node booted, TypeScript loader warmed, runtime,
+ * watchdog, shared memory and the known worker libraries loaded, so that a launch costs a message and a
+ * function call), and relaying their output, messages and exits to the postmaster. The pool's size follows
+ * demand (spare-policy.ts).
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import type { ConnectionParams } from "../database/types.js";
+import type { WorkerDefinition } from "../definition.js";
 import type { WorkerRef } from "../log.js";
 import { isFromRunner, type FromRunner, type ToRunner } from "../runtime/ipc.js";
-
+import type { PrepareMessage } from "../runtime/spare.js";
+import type { ShmemAttachment } from "../shmem/types.js";
+import { SparePolicy } from "./spare-policy.js";
 const FROM_SOURCE = import.meta.url.endsWith(".ts");
 /** The runner's entry, beside this one's directory; `.ts` when the postmaster itself runs from source. */
 const RUNNER_PATH = fileURLToPath(new URL(`../runtime/bootstrap${FROM_SOURCE ? ".ts" : ".js"}`, import.meta.url));
@@ -19,6 +24,14 @@ const RUNNER_PATH = fileURLToPath(new URL(`../runtime/bootstrap${FROM_SOURCE ? "
 const EXEC_ARGV = FROM_SOURCE ? ["--import", import.meta.resolve("tsx")] : [];
 /** After `exit`, how long to wait for the child's output pipes to drain before reporting the exit. */
 const DRAIN_MS = 200;
+/**
+ * After a launch takes a spare, the replacement is forked once the new worker has entered its function, or
+ * after this long: a fork blocks the postmaster for milliseconds and the new runner's boot takes a CPU,
+ * which the launch in progress should not have to share.
+ */
+const REFILL_DELAY_MS = 100;
+/** How often the pool's target is reconsidered (it shrinks only after a quiet period). */
+const POLICY_TICK_MS = 5_000;
 
 export interface RunnerEvents {
   message(runner: Runner, message: FromRunner): void;
@@ -31,6 +44,8 @@ export class Runner {
   /** The worker this runner became; undefined while it is a spare. */
   worker: WorkerRef | undefined;
   ready = false;
+  /** Set when taking this runner left the pool short: it is refilled once this worker has entered. */
+  refillOnEntry = false;
   exited = false;
 
   constructor(private readonly child: ChildProcess) {
@@ -42,6 +57,11 @@ export class Runner {
     if (this.child.connected) this.child.send(message);
   }
 
+  /** Closes the IPC channel: a spare then exits on its own. */
+  disconnect(): void {
+    if (this.child.connected) this.child.disconnect();
+  }
+
   kill(signal: NodeJS.Signals): void {
     try {
       process.kill(this.pid, signal);
@@ -51,35 +71,113 @@ export class Runner {
   }
 }
 
+export interface RunnersOptions {
+  /** The least number of spares (the `spareRunners` option); 0 keeps none. */
+  readonly spares: number;
+  /** Where worker libraries resolve from. */
+  readonly cwd: string;
+}
+
 export class Runners {
   private readonly spares: Runner[] = [];
+  private readonly policy: SparePolicy;
+  private readonly libraries = new Set<string>();
+  private shmem: ShmemAttachment | null = null;
+  private database: ConnectionParams | null = null;
+  /** Whether any SPI worker was registered or launched: only then do spares open a session ahead of time. */
+  private spiSeen = false;
   private closed = false;
+  private refillTimer: NodeJS.Timeout | undefined;
+  private readonly tick: NodeJS.Timeout;
 
   constructor(
-    private readonly spareCount: number,
+    private readonly options: RunnersOptions,
     private readonly events: RunnerEvents,
-  ) {}
+  ) {
+    this.policy = new SparePolicy(options.spares);
+    this.tick = setInterval(() => {
+      if (this.policy.tick(Date.now())) this.trim();
+    }, POLICY_TICK_MS);
+    this.tick.unref();
+  }
+
+  /** How many spares the pool keeps now, and how many it has (booting ones included). */
+  get pool(): { target: number; spares: number; ready: number } {
+    return { target: this.policy.target, spares: this.spares.length, ready: this.spares.filter((spare) => spare.ready).length };
+  }
 
   /** Boots the spares. */
   warm(): void {
     this.replenish();
   }
 
-  /** A runner to become a worker now: a spare if there is one (even one still booting), else a new one. */
-  take(): Runner {
-    const runner = this.spares.shift() ?? this.fork();
-    setImmediate(() => this.replenish());
+  /**
+   * A worker the postmaster knows of (a static one at registration, any one at launch): spares preload its
+   * library from now on, and open a database session ahead of time once SPI workers are in use.
+   */
+  know(definition: WorkerDefinition): void {
+    const newLibrary = !this.libraries.has(definition.library);
+    const newSpi = definition.spi && !this.spiSeen;
+    if (!newLibrary && !newSpi) return;
+    this.libraries.add(definition.library);
+    if (definition.spi) this.spiSeen = true;
+    this.broadcast();
+  }
+
+  /** The shared memory segment spares attach to (at start and after each crash-restart). */
+  setShmem(attachment: ShmemAttachment | null): void {
+    this.shmem = attachment;
+    this.broadcast();
+  }
+
+  /** The served database while it accepts sessions, else null. */
+  setDatabase(params: ConnectionParams | null): void {
+    this.database = params;
+    this.broadcast();
+  }
+
+  /**
+   * A runner to become `definition`'s worker now: a warm spare if there is one, else one still booting,
+   * else a new one. The pool is refilled once this worker has entered its function.
+   */
+  take(definition: WorkerDefinition): Runner {
+    this.know(definition);
+    const index = this.spares.findIndex((spare) => spare.ready);
+    if (index < 0) this.policy.missed(Date.now());
+    const runner = (index >= 0 ? this.spares.splice(index, 1)[0] : this.spares.shift()) ?? this.fork();
+    runner.refillOnEntry = true;
+    clearTimeout(this.refillTimer);
+    this.refillTimer = setTimeout(() => this.replenish(), REFILL_DELAY_MS);
     return runner;
   }
 
   /** Stops making spares and ends the idle ones; workers are the postmaster's to stop. */
   close(): void {
     this.closed = true;
+    clearInterval(this.tick);
+    clearTimeout(this.refillTimer);
     for (const spare of this.spares.splice(0)) spare.kill("SIGKILL");
   }
 
+  private preparation(): PrepareMessage {
+    return {
+      t: "prepare",
+      cwd: this.options.cwd,
+      libraries: [...this.libraries],
+      shmem: this.shmem,
+      database: this.spiSeen ? this.database : null,
+    };
+  }
+
+  private broadcast(): void {
+    const message = this.preparation();
+    for (const spare of this.spares) spare.send(message);
+  }
+
   private replenish(): void {
-    while (!this.closed && this.spares.length < this.spareCount) {
+    clearTimeout(this.refillTimer);
+    this.refillTimer = undefined;
+    while (!this.closed && this.spares.length < this.policy.target) {
       try {
         this.spares.push(this.fork());
       } catch {
@@ -87,6 +185,18 @@ export class Runners {
         return;
       }
     }
+  }
+
+  /** The target dropped: an idle spare beyond it retires (the newest, least likely to be warm). */
+  private trim(): void {
+    while (this.spares.length > this.policy.target) this.retire(this.spares[this.spares.length - 1]!);
+  }
+
+  private retire(spare: Runner): void {
+    const index = this.spares.indexOf(spare);
+    if (index >= 0) this.spares.splice(index, 1);
+    // A spare ends itself when its channel closes (bootstrap.ts).
+    spare.disconnect();
   }
 
   private fork(): Runner {
@@ -106,7 +216,21 @@ export class Runners {
     child.on("message", (message: unknown) => {
       if (!isFromRunner(message)) return;
       if (message.t === "ready") runner.ready = true;
+      if (message.t === "preloadFailed") {
+        // Its module cache holds the failed evaluation: it retires, and later spares leave the library to the launch.
+        this.libraries.delete(message.library);
+        if (this.spares.includes(runner)) {
+          this.retire(runner);
+          this.replenish();
+        }
+        return;
+      }
       this.events.message(runner, message);
+      if (message.t === "entered" && runner.refillOnEntry) {
+        runner.refillOnEntry = false;
+        // After the postmaster has told the waiters: a fork blocks this thread for milliseconds.
+        setImmediate(() => this.replenish());
+      }
     });
     // A send to a runner that just died fails with EPIPE; its exit is reported below.
     child.on("error", () => undefined);
@@ -116,12 +240,14 @@ export class Runners {
         runner.exited = true;
         const spare = this.spares.indexOf(runner);
         if (spare >= 0) this.spares.splice(spare, 1);
+        if (runner.refillOnEntry) this.replenish();
         this.events.exit(runner, code, signal);
       };
       // Report after the output has drained, so a worker's last lines come before its exit in the log.
       child.once("close", report);
       setTimeout(report, DRAIN_MS).unref();
     });
+    runner.send(this.preparation());
     return runner;
   }
 }

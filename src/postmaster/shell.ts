@@ -77,7 +77,7 @@ export class PostmasterShell implements ControlHandler {
       databaseServed: options.database !== false,
       shutdownTimeoutMs: options.shutdownTimeoutMs,
     });
-    this.#runners = new Runners(options.spareRunners, {
+    this.#runners = new Runners({ spares: options.spareRunners, cwd: options.cwd }, {
       message: (runner, message) => this.#onRunnerMessage(runner, message),
       output: (runner, stream, line) => this.#logger.output(this.#workerRef(runner), stream, line),
       exit: (runner, code, signal) => {
@@ -264,6 +264,7 @@ export class PostmasterShell implements ControlHandler {
         extension: path,
         registerStatic: (definition, startup) => {
           this.#machine.registerStatic(definition);
+          this.#runners.know(definition);
           this.#logger.log("DEBUG", `registered background worker "${definition.name}" from extension "${extension}"`);
           if (startup !== undefined) this.#startupHooks.push(startup);
         },
@@ -288,6 +289,7 @@ export class PostmasterShell implements ControlHandler {
   #resetShmem(): void {
     if (this.#shmem === undefined) return;
     this.#shmemAttachment = this.#shmem.create();
+    this.#runners.setShmem(this.#shmemAttachment);
     for (const hook of this.#startupHooks) {
       try {
         hook();
@@ -305,6 +307,7 @@ export class PostmasterShell implements ControlHandler {
     else if (phase === "starting" && reason !== this.#phaseReason) this.#logger.log("LOG", `database cannot be reached: ${reason}`);
     this.#phaseReason = phase === "starting" ? reason : null;
     this.#feed((m) => m.setPhase(phase));
+    this.#runners.setDatabase(phase !== "starting" && this.#database !== undefined ? this.#database.connectionParams() : null);
   }
 
   #onRunnerMessage(runner: Runner, message: FromRunner): void {
@@ -411,7 +414,7 @@ export class PostmasterShell implements ControlHandler {
   #spawn(slot: number, generation: number, definition: WorkerDefinition): void {
     let runner: Runner;
     try {
-      runner = this.#runners.take();
+      runner = this.#runners.take(definition);
     } catch (error) {
       // PostgreSQL counts a failed fork as exit code 1; the machine applies that rule.
       const reason = error instanceof Error ? error.message : String(error);

@@ -8,6 +8,7 @@ import type { WorkerDefinition } from "../definition.js";
 import type { WireError } from "../errors.js";
 import type { LogLevel } from "../log.js";
 import type { ShmemAttachment } from "../shmem/types.js";
+import type { PrepareMessage } from "./spare.js";
 
 /** Everything a runner needs to become a worker. */
 export interface StartMessage {
@@ -34,11 +35,13 @@ export interface ReplyMessage {
   readonly error?: WireError;
 }
 
-export type ToRunner = StartMessage | ReplyMessage;
+export type ToRunner = StartMessage | ReplyMessage | PrepareMessage;
 
 export type FromRunner =
   /** A spare runner has booted and waits for a definition. */
   | { readonly t: "ready" }
+  /** A spare could not preload this library (its top-level code failed); it retires. */
+  | { readonly t: "preloadFailed"; readonly library: string }
   /** The worker's function has been entered. */
   | { readonly t: "entered" }
   | { readonly t: "log"; readonly level: LogLevel; readonly message: string; readonly detail?: string }
@@ -52,5 +55,5 @@ export type FromRunner =
 export function isFromRunner(value: unknown): value is FromRunner {
   if (typeof value !== "object" || value === null) return false;
   const t = (value as { t?: unknown }).t;
-  return t === "ready" || t === "entered" || t === "log" || t === "exiting" || t === "request" || t === "session";
+  return t === "ready" || t === "preloadFailed" || t === "entered" || t === "log" || t === "exiting" || t === "request" || t === "session";
 }

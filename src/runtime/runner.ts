@@ -9,10 +9,11 @@ import { RequestChannel } from "../control/channel.js";
 import { decodeDatum } from "../definition.js";
 import { Launcher } from "../launcher.js";
 import type { LogLevel } from "../log.js";
-import { importFrom } from "../modules.js";
 import { attachShmem, denyShmem } from "../shmem/index.js";
 import type { FromRunner, StartMessage, ToRunner } from "./ipc.js";
 import { Latch } from "./latch.js";
+import { library, prepare, warmLoader } from "./spare.js";
+import { dedicatePreopenedSession } from "./spi-preopen.js";
 import { startOrphanWatchdog } from "./watchdog.js";
 import { WORKER_SIGNALS } from "./signals.js";
 import { WorkerRole } from "./worker-role.js";
@@ -109,11 +110,12 @@ async function become(start: StartMessage): Promise<void> {
   // A worker with access attaches (when any extension requested shared memory at all); one without is told why.
   if (!definition.shmem) denyShmem(definition.name);
   else if (start.shmem !== null) attachShmem(start.shmem);
+  dedicatePreopenedSession(definition.spi ? definition.type : null);
 
   let fn: unknown;
   try {
-    const library = await importFrom(definition.library, start.cwd);
-    fn = library[definition.function];
+    // Preloaded while this process was a spare, in the common case: then this costs no import.
+    fn = (await library(definition.library, start.cwd))[definition.function];
   } catch (error) {
     role.log("LOG", `background worker "${definition.name}": function "${definition.function}" not found in library "${definition.library}"`, errorText(error));
     return exitWorker(1);
@@ -160,6 +162,7 @@ process.on("unhandledRejection", (reason) => {
 
 let started = false;
 process.on("message", (message: ToRunner) => {
+  if (message.t === "prepare" && !started) prepare(message, send);
   if (message.t !== "start" || started) return;
   started = true;
   become(message).catch((error: unknown) => {
@@ -168,10 +171,13 @@ process.on("message", (message: ToRunner) => {
     exitWorker(1);
   });
 });
-// Worker libraries import "bgworker", whose entry point loads the whole package (the client, SPI, the
-// postmaster's modules): a spare loads it while it waits, so that a launch does not pay for it. The same
-// file as the library's import when bgworker is installed as a package (or imported by name inside it).
-// "ready" tells the postmaster the spare is fully warm; a start that comes earlier is served all the same.
+// Everything a launch would otherwise pay for, paid while the spare waits (spare.ts). Worker libraries import
+// "bgworker", whose entry point loads the whole package (the client, SPI, the postmaster's modules): the same
+// file as the library's import when bgworker is installed as a package (or imported by name inside it). The
+// watchdog's postmaster is this spare's parent. "ready" tells the postmaster the spare is fully warm; a
+// start that comes earlier is served all the same.
+startOrphanWatchdog(process.ppid, ORPHAN_GRACE_MS);
 void import("../index.js")
   .catch(() => undefined)
+  .then(() => warmLoader())
   .then(() => send({ t: "ready" }));

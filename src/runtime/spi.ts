@@ -9,6 +9,7 @@ import pg from "pg";
 import { passwordOf } from "../database/password.js";
 import type { RawClient } from "./raw-client.js";
 import type { ConnectionParams } from "../database/types.js";
+import { adoptPreopenedSession } from "./spi-preopen.js";
 
 /** A PostgreSQL error raised by an SPI call, with the server's SQLSTATE, message and details. */
 export class SpiError extends Error {
@@ -123,6 +124,9 @@ const types = {
   },
 };
 
+/** The SPI session's parsers, for a session opened ahead of time (spi-preopen.ts). */
+export { types as sessionTypes };
+
 const builtinParser = pg.types.getTypeParser as (oid: number, format: "text" | "binary") => (value: string) => unknown;
 
 function mapDeep(value: unknown, fn: (v: unknown) => unknown): unknown {
@@ -144,7 +148,7 @@ export async function connectSpi(
     throw new Error("connectSpi: this process already has its database session; a worker connects once");
   }
   state.connecting = true;
-  const client = new pg.Client({
+  const config: pg.ClientConfig = {
     host: params.host,
     port: params.port,
     user: options.username ?? params.user,
@@ -153,7 +157,10 @@ export async function connectSpi(
     application_name: options.applicationName,
     types,
     keepAlive: true,
-  });
+  };
+  // A session that the spare runner opened ahead of time for this database and user (spi-preopen.ts).
+  const adopted = await adoptPreopenedSession(config, options.applicationName);
+  const client = adopted ?? new pg.Client(config);
   // Never let the driver emit an unhandled 'error' (it would kill the worker): remember it for the next call.
   client.on("error", (error: Error) => {
     if (state.client !== client) return;
@@ -166,7 +173,7 @@ export async function connectSpi(
     }
   });
   try {
-    await client.connect();
+    if (adopted === undefined) await client.connect();
   } catch (error) {
     state.connecting = false;
     await client.end().catch(() => undefined);

@@ -18,7 +18,12 @@ const check = setInterval(() => {
 }, workerData.intervalMs);
 `;
 
+let started = false;
+
+/** Starts the thread, once per process: a spare starts it at boot, and its worker keeps it. */
 export function startOrphanWatchdog(postmasterPid: number, graceMs: number): void {
+  if (started) return;
+  started = true;
   const thread = new Worker(SOURCE, { eval: true, workerData: { postmasterPid, graceMs, intervalMs: CHECK_INTERVAL_MS } });
   // It must never keep a finished worker alive, nor take it down by failing.
   thread.unref();

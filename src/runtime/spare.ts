@@ -1,0 +1,90 @@
+/**
+ * What a spare runner pays for while it waits, so that becoming a worker costs a message and a function call:
+ * the TypeScript loader warmed by a real transform, this package, the orphan watchdog (started by the
+ * bootstrap), the postmaster's shared memory segment, and the worker libraries the postmaster knows of.
+ *
+ * Preloading a library runs its top-level code in the spare, before the process knows which worker it will
+ * become: PostgreSQL's `shared_preload_libraries`, where a library's `_PG_init` runs in the postmaster and
+ * every backend inherits it. Per-worker state (name, argument, signals, latch, database session) is set
+ * before the worker's function is called, never at import. A library whose preload fails is reported and
+ * this spare retires, so that the library is imported at launch by a spare that never evaluated it.
+ */
+import type { ConnectionParams } from "../database/types.js";
+import { importFrom, modulePath } from "../modules.js";
+import { attachShmem } from "../shmem/index.js";
+import type { ShmemAttachment } from "../shmem/types.js";
+import type { FromRunner } from "./ipc.js";
+import { sessionTypes } from "./spi.js";
+import { preopenSession } from "./spi-preopen.js";
+
+/** What the postmaster tells its spares to prepare; sent at boot and again when any of it changes. */
+export interface PrepareMessage {
+  readonly t: "prepare";
+  /** The working directory libraries resolve from. */
+  readonly cwd: string;
+  /** Libraries of every static worker and of every worker launched so far, as given to `setLibrary`. */
+  readonly libraries: readonly string[];
+  /** The segment, when an extension requested shared memory. */
+  readonly shmem: ShmemAttachment | null;
+  /** The served database while it accepts connections and SPI workers have been seen; null otherwise. */
+  readonly database: ConnectionParams | null;
+}
+
+type Library = Record<string, unknown>;
+
+const libraries = new Map<string, Promise<Library>>();
+
+function keyOf(specifier: string, cwd: string): string {
+  return modulePath(specifier, cwd) ?? `${cwd}\0${specifier}`;
+}
+
+/** The library's module: imported once per process, whether by a preload or by the launch itself. */
+export function library(specifier: string, cwd: string): Promise<Library> {
+  const key = keyOf(specifier, cwd);
+  let loading = libraries.get(key);
+  if (loading === undefined) {
+    loading = importFrom(specifier, cwd);
+    // A failed preload is reported by preload(); the launch that awaits it reports it again.
+    loading.catch(() => undefined);
+    libraries.set(key, loading);
+  }
+  return loading;
+}
+
+/**
+ * Applies a preparation: attaches the segment, opens a database session ahead of time, and imports
+ * libraries not imported yet. `send` reports a library that failed, after which this spare is retired.
+ */
+export function prepare(message: PrepareMessage, send: (message: FromRunner) => void): void {
+  if (message.shmem !== null) {
+    try {
+      attachShmem(message.shmem);
+    } catch {
+      // The launch attaches again and reports the failure to the worker that needs the segment.
+    }
+  }
+  if (message.database !== null) preopenSession(message.database, sessionTypes);
+  for (const specifier of message.libraries) {
+    if (libraries.has(keyOf(specifier, message.cwd))) continue;
+    library(specifier, message.cwd).catch((error: unknown) => {
+      const text = error instanceof Error ? error.message : String(error);
+      send({ t: "log", level: "LOG", message: `library "${specifier}" could not be preloaded; it will be imported at launch`, detail: text });
+      send({ t: "preloadFailed", library: specifier });
+    });
+  }
+}
+
+/**
+ * Runs the TypeScript loader's whole path once (resolve, read, transform, evaluate), so that the first
+ * library a launch imports does not pay for the loader's first transform (tens of milliseconds). The file
+ * is the declaration file that the build writes beside this module: TypeScript that is always shipped and
+ * evaluates to nothing. From source the runner's own `.ts` modules have warmed the loader already.
+ */
+export async function warmLoader(): Promise<void> {
+  if (import.meta.url.endsWith(".ts")) return;
+  try {
+    await import(new URL("./loader-warmup.d.ts", import.meta.url).href);
+  } catch {
+    // Only a missed warm-up: the first TypeScript import pays for the loader instead.
+  }
+}
