@@ -9,6 +9,7 @@
  * before the worker's function is called, never at import. A library whose preload fails is reported and
  * this spare retires, so that the library is imported at launch by a spare that never evaluated it.
  */
+import { pathToFileURL } from "node:url";
 import type { ConnectionParams } from "../database/types.js";
 import { importFrom, modulePath } from "../modules.js";
 import { attachShmem } from "../shmem/index.js";
@@ -33,22 +34,42 @@ export interface PrepareMessage {
 type Library = Record<string, unknown>;
 
 const libraries = new Map<string, Promise<Library>>();
+/** Libraries whose preload failed in this process: a launch imports them afresh (see `library`). */
+const failedPreloads = new Set<string>();
 
 function keyOf(specifier: string, cwd: string): string {
   return modulePath(specifier, cwd) ?? `${cwd}\0${specifier}`;
 }
 
-/** The library's module: imported once per process, whether by a preload or by the launch itself. */
-export function library(specifier: string, cwd: string): Promise<Library> {
-  const key = keyOf(specifier, cwd);
-  let loading = libraries.get(key);
-  if (loading === undefined) {
-    loading = importFrom(specifier, cwd);
-    // A failed preload is reported by preload(); the launch that awaits it reports it again.
-    loading.catch(() => undefined);
-    libraries.set(key, loading);
-  }
+function load(specifier: string, cwd: string, key: string): Promise<Library> {
+  const loading = importFrom(specifier, cwd);
+  // A failed preload is reported by prepare(); the launch that awaits it reports it again.
+  loading.catch(() => undefined);
+  libraries.set(key, loading);
   return loading;
+}
+
+/**
+ * The library's module: imported once per process, whether by a preload or by the launch itself. A
+ * library whose preload failed here (its top-level code may need the worker's role) is evaluated again
+ * for the launch, as a new module instance of the same file, now that the role is set.
+ */
+export async function library(specifier: string, cwd: string): Promise<Library> {
+  const key = keyOf(specifier, cwd);
+  const pending = libraries.get(key);
+  if (pending !== undefined && !failedPreloads.has(key)) {
+    try {
+      return await pending;
+    } catch (error) {
+      // A preload that failed while this launch waited for it is retried below; any other failure is the launch's.
+      if (!failedPreloads.has(key)) throw error;
+    }
+  }
+  const path = modulePath(specifier, cwd);
+  if (failedPreloads.has(key) && path !== undefined) {
+    return (await import(`${pathToFileURL(path).href}?bgworker-launch`)) as Library;
+  }
+  return load(specifier, cwd, key);
 }
 
 /**
@@ -66,7 +87,9 @@ export function prepare(message: PrepareMessage, send: (message: FromRunner) => 
   if (message.database !== null) preopenSession(message.database, sessionTypes);
   for (const specifier of message.libraries) {
     if (libraries.has(keyOf(specifier, message.cwd))) continue;
-    library(specifier, message.cwd).catch((error: unknown) => {
+    const key = keyOf(specifier, message.cwd);
+    load(specifier, message.cwd, key).catch((error: unknown) => {
+      failedPreloads.add(key);
       const text = error instanceof Error ? error.message : String(error);
       send({ t: "log", level: "LOG", message: `library "${specifier}" could not be preloaded; it will be imported at launch`, detail: text });
       send({ t: "preloadFailed", library: specifier });

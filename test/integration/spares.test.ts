@@ -1,0 +1,98 @@
+/**
+ * The warm spare pool end to end (docs/performance.md): spares preload the libraries the postmaster knows of,
+ * a preloaded worker still sees its own name, argument and extra, a library whose top-level code needs the
+ * worker's role is left to the launch, and a burst beyond the pool starts every worker and grows the pool.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { BackgroundWorkerBuilder, connect, type PostmasterClient } from "bgworker";
+import { eventually, ROOT, startPostmaster, type RunningPostmaster } from "../helpers/postmaster.js";
+
+const SPARES_LIBRARY = join(ROOT, "test", "fixtures", "spares", "workers.ts");
+const NEEDS_ROLE_LIBRARY = join(ROOT, "test", "fixtures", "spares", "needs-role.ts");
+
+async function withClient(body: (pm: RunningPostmaster, client: PostmasterClient) => Promise<void>): Promise<void> {
+  const pm = await startPostmaster();
+  let client: PostmasterClient | undefined;
+  try {
+    client = await connect(pm.socket);
+    await body(pm, client);
+  } finally {
+    await client?.close();
+    await pm.close();
+  }
+}
+
+/** Spare runners of the postmaster: its children that have not become a worker (still titled as the bootstrap). */
+function spares(pm: RunningPostmaster): number {
+  const children = readFileSync(`/proc/${pm.pid}/task/${pm.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+  return children.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("bootstrap.js");
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
+describe("warm spares", () => {
+  it("preload a library the postmaster knows of; the worker still sees its own name, argument and extra", async () => {
+    await withClient(async (pm, client) => {
+      const launch = async (name: string, argument: number): Promise<void> => {
+        const builder = new BackgroundWorkerBuilder(name).setLibrary(SPARES_LIBRARY).setFunction("report").setArgument(argument).setExtra(`extra of ${name}`);
+        await (await client.loadDynamic(builder)).waitForShutdown();
+      };
+      // Unknown until now: imported at launch, after the worker's role was set.
+      await launch("first", 1);
+      const [first] = await pm.waitForEvents("report", 1);
+      assert.equal(first!.roleAtImport, "first");
+      // From now on spares preload it: a later launch finds it imported before the process knew its worker.
+      let preloaded: Record<string, unknown> | undefined;
+      for (let i = 2; preloaded === undefined && i < 12; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await launch(`worker ${i}`, i);
+        const reports = await pm.waitForEvents("report", i);
+        const latest = reports[reports.length - 1]!;
+        assert.equal(latest.name, `worker ${i}`);
+        assert.equal(latest.type, `worker ${i}`);
+        assert.equal(latest.argument, i);
+        assert.equal(latest.extra, `extra of worker ${i}`);
+        if (latest.roleAtImport === "none") preloaded = latest;
+      }
+      assert.ok(preloaded !== undefined, "no launch found its library preloaded by a spare");
+    });
+  });
+
+  it("leave a library whose top-level code needs the worker's role to the launch", async () => {
+    await withClient(async (pm, client) => {
+      const launch = async (name: string): Promise<void> => {
+        await (await client.loadDynamic(new BackgroundWorkerBuilder(name).setLibrary(NEEDS_ROLE_LIBRARY).setFunction("named"))).waitForShutdown();
+      };
+      await launch("alpha");
+      await pm.waitForLog(/could not be preloaded; it will be imported at launch/);
+      await launch("beta");
+      await launch("gamma");
+      const named = await pm.waitForEvents("named", 3);
+      assert.deepEqual(
+        named.map((event) => [event.nameAtImport, event.name]),
+        [["alpha", "alpha"], ["beta", "beta"], ["gamma", "gamma"]],
+      );
+    });
+  });
+
+  it("start every worker of a burst beyond the pool, and grow the pool with demand", async () => {
+    await withClient(async (pm, client) => {
+      await eventually("the first spare", async () => (spares(pm) >= 1 ? true : undefined));
+      const workers = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => client.loadDynamic(new BackgroundWorkerBuilder(`burst ${i}`).setLibrary(join(ROOT, "test", "fixtures", "workers.ts")).setFunction("latchLoop"))),
+      );
+      const pids = await Promise.all(workers.map((worker) => worker.waitForStartup()));
+      assert.equal(new Set(pids).size, 6);
+      await Promise.all(workers.map((worker) => worker.terminate().waitForShutdown()));
+      // Five launches found no warm spare: the pool keeps more than its floor of one for a while.
+      await eventually("the pool to grow", async () => (spares(pm) >= 3 ? true : undefined));
+    });
+  });
+});
