@@ -5,12 +5,14 @@
  * demand (spare-policy.ts).
  */
 import { fork, type ChildProcess } from "node:child_process";
+import type { Socket } from "node:net";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { ConnectionParams } from "../database/types.js";
 import type { WorkerDefinition } from "../definition.js";
 import type { WorkerRef } from "../log.js";
 import { isFromRunner, type FromRunner, type ToRunner } from "../runtime/ipc.js";
+import { WATCHDOG_FD } from "../runtime/watchdog.js";
 import type { PrepareMessage } from "../runtime/spare.js";
 import type { ShmemAttachment } from "../shmem/types.js";
 import { SparePolicy } from "./spare-policy.js";
@@ -202,12 +204,16 @@ export class Runners {
   private fork(): Runner {
     const child = fork(RUNNER_PATH, [], {
       execArgv: EXEC_ARGV,
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      // The last one is the watchdog's pipe (watchdog.ts): this end is never written, and closes when this process dies.
+      stdio: ["ignore", "pipe", "pipe", "ipc", "pipe"],
       serialization: "json",
       // Its own process group: a terminal's Ctrl-C reaches the postmaster alone, which then stops the workers in order.
       detached: true,
     });
     const runner = new Runner(child);
+    const deathPipe = child.stdio[WATCHDOG_FD] as Socket | null | undefined;
+    deathPipe?.on("error", () => undefined);
+    deathPipe?.unref();
     for (const stream of ["stdout", "stderr"] as const) {
       const source = child[stream];
       if (source === null) continue;

@@ -72,7 +72,7 @@ function watchPostmaster(role: WorkerRole): void {
     setTimeout(() => process.exit(1), ORPHAN_GRACE_MS);
   });
   // A worker whose code never yields to its event loop does not hear the above; the watchdog ends it.
-  startOrphanWatchdog(role.start.postmasterPid, ORPHAN_GRACE_MS);
+  startOrphanWatchdog(ORPHAN_GRACE_MS);
 }
 
 async function become(start: StartMessage): Promise<void> {
@@ -173,10 +173,10 @@ process.on("message", (message: ToRunner) => {
 });
 // Everything a launch would otherwise pay for, paid while the spare waits (spare.ts). Worker libraries import
 // "bgworker", whose entry point loads the whole package (the client, SPI, the postmaster's modules): the same
-// file as the library's import when bgworker is installed as a package (or imported by name inside it). The
-// watchdog's postmaster is this spare's parent. "ready" tells the postmaster the spare is fully warm; a
+// file as the library's import when bgworker is installed as a package (or imported by name inside it).
+// "ready" tells the postmaster the spare is fully warm; a
 // start that comes earlier is served all the same.
-startOrphanWatchdog(process.ppid, ORPHAN_GRACE_MS);
+startOrphanWatchdog(ORPHAN_GRACE_MS);
 void import("../index.js")
   .catch(() => undefined)
   .then(() => warmLoader())
