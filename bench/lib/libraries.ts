@@ -116,8 +116,10 @@ export async function pinger(rounds) {
 /** SPI: launch until the first query is answered (the default session, or another database's). */
 async function firstQuery(dbname) {
   await BackgroundWorker.connectWorkerToSpi(dbname, null);
-  await BackgroundWorker.transaction(() => Spi.getOne("SELECT 1"));
-  out("answered " + now());
+  await BackgroundWorker.transaction(async () => {
+    await Spi.getOne("SELECT 1");
+    out("answered " + now());
+  });
 }
 
 export async function spiFirst() {
@@ -133,6 +135,8 @@ export async function spiOverhead(selects) {
   const n = Number(selects);
   await BackgroundWorker.connectWorkerToSpi();
   await BackgroundWorker.transaction(() => Spi.run("SELECT 1"));
+  // Let the spare pool settle (the launch that took this process forks its replacement) before measuring.
+  await sleep(3000);
   let t0 = performance.now();
   await BackgroundWorker.transaction(async () => {
     for (let i = 0; i < n; i++) await Spi.getOne("SELECT $1::int AS v", [i]);

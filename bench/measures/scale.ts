@@ -55,7 +55,8 @@ export async function measureScale(ctx: Context): Promise<ScaleResults> {
     await until("every static worker running", async () => ((await client.status()).filter((row) => row.state === "running").length >= count ? true : undefined), 600_000, 20);
     const allRunningMs = now() - t0;
     progress(`scale: ${count} static workers running after ${(allRunningMs / 1000).toFixed(1)} s`);
-    await sleep(3_000); // let spares finish booting
+    // Let spares finish booting and V8's post-start-up garbage collections pass: idle means settled.
+    await sleep(ctx.quick ? 5_000 : 20_000);
     const workers = pm.children().filter((child) => !child.spare).map((child) => child.pid);
     const workerRss = workers.map((pid) => statusField(pid, "VmRSS")).filter(Number.isFinite);
     const workerPss = workers.map((pid) => pssKb(pid)).filter(Number.isFinite);

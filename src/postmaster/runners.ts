@@ -89,6 +89,8 @@ export class Runners {
   /** Whether any SPI worker was registered or launched: only then do spares open a session ahead of time. */
   private spiSeen = false;
   private closed = false;
+  /** A launch brought news (a library, SPI in use) that the spares have not been told yet. */
+  private untold = false;
   private refillTimer: NodeJS.Timeout | undefined;
   private readonly tick: NodeJS.Timeout;
 
@@ -118,12 +120,17 @@ export class Runners {
    * library from now on, and open a database session ahead of time once SPI workers are in use.
    */
   know(definition: WorkerDefinition): void {
+    if (this.learn(definition)) this.broadcast();
+  }
+
+  /** Records what a definition tells the pool; true when the spares should hear of it. */
+  private learn(definition: WorkerDefinition): boolean {
     const newLibrary = !this.libraries.has(definition.library);
     const newSpi = definition.spi && !this.spiSeen;
-    if (!newLibrary && !newSpi) return;
+    if (!newLibrary && !newSpi) return false;
     this.libraries.add(definition.library);
     if (definition.spi) this.spiSeen = true;
-    this.broadcast();
+    return true;
   }
 
   /** The shared memory segment spares attach to (at start and after each crash-restart). */
@@ -143,7 +150,9 @@ export class Runners {
    * else a new one. The pool is refilled once this worker has entered its function.
    */
   take(definition: WorkerDefinition): Runner {
-    this.know(definition);
+    // The spares hear of a new library with the refill, after this launch: importing it now would take CPU
+    // from the launch, which imports it too.
+    if (this.learn(definition)) this.untold = true;
     const index = this.spares.findIndex((spare) => spare.ready);
     if (index < 0) this.policy.missed(Date.now());
     const runner = (index >= 0 ? this.spares.splice(index, 1)[0] : this.spares.shift()) ?? this.fork();
@@ -179,6 +188,10 @@ export class Runners {
   private replenish(): void {
     clearTimeout(this.refillTimer);
     this.refillTimer = undefined;
+    if (this.untold) {
+      this.untold = false;
+      this.broadcast();
+    }
     while (!this.closed && this.spares.length < this.policy.target) {
       try {
         this.spares.push(this.fork());

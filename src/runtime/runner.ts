@@ -12,7 +12,7 @@ import type { LogLevel } from "../log.js";
 import { attachShmem, denyShmem } from "../shmem/index.js";
 import type { FromRunner, StartMessage, ToRunner } from "./ipc.js";
 import { Latch } from "./latch.js";
-import { library, prepare, warmLoader } from "./spare.js";
+import { librariesSettled, library, prepare, warmLoader } from "./spare.js";
 import { dedicatePreopenedSession } from "./spi-preopen.js";
 import { startOrphanWatchdog } from "./watchdog.js";
 import { WORKER_SIGNALS } from "./signals.js";
@@ -180,4 +180,5 @@ startOrphanWatchdog(ORPHAN_GRACE_MS);
 void import("../index.js")
   .catch(() => undefined)
   .then(() => warmLoader())
+  .then(() => librariesSettled())
   .then(() => send({ t: "ready" }));

@@ -72,6 +72,11 @@ export async function library(specifier: string, cwd: string): Promise<Library> 
   return load(specifier, cwd, key);
 }
 
+/** Resolves once every library imported or being imported so far has loaded or failed. */
+export async function librariesSettled(): Promise<void> {
+  await Promise.allSettled([...libraries.values()]);
+}
+
 /**
  * Applies a preparation: attaches the segment, opens a database session ahead of time, and imports
  * libraries not imported yet. `send` reports a library that failed, after which this spare is retired.
