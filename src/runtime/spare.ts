@@ -103,10 +103,13 @@ export function prepare(message: PrepareMessage, send: (message: FromRunner) => 
 }
 
 /**
- * Runs the TypeScript loader's whole path once (resolve, read, transform, evaluate), so that the first
- * library a launch imports does not pay for the loader's first transform (tens of milliseconds). The file
- * is the declaration file that the build writes beside this module: TypeScript that is always shipped and
- * evaluates to nothing. From source the runner's own `.ts` modules have warmed the loader already.
+ * Runs the TypeScript loader's path once (its resolve and load hooks on their own thread, a TypeScript file
+ * read and evaluated), so that the first library a launch imports does not pay for the loader's first use.
+ * The file is the declaration file that the build writes beside this module: TypeScript that is always
+ * shipped and evaluates to nothing. Its transform comes from the loader's disk cache, so esbuild's service
+ * (a thread and a process, kept for the life of the worker) is not started here: a `.ts` library never
+ * transformed on this machine starts it at its first launch, once per process. From source the runner's own
+ * `.ts` modules have warmed the loader already.
  */
 export async function warmLoader(): Promise<void> {
   if (import.meta.url.endsWith(".ts")) return;
