@@ -9,7 +9,7 @@ if (driver === "pg") {
   const client = new pg.Client({ host, port: Number(port), user, database });
   await client.connect();
   await client.query("SELECT 1");
-  await new Promise((resolve) => setTimeout(resolve, 3000)); // as the SPI worker does
+  await new Promise((resolve) => setTimeout(resolve, Number(process.env.BENCH_PAUSE ?? 3000))); // as the SPI worker does
   let t0 = performance.now();
   await client.query("BEGIN");
   for (let i = 0; i < n; i++) await client.query({ text: "SELECT $1::int AS v", values: [i], rowMode: "array" });
@@ -27,7 +27,7 @@ if (driver === "pg") {
   const { default: postgres } = await import("postgres");
   const sql = postgres({ host, port: Number(port), user, database, max: 1, onnotice: () => undefined });
   await sql`SELECT 1`;
-  await new Promise((resolve) => setTimeout(resolve, 3000)); // as the SPI worker does
+  await new Promise((resolve) => setTimeout(resolve, Number(process.env.BENCH_PAUSE ?? 3000))); // as the SPI worker does
   let t0 = performance.now();
   await sql.begin(async (tx) => {
     for (let i = 0; i < n; i++) await tx`SELECT ${i}::int AS v`;
