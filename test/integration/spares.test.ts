@@ -8,13 +8,14 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { BackgroundWorkerBuilder, connect, type PostmasterClient } from "bgworker";
+import { createTestCluster } from "../helpers/cluster.js";
 import { eventually, ROOT, startPostmaster, type RunningPostmaster } from "../helpers/postmaster.js";
 
 const SPARES_LIBRARY = join(ROOT, "test", "fixtures", "spares", "workers.ts");
 const NEEDS_ROLE_LIBRARY = join(ROOT, "test", "fixtures", "spares", "needs-role.ts");
 
-async function withClient(body: (pm: RunningPostmaster, client: PostmasterClient) => Promise<void>): Promise<void> {
-  const pm = await startPostmaster();
+async function withClient(body: (pm: RunningPostmaster, client: PostmasterClient) => Promise<void>, args?: string[]): Promise<void> {
+  const pm = await startPostmaster(args === undefined ? {} : { args });
   let client: PostmasterClient | undefined;
   try {
     client = await connect(pm.socket);
@@ -94,5 +95,30 @@ describe("warm spares", () => {
       // Five launches found no warm spare: the pool keeps more than its floor of one for a while.
       await eventually("the pool to grow", async () => (spares(pm) >= 3 ? true : undefined));
     });
+  });
+
+  it("open a database session ahead of time that an SPI worker adopts, renamed after its type", async () => {
+    const cluster = await createTestCluster();
+    try {
+      await withClient(async (pm, client) => {
+        const launch = async (name: string): Promise<void> => {
+          await (await client.loadDynamic(new BackgroundWorkerBuilder(name).setLibrary(SPARES_LIBRARY).setFunction("sessionReport").enableSpiAccess())).waitForShutdown();
+        };
+        // The first SPI worker tells the pool that SPI is in use; later ones find a session already open.
+        await launch("first spi");
+        let adopted: Record<string, unknown> | undefined;
+        for (let i = 2; adopted === undefined && i < 12; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          await launch(`spi ${i}`);
+          const sessions = await pm.waitForEvents("session", i);
+          const latest = sessions[sessions.length - 1]!;
+          assert.equal(latest.applicationName, `spi ${i}`);
+          if ((latest.sessionStartedMs as number) < (latest.enteredAt as number)) adopted = latest;
+        }
+        assert.ok(adopted !== undefined, "no SPI worker adopted a session opened before it started");
+      }, ["--database", cluster.url]);
+    } finally {
+      await cluster.stop();
+    }
   });
 });
