@@ -27,11 +27,11 @@ const EXEC_ARGV = FROM_SOURCE ? ["--import", import.meta.resolve("tsx")] : [];
 /** After `exit`, how long to wait for the child's output pipes to drain before reporting the exit. */
 const DRAIN_MS = 200;
 /**
- * After a launch takes a spare, the replacement is forked once the new worker has entered its function, or
- * after this long: a fork blocks the postmaster for milliseconds and the new runner's boot takes a CPU,
- * which the launch in progress should not have to share.
+ * After launches take spares, the replacements are forked once every launch in progress has entered its
+ * function (or exited), or after this long at the latest: a fork blocks the postmaster for milliseconds and
+ * a new runner's boot takes a CPU for a few hundred, which the launches in progress should not have to share.
  */
-const REFILL_DELAY_MS = 100;
+const REFILL_DELAY_MS = 1_000;
 /** How often the pool's target is reconsidered (it shrinks only after a quiet period). */
 const POLICY_TICK_MS = 5_000;
 
@@ -89,6 +89,8 @@ export class Runners {
   /** Whether any SPI worker was registered or launched: only then do spares open a session ahead of time. */
   private spiSeen = false;
   private closed = false;
+  /** Launches whose runner has not entered its function yet. */
+  private launching = 0;
   /** A launch brought news (a library, SPI in use) that the spares have not been told yet. */
   private untold = false;
   private refillTimer: NodeJS.Timeout | undefined;
@@ -157,8 +159,8 @@ export class Runners {
     if (index < 0) this.policy.missed(Date.now());
     const runner = (index >= 0 ? this.spares.splice(index, 1)[0] : this.spares.shift()) ?? this.fork();
     runner.refillOnEntry = true;
-    clearTimeout(this.refillTimer);
-    this.refillTimer = setTimeout(() => this.replenish(), REFILL_DELAY_MS);
+    this.launching += 1;
+    this.refillTimer ??= setTimeout(() => this.replenish(), REFILL_DELAY_MS);
     return runner;
   }
 
@@ -183,6 +185,14 @@ export class Runners {
   private broadcast(): void {
     const message = this.preparation();
     for (const spare of this.spares) spare.send(message);
+  }
+
+  /** A launch in progress has entered (or its process is gone): the last one to do so refills the pool. */
+  private launched(runner: Runner, refill: () => void): void {
+    if (!runner.refillOnEntry) return;
+    runner.refillOnEntry = false;
+    this.launching -= 1;
+    if (this.launching === 0) refill();
   }
 
   private replenish(): void {
@@ -245,11 +255,8 @@ export class Runners {
         return;
       }
       this.events.message(runner, message);
-      if (message.t === "entered" && runner.refillOnEntry) {
-        runner.refillOnEntry = false;
-        // After the postmaster has told the waiters: a fork blocks this thread for milliseconds.
-        setImmediate(() => this.replenish());
-      }
+      // After the postmaster has told the waiters: a fork blocks this thread for milliseconds.
+      if (message.t === "entered") this.launched(runner, () => setImmediate(() => this.replenish()));
     });
     // A send to a runner that just died fails with EPIPE; its exit is reported below.
     child.on("error", () => undefined);
@@ -259,7 +266,7 @@ export class Runners {
         runner.exited = true;
         const spare = this.spares.indexOf(runner);
         if (spare >= 0) this.spares.splice(spare, 1);
-        if (runner.refillOnEntry) this.replenish();
+        this.launched(runner, () => this.replenish());
         this.events.exit(runner, code, signal);
       };
       // Report after the output has drained, so a worker's last lines come before its exit in the log.
