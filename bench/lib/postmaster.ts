@@ -92,6 +92,21 @@ export class CliPostmaster {
     });
   }
 
+  /**
+   * Waits until the pool holds at least one spare and no spare used any CPU for 200 ms: booted, loader
+   * warmed, libraries preloaded. The postmaster does not publish its pool; /proc shows it.
+   */
+  async sparesWarm(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const spares = this.children().filter((child) => child.spare).map((child) => child.pid);
+      const before = spares.map(cpuTicks);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      if (spares.length > 0 && spares.every((pid, i) => cpuTicks(pid) === before[i])) return;
+      if (Date.now() > deadline) return;
+    }
+  }
+
   async stop(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGINT");
     const timer = setTimeout(() => this.child.kill("SIGKILL"), 20_000);

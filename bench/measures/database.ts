@@ -18,7 +18,7 @@ import { median, now, sleep, until } from "../lib/stats.js";
 
 const run = promisify(execFile);
 const SQL_PEER = join(REPO, "bench", "peers", "sql.mjs");
-const SETTLE_MS = 1_500;
+const SETTLE_MS = 500;
 
 export interface DatabaseResults {
   readonly postgresVersion: string;
@@ -112,8 +112,10 @@ export async function measureDatabase(ctx: Context): Promise<DatabaseResults> {
       await spiFirst("spiFirst");
       for (let i = 0; i < ctx.sizes.spiLaunches; i++) {
         await sleep(SETTLE_MS);
+        await pm.sparesWarm();
         spiFirstPreopenedMs.push(await spiFirst("spiFirst"));
         await sleep(SETTLE_MS);
+        await pm.sparesWarm();
         spiFirstFreshMs.push(await spiFirst("spiFirstOther"));
       }
       progress("database: SPI first query measured");

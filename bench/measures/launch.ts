@@ -16,8 +16,8 @@ import { now, sleep, until } from "../lib/stats.js";
 
 const PEER = join(REPO, "bench", "peers", "child.mjs");
 const PM2_SCRIPT = join(REPO, "bench", "peers", "pm2-script.cjs");
-/** Between launches: long enough for the spare taken by the last launch to be replaced and warm. */
-const SETTLE_MS = 1_200;
+/** Between launches, at least this long, and until the spare taken by the last launch is replaced and warm. */
+const SETTLE_MS = 500;
 
 export interface LaunchResults {
   readonly firstTs: number[];
@@ -47,8 +47,10 @@ export async function measureLaunch(ctx: Context, pm: CliPostmaster): Promise<La
     for (let i = 0; i < ctx.sizes.launches; i++) {
       for (const ts of [true, false]) {
         await sleep(SETTLE_MS);
+        await pm.sparesWarm();
         (ts ? results.firstTs : results.firstJs).push(await launchOnce(ctx, client, freshIdleLibrary(ctx.project, ts)));
         await sleep(SETTLE_MS);
+        await pm.sparesWarm();
         (ts ? results.repeatTs : results.repeatJs).push(await launchOnce(ctx, client, ts ? ctx.libraries.idleTs : ctx.libraries.idleJs));
       }
       progress(`launch ${i + 1}/${ctx.sizes.launches}`);
