@@ -11,7 +11,7 @@
  */
 import { pathToFileURL } from "node:url";
 import type { ConnectionParams } from "../database/types.js";
-import { importFrom, modulePath } from "../modules.js";
+import { importFrom, moduleExports, moduleFormat, modulePath } from "../modules.js";
 import { attachShmem } from "../shmem/index.js";
 import type { ShmemAttachment } from "../shmem/types.js";
 import type { FromRunner } from "./ipc.js";
@@ -67,7 +67,9 @@ export async function library(specifier: string, cwd: string): Promise<Library> 
   }
   const path = modulePath(specifier, cwd);
   if (failedPreloads.has(key) && path !== undefined) {
-    return (await import(`${pathToFileURL(path).href}?bgworker-launch`)) as Library;
+    // require() forgets a module whose evaluation threw; an ES module needs a new URL to be evaluated again.
+    if (moduleFormat(path) === "commonjs") return importFrom(specifier, cwd);
+    return moduleExports(await import(`${pathToFileURL(path).href}?bgworker-launch`));
   }
   return load(specifier, cwd, key);
 }
