@@ -6,6 +6,7 @@
  * an SPI worker closes it at start; one that connects elsewhere (another dbname or user) closes it then.
  */
 import pg from "pg";
+import { passwordOf } from "../database/password.js";
 import type { ConnectionParams } from "../database/types.js";
 
 interface Preopened {
@@ -45,7 +46,7 @@ export function preopenSession(params: ConnectionParams, types: pg.CustomTypesCo
     port: params.port,
     user: params.user,
     database: params.database,
-    ...(params.password === undefined ? {} : { password: params.password }),
+    password: passwordOf(params),
     application_name: SPARE_APPLICATION_NAME,
     types,
     keepAlive: true,
