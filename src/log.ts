@@ -32,9 +32,54 @@ export interface LogRecord {
 
 export type LogSink = (line: string) => void;
 
-const defaultSink: LogSink = (line) => {
-  process.stderr.write(line + "\n");
-};
+const brokenStreams = new WeakSet<NodeJS.WriteStream>();
+const guardedStreams = new WeakSet<NodeJS.WriteStream>();
+
+/**
+ * Makes `stream` (the process's stdout or stderr) safe to write to when its reader has gone away
+ * (`bgworker start | head -1`, a closed terminal): the EPIPE that Node reports as an `error` event would
+ * otherwise end the process. From then on writes to it are dropped. Idempotent.
+ */
+export function guardTerminalStream(stream: NodeJS.WriteStream): void {
+  if (guardedStreams.has(stream)) return;
+  guardedStreams.add(stream);
+  stream.on("error", () => {
+    // EPIPE, EIO (terminal gone) or a write after destroy: whatever it is, the terminal is no use any more.
+    brokenStreams.add(stream);
+  });
+}
+
+/** Writes a line to `stream` unless its reader is gone; never throws, never emits an unhandled error. */
+export function writeToTerminal(stream: NodeJS.WriteStream, text: string): void {
+  guardTerminalStream(stream);
+  if (brokenStreams.has(stream) || stream.destroyed || stream.writableEnded) return;
+  try {
+    stream.write(text);
+  } catch {
+    brokenStreams.add(stream);
+  }
+}
+
+/** A sink to a terminal stream (default stderr) that survives the stream breaking. */
+export function terminalSink(stream: NodeJS.WriteStream = process.stderr): LogSink {
+  guardTerminalStream(stream);
+  return (line) => writeToTerminal(stream, line + "\n");
+}
+
+/** Every line to each sink; one sink failing does not keep the line from the others. */
+export function teeSink(...sinks: LogSink[]): LogSink {
+  return (line) => {
+    for (const sink of sinks) {
+      try {
+        sink(line);
+      } catch {
+        // A sink must not throw; if one does, the others still get the line.
+      }
+    }
+  };
+}
+
+const defaultSink: LogSink = (line) => writeToTerminal(process.stderr, line + "\n");
 
 /** `2026-11-24 13:10:00.123 UTC`, PostgreSQL's `%m`. */
 export function pgTimestamp(date: Date): string {

@@ -39,6 +39,12 @@ export interface WorkerStatusRow {
   readonly backendPid?: number | null;
   /** Dynamic workers: the serialisable handle. */
   readonly handle: string | null;
+  /** CPU seconds (user + system) of the running process, read from the OS; null when not running or unknown. */
+  readonly cpuSeconds?: number | null;
+  /** Resident memory of the running process in bytes, read from the OS; null when not running or unknown. */
+  readonly rssBytes?: number | null;
+  /** How long its current process has been this worker, in milliseconds; null when not running. */
+  readonly uptimeMs?: number | null;
 }
 
 export interface PostmasterStatusRow {

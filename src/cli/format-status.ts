@@ -44,7 +44,7 @@ function flags(row: WorkerStatusRow): string {
   return set.length === 0 ? "-" : set.join(",");
 }
 
-const HEADERS = ["SLOT", "NAME", "TYPE", "PID", "BACKEND", "STATE", "START", "RESTART", "RESTARTS", "LAST EXIT", "NOTIFY", "KIND", "FLAGS", "HANDLE"];
+const HEADERS = ["SLOT", "NAME", "TYPE", "PID", "BACKEND", "STATE", "UPTIME", "CPU", "RSS", "START", "RESTART", "RESTARTS", "LAST EXIT", "NOTIFY", "KIND", "FLAGS", "HANDLE"];
 
 function cells(row: WorkerStatusRow, now: number): string[] {
   return [
@@ -54,6 +54,9 @@ function cells(row: WorkerStatusRow, now: number): string[] {
     row.pid === null ? "-" : String(row.pid),
     row.backendPid === null || row.backendPid === undefined ? "-" : String(row.backendPid),
     formatState(row),
+    row.uptimeMs == null ? "-" : formatDuration(row.uptimeMs),
+    row.cpuSeconds == null ? "-" : `${row.cpuSeconds.toFixed(2)}s`,
+    row.rssBytes == null ? "-" : formatBytes(row.rssBytes),
     row.startTime,
     row.restartTimeMs === null ? "never" : formatDuration(row.restartTimeMs),
     String(row.restarts),

@@ -17,6 +17,14 @@ Options:
   --socket PATH               the control socket (default $BGWORKER_SOCKET, else ./.bgworker/bgworker.sock)
   --shutdown-timeout MS       fast shutdown: SIGKILL what remains after MS (default 10000)
   --log-format text|json      PostgreSQL-style log lines, or one JSON object per line (default text)
+  --log-file PATH|none        the log file, also written in the foreground (default ./.bgworker/log/bgworker.log)
+  --log-rotation-size SIZE    rotate the log file at SIZE: 10MB, 512kB, bytes; 0 never (default 10MB)
+  --log-files N               log files kept, the current one included (default 5)
+  -d, --daemon                run in the background: return once ready, printing the postmaster's pid
+  --http [HOST:]PORT          serve /metrics, /api/status, /api/events and a dashboard at / (host 127.0.0.1
+                              by default; any non-loopback host needs a token)
+  --http-token TOKEN          require TOKEN (Authorization: Bearer TOKEN or ?token=TOKEN); default
+                              $BGWORKER_HTTP_TOKEN
   -h, --help                  show this help
 
 Environment:
@@ -24,12 +32,14 @@ Environment:
   BGWORKER_STATE_DIR          where root keeps clusters the postgres user cannot reach in the project
                               (default /var/lib/bgworker)
 `,
-  status: `Usage: bgworker status [--json] [--socket PATH]
+  status: `Usage: bgworker status [--json] [--all] [--socket PATH]
 
-Shows the postmaster and one row per worker slot.
+Shows the postmaster and one row per worker slot, with each worker's uptime, CPU seconds and resident
+memory read from the OS.
 
 Options:
   --json           print the status report as JSON
+  --all            list every postmaster this user runs on this host
   --socket PATH    the postmaster's control socket (default $BGWORKER_SOCKET, else the nearest
                    .bgworker/bgworker.sock at or above the current directory)
   -h, --help       show this help
@@ -89,6 +99,31 @@ Options:
   --socket PATH    the postmaster's control socket (default ./.bgworker/bgworker.sock)
   -h, --help       show this help
 `,
+  logs: `Usage: bgworker logs [-f] [-n N] [--worker TYPE|PID] [--json] [--log-file PATH]
+
+Prints the end of the postmaster's log file (the nearest ./.bgworker/log/bgworker.log, walking up from
+here), reading back through rotated files as needed.
+
+Options:
+  -f, --follow       keep printing new lines as they are written, across rotations (Ctrl-C ends)
+  -n, --lines N      how many lines to print first (default 50)
+  --worker TYPE|PID  only the lines about that worker type or process
+  --json             one JSON object per line, whatever the file's format
+  --log-file PATH    read this file instead
+  -h, --help         show this help
+`,
+  startup: `Usage: bgworker startup systemd EXTENSION... [start options]
+
+Prints a systemd unit that runs "bgworker start EXTENSION... [options]" for this directory, with the
+node and bgworker found now, as the current user; the postmaster runs in the foreground under systemd,
+which restarts it on failure and stops it with SIGINT (fast shutdown). Install it with:
+
+  bgworker startup systemd extension.ts | sudo tee /etc/systemd/system/myapp.service
+  sudo systemctl daemon-reload && sudo systemctl enable --now myapp
+
+Options:
+  -h, --help       show this help
+`,
 };
 
 export const MAIN_HELP = `Usage: bgworker COMMAND [options]        (alias: bgw)
@@ -96,12 +131,14 @@ export const MAIN_HELP = `Usage: bgworker COMMAND [options]        (alias: bgw)
 PostgreSQL's background workers, for TypeScript.
 
 Commands:
-  start EXTENSION...   run a postmaster in the foreground
-  status               show the postmaster and its worker slots
+  start EXTENSION...   run a postmaster (in the foreground, or in the background with -d)
+  status               show the postmaster and its worker slots (--all: every postmaster)
+  logs                 print or follow the postmaster's log file
   launch               start a dynamic background worker
   terminate PID|HANDLE terminate a background worker
   stop                 shut the postmaster down
   reload               SIGHUP to every worker, reload a managed server's configuration
+  startup systemd      print a systemd unit for this project
 
 Run "bgworker COMMAND --help" for a command's options.
 

@@ -19,6 +19,8 @@ const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
   terminate: () => import("./terminate.js"),
   stop: () => import("./stop.js"),
   reload: () => import("./reload.js"),
+  logs: () => import("./logs.js"),
+  startup: () => import("./startup.js"),
 };
 
 /** "start, status, ... or reload": every command, for the messages that list them. */

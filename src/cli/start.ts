@@ -1,13 +1,18 @@
 /**
- * `bgworker start EXTENSION...`: a postmaster in the foreground. SIGHUP reloads; signals map to shutdown modes as with
+ * `bgworker start EXTENSION...`: a postmaster in the foreground. Signals map to shutdown modes as with
  * `pg_ctl`: SIGTERM smart, SIGINT (Ctrl-C) fast, SIGQUIT immediate.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { validateDatabaseOption, withoutPassword } from "../database/options.js";
 import type { DatabaseOption } from "../database/types.js";
-import { LOG_FORMATS, Logger, type LogFormat } from "../log.js";
-import { SOCKET_ENV } from "../control/socket-path.js";
+import { defaultSocketPath, SOCKET_ENV } from "../control/socket-path.js";
+import { guardTerminalStream, LOG_FORMATS, Logger, teeSink, terminalSink, writeToTerminal, type LogFormat, type LogSink } from "../log.js";
+import { DAEMON_ENV, isDaemonChild, reportToStarter, startDetached } from "../ops/daemon.js";
+import { HTTP_TOKEN_ENV, isLoopback, OpsServer, parseHttpAddress, type HttpAddress } from "../ops/http.js";
+import { DEFAULT_LOG_FILE, DEFAULT_LOG_FILES, DEFAULT_LOG_ROTATION_SIZE, parseSize, RotatingLogFile } from "../ops/log-file.js";
+import { LogTail } from "../ops/log-tail.js";
+import { register } from "../ops/registry.js";
 import { looksLikeModuleFile } from "../modules.js";
 import { Postmaster, type PostmasterOptions } from "../postmaster/postmaster.js";
 import { ignoreSignals } from "../runtime/signals.js";
@@ -81,8 +86,37 @@ function extensionOf(name: string): string {
   return existsSync(resolve(name)) || looksLikeModuleFile(name) ? `./${name}` : name;
 }
 
-/** Parses `start`'s arguments into Postmaster options; throws UsageError. */
-export function parseStart(args: readonly string[], env: NodeJS.ProcessEnv = process.env): PostmasterOptions {
+/** What `start` does around the postmaster: its log file, detaching, HTTP. */
+export interface StartOps {
+  /** Absolute path of the log file, or null with `--log-file none`. */
+  readonly logFile: string | null;
+  readonly logRotationSize: number;
+  readonly logFiles: number;
+  readonly daemon: boolean;
+  readonly http: (HttpAddress & { readonly token: string | undefined }) | null;
+}
+
+export interface StartCommand {
+  readonly postmaster: PostmasterOptions;
+  readonly ops: StartOps;
+}
+
+function httpOf(address: string | undefined, token: string | undefined): StartOps["http"] {
+  if (address === undefined) {
+    if (token !== undefined) throw new UsageError("--http-token needs --http", "start");
+    return null;
+  }
+  const parsed = parseHttpAddress(address);
+  if (parsed === undefined) throw new UsageError(`--http ${JSON.stringify(address)} must be [HOST:]PORT, e.g. 9187 or 127.0.0.1:9187`, "start");
+  const chosen = token ?? process.env[HTTP_TOKEN_ENV];
+  if (!isLoopback(parsed.host) && (chosen === undefined || chosen === "")) {
+    throw new UsageError(`--http ${JSON.stringify(address)} is not a loopback address: give a token with --http-token or ${HTTP_TOKEN_ENV}`, "start");
+  }
+  return { ...parsed, token: chosen === "" ? undefined : chosen };
+}
+
+/** Parses `start`'s arguments into Postmaster options and what surrounds it; throws UsageError. */
+export function parseStartCommand(args: readonly string[], env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): StartCommand {
   const parsed = parseOrUsage("start", {
     args: [...args],
     allowPositionals: true,
@@ -94,6 +128,12 @@ export function parseStart(args: readonly string[], env: NodeJS.ProcessEnv = pro
       socket: { type: "string" },
       "shutdown-timeout": { type: "string" },
       "log-format": { type: "string" },
+      "log-file": { type: "string" },
+      "log-rotation-size": { type: "string" },
+      "log-files": { type: "string" },
+      daemon: { type: "boolean", short: "d" },
+      http: { type: "string" },
+      "http-token": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -105,7 +145,18 @@ export function parseStart(args: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   const maxWorkerProcesses = wholeNumber("max-worker-processes", values["max-worker-processes"]);
   const shutdownTimeoutMs = wholeNumber("shutdown-timeout", values["shutdown-timeout"]);
-  return {
+  const logFileText = values["log-file"];
+  if (logFileText === "") throw new UsageError('--log-file must be a path, or "none"', "start");
+  const logFile = logFileText === "none" ? null : resolve(cwd, logFileText ?? DEFAULT_LOG_FILE);
+  const sizeText = values["log-rotation-size"];
+  const logRotationSize = sizeText === undefined ? DEFAULT_LOG_ROTATION_SIZE : parseSize(sizeText);
+  if (logRotationSize === undefined) {
+    throw new UsageError(`--log-rotation-size ${JSON.stringify(sizeText)} must be a size such as 10MB, 512kB or a number of bytes (0: never rotate)`, "start");
+  }
+  const logFiles = wholeNumber("log-files", values["log-files"]) ?? DEFAULT_LOG_FILES;
+  if (logFiles < 1 || logFiles > 1000) throw new UsageError(`--log-files ${logFiles} must be from 1 to 1000`, "start");
+  if (values.daemon === true && logFile === null) throw new UsageError("--daemon needs a log file: drop --log-file none", "start");
+  const postmaster: PostmasterOptions = {
     extensions: positionals.map(extensionOf),
     database: databaseOf(values, env),
     logFormat: logFormat as LogFormat,
@@ -113,6 +164,15 @@ export function parseStart(args: readonly string[], env: NodeJS.ProcessEnv = pro
     ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs }),
     ...socketOf(values.socket ?? process.env[SOCKET_ENV]),
   };
+  return {
+    postmaster,
+    ops: { logFile, logRotationSize, logFiles, daemon: values.daemon === true, http: httpOf(values.http, values["http-token"]) },
+  };
+}
+
+/** Parses `start`'s arguments into Postmaster options; throws UsageError. */
+export function parseStart(args: readonly string[], env: NodeJS.ProcessEnv = process.env): PostmasterOptions {
+  return parseStartCommand(args, env).postmaster;
 }
 
 /** `--socket`, else `$BGWORKER_SOCKET` (as the client commands read it), else the postmaster's default. */
@@ -130,19 +190,48 @@ export async function run(args: string[]): Promise<number> {
     process.stdout.write(HELP.start ?? "");
     return EXIT_OK;
   }
-  const options = parseStart(args);
-  const postmaster = validating("start", () => new Postmaster(options));
-  const { database } = options;
-  if (typeof database === "object" && "url" in database && args.some((arg) => arg === "--database" || arg.startsWith("--database="))) {
-    if (hidePasswordFromCommandLine(database.url)) {
-      new Logger({ format: options.logFormat ?? "text" }).log(
-        "WARNING",
-        `the password given in --database was readable by other local users in the command line until now and has been removed from it; ` +
-          `give it in ${DATABASE_URL_ENV}, PGPASSWORD or a password file (PGPASSFILE, ~/.pgpass) instead`,
-      );
-    }
+  const { postmaster: options, ops } = parseStartCommand(args);
+  const detached = isDaemonChild();
+  // Only this process is the detached postmaster; its workers (and anything they start) are not.
+  delete process.env[DAEMON_ENV];
+  if (ops.daemon && !detached) {
+    const pid = await startDetached({ script: process.argv[1] ?? "", args, cwd: process.cwd(), logFile: ops.logFile! });
+    writeToTerminal(process.stdout, `${pid}\n`);
+    return EXIT_OK;
   }
-  const logger = new Logger({ format: options.logFormat ?? "text" });
+  try {
+    return await runPostmaster(options, ops, detached, args);
+  } catch (error) {
+    if (detached) {
+      await reportToStarter({ t: "failed", message: error instanceof Error ? (error.message.split("\n")[0] ?? error.message) : String(error) });
+    }
+    throw error;
+  }
+}
+
+/**
+ * Where the log goes: the terminal (unless detached: its stderr is the file already), the file, and the
+ * in-memory tail that the dashboard shows.
+ */
+function openLog(ops: StartOps, detached: boolean): { sink: LogSink; tail: LogTail; close: () => void } {
+  const file = ops.logFile === null ? undefined : new RotatingLogFile(ops.logFile, { rotationSize: ops.logRotationSize, files: ops.logFiles });
+  const tail = new LogTail();
+  const terminal = detached ? undefined : terminalSink(process.stderr);
+  const sinks: LogSink[] = [tail.sink];
+  if (terminal !== undefined) sinks.unshift(terminal);
+  if (file !== undefined) {
+    sinks.push((line) => file.write(line, (error) => terminal?.(`bgworker: cannot write the log file ${file.path}: ${error.message}`)));
+  }
+  return { sink: teeSink(...sinks), tail, close: () => file?.close() };
+}
+
+/** The postmaster in this process, with its log file, optional HTTP server and registry entry. */
+async function runPostmaster(options: PostmasterOptions, ops: StartOps, detached: boolean, args: readonly string[]): Promise<number> {
+  const log = openLog(ops, detached);
+  guardTerminalStream(process.stdout);
+  const postmaster = validating("start", () => new Postmaster({ ...options, logSink: log.sink }));
+  warnOfPasswordOnCommandLine(options, args, log.sink);
+  const logger = new Logger({ format: options.logFormat ?? "text", sink: log.sink });
   // SIGUSR1 would open Node's inspector and SIGUSR2 would kill: neither means anything to a postmaster.
   ignoreSignals();
   for (const [signal, mode] of Object.entries(SIGNAL_MODES)) {
@@ -166,14 +255,64 @@ export async function run(args: string[]): Promise<number> {
   };
   process.on("uncaughtException", (error) => crash("uncaught exception", error));
   process.on("unhandledRejection", (reason) => crash("unhandled rejection", reason));
+  // HTTP first: a port that is taken fails the start before anything else is started; the dashboard then
+  // shows the start-up itself.
+  let server: OpsServer | undefined;
+  if (ops.http !== null) {
+    try {
+      server = new OpsServer({ host: ops.http.host, port: ops.http.port, token: ops.http.token, source: { status: () => postmaster.status(), onChange: (l) => postmaster.onChange(l), logTail: log.tail } });
+      await server.listen();
+    } catch (error) {
+      await server?.close();
+      throw new Error(`cannot serve HTTP on ${ops.http.host}:${ops.http.port}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
   try {
     await postmaster.start();
   } catch (error) {
     // _PG_init, a startup hook, the socket or the database failed: everything started is stopped again.
     if (!crashed) logger.log("FATAL", errorText(error).message);
+    await server?.close();
     throw error;
   }
-  if (!crashed) process.stdout.write("ready\n");
+  const unregister = registerSafely(options, ops, server?.url ?? null);
+  process.once("exit", unregister);
+  if (server?.url !== undefined) writeToTerminal(process.stdout, `serving HTTP on ${server.url}\n`);
+  if (!crashed) writeToTerminal(process.stdout, "ready\n");
+  if (detached && !crashed) await reportToStarter({ t: "ready", pid: process.pid });
   await postmaster.closed;
+  await server?.close();
+  unregister();
+  log.close();
   return postmaster.failure === undefined && !crashed ? EXIT_OK : EXIT_FAILURE;
+}
+
+/** A password typed in `--database` is removed from the command line, with a warning in the log. */
+function warnOfPasswordOnCommandLine(options: PostmasterOptions, args: readonly string[], sink: LogSink): void {
+  const { database } = options;
+  if (typeof database !== "object" || !("url" in database)) return;
+  if (!args.some((arg) => arg === "--database" || arg.startsWith("--database="))) return;
+  if (!hidePasswordFromCommandLine(database.url)) return;
+  new Logger({ format: options.logFormat ?? "text", sink }).log(
+    "WARNING",
+    `the password given in --database was readable by other local users in the command line until now and has been removed from it; ` +
+      `give it in ${DATABASE_URL_ENV}, PGPASSWORD or a password file (PGPASSFILE, ~/.pgpass) instead`,
+  );
+}
+
+/** The registry is a convenience for `status --all`: failing to write it is not a reason not to run. */
+function registerSafely(options: PostmasterOptions, ops: StartOps, http: string | null): () => void {
+  try {
+    return register({
+      pid: process.pid,
+      cwd: process.cwd(),
+      socket: options.socketPath === false ? null : resolve(options.socketPath ?? defaultSocketPath()),
+      logFile: ops.logFile,
+      http,
+      extensions: options.extensions,
+      startedAt: new Date().toISOString(),
+    });
+  } catch {
+    return () => undefined;
+  }
 }

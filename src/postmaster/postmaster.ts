@@ -63,6 +63,11 @@ export class Postmaster {
     return this.#shell.status();
   }
 
+  /** Calls `listener` after every change of state (worker, phase, shutdown); returns the unsubscribe function. */
+  onChange(listener: () => void): () => void {
+    return this.#shell.onChange(listener);
+  }
+
   /** Why the postmaster shut itself down, if it did (e.g. shared memory could not be reinitialised). */
   get failure(): Error | undefined {
     return this.#shell.failure;

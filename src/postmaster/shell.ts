@@ -16,6 +16,7 @@ import type { WorkerDefinition } from "../definition.js";
 import { BackgroundWorkerStatus, makeError } from "../errors.js";
 import { Launcher, type HandleRef, type HandleState } from "../launcher.js";
 import { Logger } from "../log.js";
+import { withUsage } from "../ops/proc-usage.js";
 import { ensureTypeScript, importFrom, missingModule, modulePath } from "../modules.js";
 import type { FromRunner } from "../runtime/ipc.js";
 import { cleanupStaleSegments, ShmemHost, type ShmemAttachment, type ShmemRequest } from "../shmem/index.js";
@@ -61,6 +62,9 @@ export class PostmasterShell implements ControlHandler {
   #control: ControlServer | undefined;
   #role: PostmasterRole | undefined;
   #startedAt = 0;
+  /** When each worker process became its worker (ms since the epoch), for the status's uptime. */
+  readonly #since = new Map<number, number>();
+  readonly #changeListeners = new Set<() => void>();
   #fatal: Error | undefined;
   readonly stopped: Promise<void>;
   #markStopped!: () => void;
@@ -82,6 +86,7 @@ export class PostmasterShell implements ControlHandler {
       output: (runner, stream, line) => this.#logger.output(this.#workerRef(runner), stream, line),
       exit: (runner, code, signal) => {
         this.#backendPids.delete(runner.pid);
+        this.#since.delete(runner.pid);
         this.#feed((m) => m.exited(runner.pid, code, signal, Date.now()));
       },
     });
@@ -191,8 +196,16 @@ export class PostmasterShell implements ControlHandler {
         maxWorkerProcesses: this.#options.maxWorkerProcesses,
         shutdown: this.#machine.shuttingDown,
       },
-      workers: this.#machine.rows().map((row) => ({ ...row, backendPid: row.pid === null ? null : (this.#backendPids.get(row.pid) ?? null) })),
+      workers: this.#machine.rows().map((row) =>
+        withUsage({ ...row, backendPid: row.pid === null ? null : (this.#backendPids.get(row.pid) ?? null) }, row.pid === null ? undefined : this.#since.get(row.pid)),
+      ),
     };
+  }
+
+  /** Calls `listener` after every change of state (worker, phase, shutdown); returns the unsubscribe function. */
+  onChange(listener: () => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
   }
 
   // ----- ControlHandler: what the control socket, workers and this process's launcher ask -----------
@@ -361,6 +374,7 @@ export class PostmasterShell implements ControlHandler {
       // An event that threw (e.g. a refused launch) leaves the rest for the next feed; none is lost.
     }
     this.#settleWaiters();
+    for (const listener of this.#changeListeners) listener();
   }
 
   #perform(action: Action): void {
@@ -434,6 +448,7 @@ export class PostmasterShell implements ControlHandler {
       shmem: definition.shmem ? this.#shmemAttachment : null,
     });
     const forkedAt = Date.now();
+    this.#since.set(runner.pid, forkedAt);
     this.#feed((m) => m.forked(slot, generation, runner.pid, forkedAt));
   }
 

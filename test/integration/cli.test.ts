@@ -42,6 +42,7 @@ async function report(socket: string): Promise<StatusReport> {
 const ROW_KEYS = [
   "backendPid",
   "backoffMs",
+  "cpuSeconds",
   "handle",
   "kind",
   "lastExit",
@@ -50,12 +51,14 @@ const ROW_KEYS = [
   "pid",
   "restartTimeMs",
   "restarts",
+  "rssBytes",
   "shmem",
   "slot",
   "spi",
   "startTime",
   "state",
   "type",
+  "uptimeMs",
 ];
 
 describe("bgworker CLI against a running postmaster", () => {
@@ -74,8 +77,8 @@ describe("bgworker CLI against a running postmaster", () => {
         text[0]!,
         new RegExp(`^postmaster pid ${pm.pid}: phase running, database none \\(--no-database\\), up \\S+, shared memory 0 B, 1 of 2 worker slots in use$`),
       );
-      assert.match(text[1]!, /^SLOT\s+NAME\s+TYPE\s+PID\s+BACKEND\s+STATE\s+START\s+RESTART\s+RESTARTS\s+LAST EXIT\s+NOTIFY\s+KIND\s+FLAGS\s+HANDLE$/);
-      assert.match(text[2]!, /^0\s+static looper\s+static looper\s+\d+\s+-\s+running\s+PostmasterStart\s+never\s+0\s+-\s+-\s+static\s+-\s+-$/);
+      assert.match(text[1]!, /^SLOT\s+NAME\s+TYPE\s+PID\s+BACKEND\s+STATE\s+UPTIME\s+CPU\s+RSS\s+START\s+RESTART\s+RESTARTS\s+LAST EXIT\s+NOTIFY\s+KIND\s+FLAGS\s+HANDLE$/);
+      assert.match(text[2]!, /^0\s+static looper\s+static looper\s+\d+\s+-\s+running\s+\S+\s+\d+\.\d\ds\s+\d+\.\d [KMG]iB\s+PostmasterStart\s+never\s+0\s+-\s+-\s+static\s+-\s+-$/);
       assert.equal(text[3], "");
 
       // status --json: the whole report, SPEC §7's rows.

@@ -99,7 +99,7 @@ describe("status table", () => {
       row({ slot: 2, name: "dyn", type: "dyn-type", pid: null, backendPid: null, state: "backoff", startTime: "PostmasterStart", restartTimeMs: 1500, restarts: 6,
         lastExit: { code: 1, signal: null, at: "2026-01-01T11:59:48.000Z" }, notifyPid: 999, kind: "dynamic", spi: false, shmem: false,
         backoffMs: 3200, handle: "bgw1:pm:2:5" }),
-      row({}),
+      row({ uptimeMs: 125_000, cpuSeconds: 1.25, rssBytes: 48 * 1024 * 1024 }),
       row({ slot: 1, name: "crashy", type: "crashy", pid: null, backendPid: null, state: "stopped", lastExit: { code: null, signal: "SIGKILL", at: "2026-01-01T11:00:00.000Z" }, spi: false }),
     ],
   };
@@ -107,10 +107,10 @@ describe("status table", () => {
   it("shows the postmaster row and one aligned row per slot, sorted by slot", () => {
     const expected = [
       "postmaster pid 100: phase running, database embedded (./.bgworker/pgdata), up 1h2m, shared memory 4.0 KiB, 2 of 8 worker slots in use",
-      "SLOT  NAME     TYPE      PID   BACKEND  STATE         START             RESTART  RESTARTS  LAST EXIT        NOTIFY  KIND     FLAGS      HANDLE",
-      "0     counter  counter   4242  5151     running       RecoveryFinished  never    0         -                -       static   spi,shmem  -",
-      "1     crashy   crashy    -     -        stopped       RecoveryFinished  never    0         SIGKILL, 1h ago  -       static   shmem      -",
-      "2     dyn      dyn-type  -     -        backoff 3.2s  PostmasterStart   1.5s     6         exit 1, 12s ago  999     dynamic  -          bgw1:pm:2:5",
+      "SLOT  NAME     TYPE      PID   BACKEND  STATE         UPTIME  CPU    RSS       START             RESTART  RESTARTS  LAST EXIT        NOTIFY  KIND     FLAGS      HANDLE",
+      "0     counter  counter   4242  5151     running       2m5s    1.25s  48.0 MiB  RecoveryFinished  never    0         -                -       static   spi,shmem  -",
+      "1     crashy   crashy    -     -        stopped       -       -      -         RecoveryFinished  never    0         SIGKILL, 1h ago  -       static   shmem      -",
+      "2     dyn      dyn-type  -     -        backoff 3.2s  -       -      -         PostmasterStart   1.5s     6         exit 1, 12s ago  999     dynamic  -          bgw1:pm:2:5",
     ].join("\n");
     assert.equal(formatStatus(report, now), expected);
   });

@@ -230,8 +230,8 @@ describe("bgworker: commands against a postmaster", () => {
     assert.equal(table.code, 0, table.stderr);
     const lines = table.stdout.trimEnd().split("\n");
     assert.equal(lines[0], "postmaster pid 4000: phase running, database none, up 1m5s, shared memory 0 B, 1 of 2 worker slots in use");
-    assert.match(lines[1] ?? "", /^SLOT  NAME  TYPE  PID   BACKEND  STATE    START/);
-    assert.match(lines[2] ?? "", /^0     fn    fn    5000  -        running  PostmasterStart  never    0         -          \d+\s+dynamic  spi    bgw1:pm-cli:0:1$/);
+    assert.match(lines[1] ?? "", /^SLOT  NAME  TYPE  PID   BACKEND  STATE    UPTIME  CPU  RSS  START/);
+    assert.match(lines[2] ?? "", /^0     fn    fn    5000  -        running  -       -    -    PostmasterStart  never    0         -          \d+\s+dynamic  spi    bgw1:pm-cli:0:1$/);
     const json = await cli(["status", "--json"], cwd);
     assert.deepEqual(JSON.parse(json.stdout), handler.status());
   });

@@ -1,0 +1,193 @@
+/** Operating pieces without processes: log file rotation, sinks, /proc parsing, HTTP addresses, registry, tracker. */
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { after, describe, it } from "node:test";
+import { teeSink, terminalSink } from "../../src/log.js";
+import { isLoopback, parseHttpAddress, urlOf } from "../../src/ops/http.js";
+import { parseSize, RotatingLogFile } from "../../src/ops/log-file.js";
+import { LogTail } from "../../src/ops/log-tail.js";
+import { exitStatus } from "../../src/ops/metrics.js";
+import { cpuSecondsFromStat, processUsage, rssBytesFromStatus, withUsage } from "../../src/ops/proc-usage.js";
+import { listPostmasters, register } from "../../src/ops/registry.js";
+import { StatusTracker, type OpsSource } from "../../src/ops/source.js";
+import type { StatusReport, WorkerStatusRow } from "../../src/status.js";
+
+const dir = mkdtempSync(join(tmpdir(), "bgw-ops-unit-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("log file", () => {
+  it("rotates by size and keeps a bounded number of files", () => {
+    const path = join(dir, "rot", "bgworker.log");
+    const file = new RotatingLogFile(path, { rotationSize: 100, files: 3 });
+    for (let i = 0; i < 20; i += 1) file.write(`line ${String(i).padStart(2, "0")} ${"x".repeat(30)}`);
+    file.close();
+    assert.equal(statSync(join(dir, "rot")).mode & 0o777, 0o700);
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    assert.ok(existsSync(`${path}.1`) && existsSync(`${path}.2`));
+    assert.ok(!existsSync(`${path}.3`), "at most 3 files");
+    for (const name of [path, `${path}.1`, `${path}.2`]) assert.ok(statSync(name).size <= 100, `${name} within the rotation size`);
+    // The newest lines are in the current file, the ones before in .1.
+    assert.match(readFileSync(path, "utf8"), /line 19/);
+    const older = readFileSync(`${path}.1`, "utf8");
+    assert.ok(!older.includes("line 19") && older.includes("line 1"));
+  });
+
+  it("appends to an existing file and counts its size", () => {
+    const path = join(dir, "append.log");
+    writeFileSync(path, "x".repeat(90) + "\n");
+    const file = new RotatingLogFile(path, { rotationSize: 100, files: 2 });
+    file.write("y".repeat(20));
+    file.close();
+    assert.equal(readFileSync(`${path}.1`, "utf8").length, 91);
+    assert.equal(readFileSync(path, "utf8"), "y".repeat(20) + "\n");
+  });
+
+  it("parses sizes with PostgreSQL's units", () => {
+    assert.equal(parseSize("10MB"), 10 * 1024 * 1024);
+    assert.equal(parseSize("512kB"), 512 * 1024);
+    assert.equal(parseSize("1GB"), 1024 ** 3);
+    assert.equal(parseSize("4096"), 4096);
+    assert.equal(parseSize("0"), 0);
+    assert.equal(parseSize("10 mb"), undefined);
+    assert.equal(parseSize("-1"), undefined);
+  });
+});
+
+describe("log sinks", () => {
+  it("drop lines once the terminal's reader is gone, without an unhandled error", async () => {
+    const stream = new PassThrough() as unknown as NodeJS.WriteStream;
+    const sink = terminalSink(stream);
+    sink("one");
+    (stream as unknown as PassThrough).destroy(Object.assign(new Error("write EPIPE"), { code: "EPIPE" }));
+    await new Promise((resolve) => setImmediate(resolve));
+    sink("two"); // must neither throw nor emit an unhandled 'error'
+    await new Promise((resolve) => setImmediate(resolve));
+  });
+
+  it("tee gives every sink the line even when one throws", () => {
+    const got: string[] = [];
+    teeSink(
+      () => {
+        throw new Error("broken");
+      },
+      (line) => got.push(line),
+    )("hello");
+    assert.deepEqual(got, ["hello"]);
+  });
+
+  it("a tail keeps the last lines and feeds new ones", () => {
+    const tail = new LogTail(3);
+    const fed: string[] = [];
+    tail.subscribe((line) => fed.push(line));
+    for (const line of ["a", "b", "c", "d"]) tail.sink(line);
+    assert.deepEqual(tail.lines(), ["b", "c", "d"]);
+    assert.deepEqual(tail.lines(2), ["c", "d"]);
+    assert.deepEqual(fed, ["a", "b", "c", "d"]);
+  });
+});
+
+describe("process usage from /proc", () => {
+  it("parses stat with a command name holding spaces and parentheses", () => {
+    const stat = "1234 (node (x) y) S 1 1234 1234 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 11 0 12345 1000 2000";
+    assert.equal(cpuSecondsFromStat(stat), 3);
+    assert.equal(rssBytesFromStatus("Name:\tnode\nVmRSS:\t   2048 kB\n"), 2048 * 1024);
+    assert.equal(rssBytesFromStatus("Name:\tkthread\n"), null);
+  });
+
+  it("reads this process, and nothing for a pid that is gone", () => {
+    const usage = processUsage(process.pid);
+    assert.ok(usage !== null && usage.rssBytes > 0 && usage.cpuSeconds >= 0);
+    assert.equal(processUsage(2 ** 22 + 12345), null);
+    const row = withUsage({ pid: null as number | null }, 1000, 5000);
+    assert.deepEqual(row, { pid: null, uptimeMs: null, cpuSeconds: null, rssBytes: null });
+    assert.equal(withUsage({ pid: process.pid }, 1000, 5000).uptimeMs, 4000);
+  });
+});
+
+describe("HTTP addresses", () => {
+  it("parses [HOST:]PORT, loopback by default", () => {
+    assert.deepEqual(parseHttpAddress("9187"), { host: "127.0.0.1", port: 9187 });
+    assert.deepEqual(parseHttpAddress("0.0.0.0:80"), { host: "0.0.0.0", port: 80 });
+    assert.deepEqual(parseHttpAddress("[::1]:8080"), { host: "::1", port: 8080 });
+    assert.deepEqual(parseHttpAddress("localhost:1"), { host: "localhost", port: 1 });
+    for (const bad of ["", "x", "70000", "host:", ":80", "[zz]:80", "1.2.3.4:80:80"]) assert.equal(parseHttpAddress(bad), undefined, bad);
+    assert.equal(urlOf({ host: "::1", port: 1 }), "http://[::1]:1/");
+  });
+
+  it("knows loopback addresses", () => {
+    for (const host of ["127.0.0.1", "127.8.9.1", "::1", "localhost"]) assert.ok(isLoopback(host), host);
+    for (const host of ["0.0.0.0", "10.0.0.1", "::", "example.com", "128.0.0.1"]) assert.ok(!isLoopback(host), host);
+  });
+
+  it("reports an exit by signal as the shell does", () => {
+    assert.equal(exitStatus({ code: 1, signal: null, at: "" }), 1);
+    assert.equal(exitStatus({ code: null, signal: "SIGKILL", at: "" }), 137);
+  });
+});
+
+describe("postmaster registry", () => {
+  it("lists live postmasters, owner-only, and removes dead entries", () => {
+    const registry = join(dir, "registry");
+    const entry = { pid: process.pid, cwd: "/srv/app", socket: null, logFile: null, http: null, extensions: ["x.ts"], startedAt: new Date().toISOString() };
+    const unregister = register(entry, registry);
+    writeFileSync(join(registry, "999999999.json"), JSON.stringify({ ...entry, pid: 999_999_999 }));
+    writeFileSync(join(registry, "12.json"), "not json");
+    assert.equal(statSync(registry).mode & 0o777, 0o700);
+    assert.deepEqual(listPostmasters(registry), [entry]);
+    assert.ok(!existsSync(join(registry, "999999999.json")) && !existsSync(join(registry, "12.json")));
+    unregister();
+    assert.deepEqual(listPostmasters(registry), []);
+  });
+});
+
+function row(fields: Partial<WorkerStatusRow>): WorkerStatusRow {
+  return {
+    slot: 0, name: "w", type: "w", pid: 10, state: "running", startTime: "PostmasterStart", restartTimeMs: 100, restarts: 0,
+    lastExit: null, notifyPid: 0, kind: "static", spi: false, shmem: false, backoffMs: null, handle: null, ...fields,
+  };
+}
+
+describe("status tracker", () => {
+  it("records history, measures launch latency and reports each change once", async () => {
+    let now = 1_000;
+    let workers: WorkerStatusRow[] = [row({ state: "running" })];
+    const listeners = new Set<() => void>();
+    const source: OpsSource = {
+      status: (): StatusReport => ({
+        postmaster: { pid: 1, phase: "running", database: "none", uptimeMs: 0, shmemBytes: 0, maxWorkerProcesses: 8, shutdown: null },
+        workers,
+      }),
+      onChange: (listener) => (listeners.add(listener), () => listeners.delete(listener)),
+      logTail: new LogTail(),
+    };
+    const tracker = new StatusTracker(source, 3_600_000, () => now);
+    const reports: StatusReport[] = [];
+    const latencies: number[] = [];
+    tracker.subscribe((report) => reports.push(report));
+    tracker.onLaunchLatency((seconds) => latencies.push(seconds));
+    const change = async (next: WorkerStatusRow[], at: number): Promise<void> => {
+      workers = next;
+      now = at;
+      for (const listener of listeners) listener();
+      for (const listener of listeners) listener(); // coalesced: one snapshot per tick
+      await new Promise((resolve) => setImmediate(resolve));
+    };
+    await change([row({ state: "backoff", pid: null })], 2_000);
+    await change([row({ state: "starting", pid: 11, restarts: 1 })], 2_100);
+    await change([row({ state: "running", pid: 11, restarts: 1 })], 2_350);
+    await change([row({ state: "running", pid: 11, restarts: 1 })], 2_400); // nothing changed
+    assert.equal(reports.length, 3);
+    assert.deepEqual(latencies, [0.25]);
+    assert.deepEqual(tracker.historyOf()["0:w"]!.map((p) => [p.t, p.state, p.restarts]), [
+      [1_000, "running", 0],
+      [2_000, "backoff", 0],
+      [2_100, "starting", 1],
+      [2_350, "running", 1],
+    ]);
+    tracker.close();
+    assert.equal(listeners.size, 0);
+  });
+});
