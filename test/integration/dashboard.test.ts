@@ -53,41 +53,42 @@ describe("dashboard", () => {
         const rollup = await pm.until("rollup's pid", () => pm.records.find((r) => r.worker?.name === "rollup" && r.stream === "stdout")?.pid);
         const page = await browser.newPage();
         await page.goto(url, { waitUntil: "load" });
-        const rowOf = (slot: number): Promise<{ state: string; pid: string; restarts: string; text: string }> =>
-          page.$eval(`#slot-${slot}`, (tr) => {
-            const row = tr as HTMLTableRowElement;
-            return { state: row.dataset.state ?? "", pid: row.dataset.pid ?? "", restarts: row.dataset.restarts ?? "", text: row.innerText };
-          });
-        await page.waitForFunction(() => document.querySelector("#slot-1")?.getAttribute("data-state") === "running", { timeout: PATIENCE_MS });
+        // Page code is given as strings: this file is compiled without the DOM's types.
+        const rowOf = async (slot: number): Promise<{ state: string; pid: string; restarts: string; text: string }> =>
+          (await page.evaluate(`(() => {
+            const row = document.querySelector("#slot-${slot}");
+            return { state: row.dataset.state, pid: row.dataset.pid, restarts: row.dataset.restarts, text: row.innerText };
+          })()`)) as { state: string; pid: string; restarts: string; text: string };
+        const rowIs = (slot: number, state: string, restarts?: number): Promise<unknown> =>
+          page.waitForFunction(
+            `(() => { const row = document.querySelector("#slot-${slot}");
+              return row !== null && row.dataset.state === ${JSON.stringify(state)}${restarts === undefined ? "" : ` && row.dataset.restarts === "${restarts}"`}; })()`,
+            { timeout: PATIENCE_MS },
+          );
+        await rowIs(1, "running");
         const before = await rowOf(1);
         assert.equal(before.pid, String(rollup));
         assert.equal(before.restarts, "0");
         assert.match(before.text, /rollup/);
-        assert.equal(await page.$eval("#conn", (e) => e.textContent), "live");
+        await page.waitForFunction(`document.getElementById("conn").textContent === "live"`, { timeout: PATIENCE_MS });
 
         process.kill(rollup, "SIGKILL");
         // Its restart time is 3 s: the row shows the backoff, then the new process, counted.
-        await page.waitForFunction(() => document.querySelector("#slot-1")?.getAttribute("data-state") === "backoff", { timeout: PATIENCE_MS });
+        await rowIs(1, "backoff");
         assert.match((await rowOf(1)).text, /SIGKILL/);
-        await page.waitForFunction(
-          () => {
-            const row = document.querySelector("#slot-1");
-            return row?.getAttribute("data-state") === "running" && row.getAttribute("data-restarts") === "1";
-          },
-          { timeout: PATIENCE_MS },
-        );
+        await rowIs(1, "running", 1);
         const afterRestart = await rowOf(1);
         assert.notEqual(afterRestart.pid, before.pid);
         assert.ok(!started.some((e: WorkerEvent) => String(e.pid) === afterRestart.pid), "a new process");
         // The chart has the state bands; the log tail has the exit line.
-        assert.ok((await page.$$eval("#slot-1 svg rect", (rects) => rects.length)) >= 3);
-        await page.waitForFunction(() => /background worker "rollup" \(PID \d+\) was terminated by signal 9|"rollup".*SIGKILL|signal 9/.test(document.getElementById("log")?.textContent ?? ""), {
+        assert.ok(Number(await page.evaluate(`document.querySelectorAll("#slot-1 svg rect").length`)) >= 3);
+        await page.waitForFunction(`/background worker "rollup" \\(PID ${rollup}\\) was terminated by signal 9/.test(document.getElementById("log").textContent)`, {
           timeout: PATIENCE_MS,
         });
         const screenshot = process.env.BGWORKER_SCREENSHOT;
         if (screenshot !== undefined && screenshot !== "") {
           // A little history for the charts: the mailer fails every few seconds.
-          await page.waitForFunction(() => Number(document.querySelector("#slot-2")?.getAttribute("data-restarts")) >= 4, { timeout: 60_000 });
+          await page.waitForFunction(`Number(document.querySelector("#slot-2").dataset.restarts) >= 4`, { timeout: 60_000 });
           await page.screenshot({ path: screenshot as `${string}.png`, fullPage: true });
         }
       } finally {
