@@ -99,6 +99,16 @@ Options:
   --socket PATH    the postmaster's control socket (default ./.bgworker/bgworker.sock)
   -h, --help       show this help
 `,
+  restart: `Usage: bgworker restart TYPE|PID|HANDLE [--socket PATH]
+
+Starts a new process now for a worker, whatever its restart time, counted in its restarts: a running
+worker gets SIGTERM and starts again as soon as it exits; one waiting out its restart time starts at
+once. TYPE restarts every registered worker of that type. A terminated worker is not restarted.
+
+Options:
+  --socket PATH    the postmaster's control socket (default ./.bgworker/bgworker.sock)
+  -h, --help       show this help
+`,
   logs: `Usage: bgworker logs [-f] [-n N] [--worker TYPE|PID] [--json] [--log-file PATH]
 
 Prints the end of the postmaster's log file (the nearest ./.bgworker/log/bgworker.log, walking up from
@@ -134,6 +144,8 @@ Commands:
   start EXTENSION...   run a postmaster (in the foreground, or in the background with -d)
   status               show the postmaster and its worker slots (--all: every postmaster)
   logs                 print or follow the postmaster's log file
+  restart TYPE|PID|HANDLE
+                       start a new process for a worker now
   launch               start a dynamic background worker
   terminate PID|HANDLE terminate a background worker
   stop                 shut the postmaster down

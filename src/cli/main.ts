@@ -20,6 +20,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
   stop: () => import("./stop.js"),
   reload: () => import("./reload.js"),
   logs: () => import("./logs.js"),
+  restart: () => import("./restart.js"),
   startup: () => import("./startup.js"),
 };
 

@@ -8,7 +8,7 @@ import { launchWith, type BackgroundWorkerBuilder } from "../builder.js";
 import { leaveRole, processRole, takeRole, type ClientRole } from "../context.js";
 import { makeError } from "../errors.js";
 import type { DynamicBackgroundWorker } from "../handle.js";
-import { Launcher, parseHandle } from "../launcher.js";
+import { formatHandle, Launcher, parseHandle } from "../launcher.js";
 import type { ShutdownMode, StatusReport, WorkerStatusRow } from "../status.js";
 import { RequestChannel } from "./channel.js";
 import {
@@ -172,6 +172,30 @@ export class PostmasterClient {
       return;
     }
     await this.#transport.launcher.terminate(parseHandle(target));
+  }
+
+  /**
+   * A new process now for a worker (by pid or handle) or for every registered worker of a type
+   * (`{ type }`), whatever its restart time, counted in its restarts. Resolves with how many workers
+   * matched; rejects (ERR_BGWORKER_NO_SUCH_WORKER) when none does.
+   */
+  async restart(target: number | string | { readonly type: string }): Promise<number> {
+    let wire: { pid: number } | { handle: string } | { type: string };
+    if (typeof target === "number") {
+      if (!Number.isInteger(target) || target <= 0) {
+        throw makeError(TypeError, "ERR_BGWORKER_INVALID_VALUE", `restart: pid ${target} must be a positive integer`, this.restart);
+      }
+      wire = { pid: target };
+    } else if (typeof target === "string") {
+      wire = { handle: formatHandle(parseHandle(target)) };
+    } else if (typeof target === "object" && target !== null && typeof target.type === "string" && target.type.length > 0) {
+      wire = { type: target.type };
+    } else {
+      throw makeError(TypeError, "ERR_BGWORKER_INVALID_VALUE", "restart: target must be a pid, a handle or { type: string }", this.restart);
+    }
+    const result = (await this.#transport.channel.request({ op: "restart", target: wire }, "reject")) as { matched?: unknown } | null;
+    if (typeof result?.matched !== "number") throw new ProtocolError("reply: restart is not {matched}");
+    return result.matched;
   }
 
   /** Asks the postmaster to shut down (default fast, as `pg_ctl stop`); resolves once it has accepted (see `closed` for its exit). */

@@ -7,7 +7,7 @@ import { admitLaunch } from "../admission.js";
 import { errorToWire, type WireError } from "../errors.js";
 import { formatHandle } from "../launcher.js";
 import type { ControlHandler } from "./handler.js";
-import { handleStateToWire, requestFromValue, type LaunchResult, type Request, type RequestId } from "./protocol.js";
+import { handleStateToWire, requestFromValue, type LaunchResult, type Request, type RequestId, type RestartResult } from "./protocol.js";
 
 /** Runs `request` on `handler` for the process `callerPid` (the notify pid that launches and waits are judged by). */
 export async function dispatchRequest(handler: ControlHandler, request: Request, callerPid: number): Promise<unknown> {
@@ -28,6 +28,10 @@ export async function dispatchRequest(handler: ControlHandler, request: Request,
     case "terminate":
       handler.terminate(request.target);
       return null;
+    case "restart": {
+      const result: RestartResult = { matched: handler.restart(request.target) };
+      return result;
+    }
     case "stop":
       handler.stop(request.mode);
       return null;

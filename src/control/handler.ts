@@ -7,6 +7,7 @@
 import type { WorkerDefinition } from "../definition.js";
 import type { HandleRef, HandleState } from "../launcher.js";
 import type { ShutdownMode, StatusReport } from "../status.js";
+import type { RestartTargetOf } from "./protocol.js";
 
 export interface ControlHandler {
   /** `HandleRef.postmaster` of this run; the hello reply carries it so clients can tell runs apart. */
@@ -23,6 +24,11 @@ export interface ControlHandler {
   waitForShutdown(ref: HandleRef, callerPid: number): Promise<HandleState>;
   /** A number is a worker's pid: throws `Error("no background worker with pid N")` when there is none. */
   terminate(target: number | HandleRef): void;
+  /**
+   * A new process now for each worker `target` names, whatever its restart time (`bgworker restart`);
+   * returns how many matched. Throws `Error` (ERR_BGWORKER_NO_SUCH_WORKER) when none does.
+   */
+  restart(target: RestartTargetOf<HandleRef>): number;
   stop(mode: ShutdownMode): void;
   /** SIGHUP to every worker and a managed server reloaded; resolves once the server has been signalled. */
   reload(): Promise<void>;

@@ -31,8 +31,8 @@ const MAX_ID_LENGTH = 64;
 /** A request's id: a non-negative safe integer or a short string, chosen by the client. */
 export type RequestId = number | string;
 
-export type Op = "status" | "launch" | "state" | "waitForStartup" | "waitForShutdown" | "terminate" | "stop" | "reload";
-export const OPS: readonly Op[] = ["status", "launch", "state", "waitForStartup", "waitForShutdown", "terminate", "stop", "reload"];
+export type Op = "status" | "launch" | "state" | "waitForStartup" | "waitForShutdown" | "terminate" | "restart" | "stop" | "reload";
+export const OPS: readonly Op[] = ["status", "launch", "state", "waitForStartup", "waitForShutdown", "terminate", "restart", "stop", "reload"];
 
 /** The first frame of a connection, from the client. */
 export interface HelloRequest {
@@ -58,8 +58,17 @@ type RequestOf<Handle> =
   | { readonly id: RequestId; readonly op: "launch"; readonly definition: WorkerDefinition }
   | { readonly id: RequestId; readonly op: "state" | "waitForStartup" | "waitForShutdown"; readonly handle: Handle }
   | { readonly id: RequestId; readonly op: "terminate"; readonly target: number | Handle }
+  | { readonly id: RequestId; readonly op: "restart"; readonly target: RestartTargetOf<Handle> }
   | { readonly id: RequestId; readonly op: "stop"; readonly mode: ShutdownMode }
   | { readonly id: RequestId; readonly op: "reload" };
+
+/** What `restart` names: a worker's pid, its handle, or every registered worker of a type. */
+export type RestartTargetOf<Handle> = { readonly pid: number } | { readonly handle: Handle } | { readonly type: string };
+
+/** The result of a `restart`: how many workers it matched (at least 1; none is an error). */
+export interface RestartResult {
+  readonly matched: number;
+}
 
 /** Requests as they are written on the wire (handles as strings). */
 export type WireRequest = RequestOf<string>;
@@ -283,6 +292,19 @@ function parseOp(id: RequestId, op: Op, value: Record<string, unknown>): Request
       }
       if (typeof target !== "string") throw new ProtocolError(`terminate: target ${describe(target)} must be a worker pid or a handle string`);
       return { id, op, target: parseHandle(target) };
+    }
+    case "restart": {
+      only(["target"]);
+      const target = value.target;
+      const keys = isRecord(target) ? Object.keys(target) : [];
+      const fail = (): never => {
+        throw new ProtocolError(`restart: target ${describe(target)} must be {"pid": PID}, {"handle": HANDLE} or {"type": TYPE}`);
+      };
+      if (!isRecord(target) || keys.length !== 1) return fail();
+      if (keys[0] === "pid") return isPid(target.pid) ? { id, op, target: { pid: target.pid } } : fail();
+      if (keys[0] === "handle") return { id, op, target: { handle: parseHandleField(op, target.handle) } };
+      if (keys[0] === "type" && typeof target.type === "string" && target.type.length > 0) return { id, op, target: { type: target.type } };
+      return fail();
     }
     case "stop": {
       only(["mode"]);

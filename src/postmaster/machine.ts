@@ -51,6 +51,9 @@ export type Action =
  * The postmaster's own life: `new`, `loading` while extensions run `_PG_init` (static registration is open),
  * `starting` once workers may start, `running` once everything is served, then `stopping` and `stopped`.
  */
+/** What `bgworker restart` names: a worker's pid, its handle, or every registered worker of a type. */
+export type RestartTarget = { readonly pid: number } | { readonly handle: HandleRef } | { readonly type: string };
+
 export type Lifecycle = "new" | "loading" | "starting" | "running" | "stopping" | "stopped";
 
 export interface MachineOptions {
@@ -78,6 +81,8 @@ interface ProcessFacts extends RunFacts {
   readonly runStartedAt: number;
   /** Killed by the postmaster as part of a crash-restart: its exit is expected, not another crash. */
   readonly killedForCrash: boolean;
+  /** Asked to stop by `bgworker restart`: started again as soon as it exits, whatever its restart time. */
+  readonly restartRequested: boolean;
 }
 
 /** Where a slot's worker is in its life. */
@@ -273,7 +278,7 @@ export class PostmasterMachine {
     const slot = this.#slotAt(slotIndex, generation);
     if (slot === undefined || slot.run.state !== "spawning") return this.#flush();
     const { terminated } = slot.run;
-    slot.run = { state: "starting", pid, runStartedAt: now, terminated, killedForCrash: false };
+    slot.run = { state: "starting", pid, runStartedAt: now, terminated, killedForCrash: false, restartRequested: false };
     this.#slotByPid.set(pid, slot);
     this.#emit({ type: "log", level: "DEBUG", message: `started background worker "${slot.definition.name}" (PID ${pid})`, worker: workerOf(slot) });
     // Decisions taken while the process did not exist yet apply to it now.
@@ -310,15 +315,22 @@ export class PostmasterMachine {
     const slot = this.#slotByPid.get(pid);
     if (slot === undefined || !("pid" in slot.run)) return this.#flush();
     this.#slotByPid.delete(pid);
-    const { terminated, killedForCrash, runStartedAt } = slot.run;
+    const { terminated, killedForCrash, runStartedAt, restartRequested } = slot.run;
     const lastExit: LastExit = { code, signal, at: new Date(now).toISOString() };
+    const crashed = classifyExit(code, signal) === "crashed" && slot.definition.shmem;
     this.#emit({ type: "log", level: "LOG", message: `background worker "${slot.definition.type}" (PID ${pid}) ${describeExit(code, signal)}`, worker: workerOf(slot) });
-    if (killedForCrash) {
+    if (restartRequested && !terminated && !killedForCrash && !crashed && this.#shutdownMode === null) {
+      // An administrator's restart: a new process now; its stop was asked for, so it is no failure.
+      slot.lastExit = lastExit;
+      slot.fastFailures = 0;
+      slot.run = { state: "waiting" };
+      this.#startIfAllowed(slot);
+    } else if (killedForCrash) {
       slot.lastExit = lastExit;
       // Killed as part of a crash-restart: restartable workers come back when the segment is re-created.
       if (slot.definition.restartTimeMs === null || terminated || this.#shutdownMode !== null) this.#unregister(slot, terminated);
       else slot.run = { state: "waiting" };
-    } else if (classifyExit(code, signal) === "crashed" && slot.definition.shmem && this.#shutdownMode === null) {
+    } else if (crashed && this.#shutdownMode === null) {
       this.#crash(slot, lastExit, now - runStartedAt, terminated);
     } else {
       this.#afterExit(slot, lastExit, now - runStartedAt, terminated);
@@ -460,6 +472,48 @@ export class PostmasterMachine {
       if (hasProcess(slot)) this.#emit({ type: "signal", pid: slot.run.pid, signal: "SIGTERM" });
     } else if (registered(slot)) {
       this.#unregister(slot, true);
+    }
+  }
+
+  /**
+   * `bgworker restart`: a new process for each worker matched, now, whatever its restart time, counted in its
+   * restarts. A running worker gets SIGTERM and starts again as soon as it exits; one in backoff starts at
+   * once; one starting already is left to start; one waiting for its start time keeps waiting. Returns how
+   * many registered workers matched; a terminated one is not restarted.
+   */
+  restart(target: RestartTarget): { matched: number; actions: Action[] } {
+    if (this.#shutdownMode !== null || this.#registering()) {
+      throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `cannot restart background workers: the postmaster is ${this.#shutdownMode !== null ? "shutting down" : "starting"}`);
+    }
+    const slots = this.#restartTargets(target);
+    for (const slot of slots) this.#restartSlot(slot);
+    return { matched: slots.length, actions: this.#flush() };
+  }
+
+  #restartTargets(target: RestartTarget): Slot[] {
+    if ("pid" in target) {
+      const slot = this.#slotByPid.get(target.pid);
+      return slot === undefined ? [] : [slot];
+    }
+    if ("handle" in target) {
+      const slot = this.#liveSlot(target.handle);
+      return slot === undefined ? [] : [slot];
+    }
+    return this.#slots.filter((slot) => registered(slot) && slot.definition.type === target.type);
+  }
+
+  #restartSlot(slot: Slot): void {
+    if (hasProcess(slot)) {
+      if (slot.run.terminated || slot.run.killedForCrash || slot.run.restartRequested) return;
+      slot.run = { ...slot.run, restartRequested: true };
+      this.#emit({ type: "log", level: "LOG", message: `restarting background worker "${slot.definition.type}" (PID ${slot.run.pid}) at administrator request`, worker: workerOf(slot) });
+      this.#emit({ type: "signal", pid: slot.run.pid, signal: "SIGTERM" });
+    } else if (slot.run.state === "backoff") {
+      this.#emit({ type: "clearTimer", key: restartTimer(slot) });
+      this.#emit({ type: "log", level: "LOG", message: `restarting background worker "${slot.definition.type}" now at administrator request`, worker: workerOf(slot) });
+      slot.fastFailures = 0;
+      slot.run = { state: "waiting" };
+      this.#startIfAllowed(slot);
     }
   }
 

@@ -8,13 +8,13 @@ import { leaveRole, processRole, takeRole, withInit, type InitContext, type Post
 import { lostOutcome, withCallerStack, type OnLost, type OutgoingRequest, type Requester } from "../control/channel.js";
 import { answerRequest, dispatchRequest } from "../control/dispatch.js";
 import type { ControlHandler } from "../control/handler.js";
-import { requestFromValue } from "../control/protocol.js";
+import { requestFromValue, type RestartTargetOf } from "../control/protocol.js";
 import { assertSocketFree, ControlServer } from "../control/server.js";
 import { openDatabase } from "../database/index.js";
 import type { ServedDatabase } from "../database/types.js";
 import type { WorkerDefinition } from "../definition.js";
 import { BackgroundWorkerStatus, makeError } from "../errors.js";
-import { Launcher, type HandleRef, type HandleState } from "../launcher.js";
+import { formatHandle, Launcher, type HandleRef, type HandleState } from "../launcher.js";
 import { Logger } from "../log.js";
 import { withUsage } from "../ops/proc-usage.js";
 import { ensureTypeScript, importFrom, missingModule, modulePath } from "../modules.js";
@@ -248,6 +248,20 @@ export class PostmasterShell implements ControlHandler {
     } else {
       this.#feed((m) => m.terminate(target));
     }
+  }
+
+  restart(target: RestartTargetOf<HandleRef>): number {
+    let matched = 0;
+    this.#feed((m) => {
+      const result = m.restart(target);
+      matched = result.matched;
+      return result.actions;
+    });
+    if (matched === 0) {
+      const what = "pid" in target ? `with pid ${target.pid}` : "type" in target ? `of type "${target.type}"` : `with handle ${formatHandle(target.handle)}`;
+      throw makeError(Error, "ERR_BGWORKER_NO_SUCH_WORKER", `no registered background worker ${what}`);
+    }
+    return matched;
   }
 
   clientGone(pid: number): void {

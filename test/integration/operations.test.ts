@@ -274,6 +274,47 @@ describe("start --http", () => {
   });
 });
 
+describe("restart", () => {
+  it("starts a new process now for a running worker that never restarts, and for one waiting out its restart time", async () => {
+    const pm = await startPostmaster({
+      workers: [
+        { name: "steady", function: "sleepForever", restartTimeMs: null },
+        { name: "slow", function: "runThenExit", argument: 1, restartTimeMs: 600_000 },
+      ],
+    });
+    try {
+      const socket = pm.socket;
+      const report = async (): Promise<StatusReport> => JSON.parse(ok(await bgworker(["status", "--json", "--socket", socket])).stdout) as StatusReport;
+      const row = async (name: string) => (await report()).workers.find((w) => w.name === name)!;
+      const steady = await eventually("steady running", async () => ((await row("steady")).state === "running" ? row("steady") : undefined));
+      await eventually("slow in backoff", async () => ((await row("slow")).state === "backoff" ? true : undefined));
+
+      ok(await bgworker(["restart", String(steady.pid), "--socket", socket]));
+      const restarted = await eventually("steady restarted", async () => {
+        const r = await row("steady");
+        return r.state === "running" && r.pid !== steady.pid ? r : undefined;
+      });
+      assert.equal(restarted.restarts, 1);
+      assert.ok(!alive(steady.pid!));
+      await pm.waitForLog(new RegExp(`^restarting background worker "steady" \\(PID ${steady.pid}\\) at administrator request$`));
+
+      // By type, out of a ten-minute backoff.
+      ok(await bgworker(["restart", "slow", "--socket", socket]));
+      await eventually("slow started again", async () => ((await row("slow")).restarts >= 1 ? true : undefined));
+      await pm.until("slow's second run", () => {
+        const slowPids = new Set(pm.records.filter((r) => r.worker?.name === "slow").map((r) => r.pid));
+        return pm.events("started").filter((e) => slowPids.has(e.pid)).length >= 2 ? true : undefined;
+      });
+
+      const none = await bgworker(["restart", "nobody", "--socket", socket]);
+      assert.equal(none.code, 1);
+      assert.equal(none.stderr, 'bgworker: no registered background worker of type "nobody"\n');
+    } finally {
+      await pm.close();
+    }
+  });
+});
+
 describe("startup systemd", () => {
   it("prints a unit for this project with the resolved node, CLI and extensions", async () => {
     const unit = ok(await bgworker(["startup", "systemd", "test/fixtures/extension.ts", "--no-database", "--http", "9187"])).stdout;

@@ -57,6 +57,9 @@ class CountingHandler implements ControlHandler {
     return { status: BackgroundWorkerStatus.Untracked };
   }
   terminate(): void {}
+  restart(): number {
+    return 0;
+  }
   stop(): void {}
   clientGone(): void {}
   async reload(): Promise<void> {}

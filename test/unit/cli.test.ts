@@ -88,6 +88,12 @@ class InstantPostmaster implements ControlHandler {
   async waitForShutdown(): Promise<HandleState> {
     return { status: BackgroundWorkerStatus.Untracked };
   }
+  readonly restarted: unknown[] = [];
+  restart(target: { pid: number } | { handle: HandleRef } | { type: string }): number {
+    if ("type" in target && target.type === "nobody") throw new Error('no registered background worker of type "nobody"');
+    this.restarted.push(target);
+    return "type" in target ? 2 : 1;
+  }
   terminate(target: number | HandleRef): void {
     const slot = typeof target === "number" ? target - 5000 : target.slot;
     if (typeof target === "number" && !this.live.has(slot)) throw new Error(`no background worker with pid ${target}`);
@@ -222,6 +228,20 @@ describe("bgworker: commands against a postmaster", () => {
     assert.equal(run.stdout, "5000\n");
     const json = await cli(["launch", "--library", "pkg", "--function", "fn", "--wait", "--json"], cwd);
     assert.deepEqual(JSON.parse(json.stdout), { handle: "bgw1:pm-cli:1:1", pid: 5001 });
+  });
+
+  it("restarts by pid, handle or type; one clear line when nothing matches", async () => {
+    assert.equal((await cli(["restart", "5000"], cwd)).code, 0);
+    assert.equal((await cli(["restart", "bgw1:pm-cli:0:1"], cwd)).code, 0);
+    const byType = await cli(["restart", "ingest"], cwd);
+    assert.equal(byType.code, 0, byType.stderr);
+    assert.equal(byType.stdout, "");
+    assert.deepEqual(handler.restarted, [{ pid: 5000 }, { handle: { postmaster: "pm-cli", slot: 0, generation: 1 } }, { type: "ingest" }]);
+    const none = await cli(["restart", "nobody"], cwd);
+    assert.equal(none.code, 1);
+    assert.equal(none.stderr, 'bgworker: no registered background worker of type "nobody"\n');
+    assert.equal((await cli(["restart"], cwd)).code, 2);
+    assert.equal((await cli(["restart", "bgw1:broken"], cwd)).code, 2);
   });
 
   it("shows the status as a table or as JSON", async () => {

@@ -99,6 +99,9 @@ class FakePostmaster implements ControlHandler {
     return new Promise((resolve) => slot.shutdownWaiters.push(resolve));
   }
 
+  restart(): number {
+    return 1;
+  }
   terminate(target: number | HandleRef): void {
     if (typeof target === "number" && !this.slots.some((slot) => slot?.pid === target)) throw new Error(`no background worker with pid ${target}`);
     this.terminated.push(target);
