@@ -4,11 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, describe, it } from "node:test";
+import { Cluster } from "../../src/database/cluster.js";
 import { RotatingLogFile } from "../../src/ops/log-file.js";
 import type { StatusReport } from "../../src/status.js";
 import { alive, CLI, eventually, PATIENCE_MS, processesIn, ROOT, runNode, startPostmaster, TEST_EXTENSION, waitGone, type Run } from "../helpers/postmaster.js";
@@ -105,13 +106,17 @@ describe("log file", () => {
 });
 
 describe("a broken terminal", () => {
-  it("never kills the postmaster: with stdout and stderr closed it still logs to the file and shuts down cleanly on SIGINT", async () => {
+  it("never kills the postmaster: with stdout and stderr closed it still logs to the file, and SIGINT stops its workers and its server", async () => {
     const dir = mkdtempSync(join(scratch, "epipe-"));
+    // The managed server runs as the postgres user, which must reach its data directory.
+    chmodSync(scratch, 0o755);
+    chmodSync(dir, 0o755);
+    const pgdata = join(dir, "pgdata");
     const workers = [
       { name: "looper", function: "latchLoop" },
       { name: "chatty", function: "runThenExit", argument: 1, restartTimeMs: 50 },
     ];
-    const child = spawn(process.execPath, [CLI, "start", TEST_EXTENSION, "--no-database", "--socket", join(dir, "bgworker.sock")], {
+    const child = spawn(process.execPath, [CLI, "start", TEST_EXTENSION, "--pgdata", pgdata, "--socket", join(dir, "bgworker.sock")], {
       cwd: dir,
       env: env({ BGW_TEST_WORKERS: JSON.stringify(workers) }),
       stdio: ["ignore", "pipe", "pipe"],
@@ -136,9 +141,12 @@ describe("a broken terminal", () => {
       assert.deepEqual({ code, signal }, { code: 0, signal: null });
       assert.match(logOf(dir), /LOG: {2}postmaster shut down\n$/);
       assert.match(logOf(dir), /background worker "looper" \(PID \d+\) exited with exit code 0/);
+      assert.equal(await (await Cluster.at(pgdata)).runningPid(), null, "the managed server is stopped");
       assert.deepEqual(await waitGone(processesIn(dir)), [], "no worker outlived the postmaster");
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      const cluster = await Cluster.at(pgdata).catch(() => undefined);
+      if (cluster !== undefined && (await cluster.runningPid()) !== null) await cluster.stop("immediate");
       for (const pid of processesIn(dir)) process.kill(pid, "SIGKILL");
     }
   });
