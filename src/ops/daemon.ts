@@ -49,7 +49,8 @@ export async function startDetached(options: { script: string; args: readonly st
         else reject(new Error(message.message));
       });
       child.once("error", (error) => reject(new Error(`cannot start the postmaster: ${error.message}`)));
-      child.once("exit", (code, signal) =>
+      // "close", not "exit": it comes after the IPC channel has delivered every message (the failure's reason).
+      child.once("close", (code, signal) =>
         reject(new Error(`the postmaster exited before it was ready (${signal ?? `exit code ${code}`}); see ${options.logFile}`)),
       );
     });
