@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer, type AddressInfo } from "node:net";
 import { createInterface } from "node:readline";
 import { after, describe, it } from "node:test";
 import { Cluster } from "../../src/database/cluster.js";
@@ -272,6 +273,23 @@ describe("start --http", () => {
       assert.match(await page.text(), /<title>bgworker<\/title>/);
     } finally {
       await pm.close();
+    }
+  });
+
+  it("fails with exit 1, its workers stopped, when the port is taken", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as AddressInfo).port;
+    const dir = mkdtempSync(join(scratch, "http-taken-"));
+    try {
+      const workers = JSON.stringify([{ name: "w", function: "sleepForever" }]);
+      const run = await bgworker(["start", TEST_EXTENSION, "--no-database", "--http", String(port), "--socket", join(dir, "s.sock")], { cwd: dir, env: env({ BGW_TEST_WORKERS: workers }) });
+      assert.equal(run.code, 1);
+      assert.match(run.stderr, new RegExp(`^bgworker: cannot serve HTTP on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE.*\\n$`, "m"));
+      assert.doesNotMatch(run.stdout, /ready/);
+      assert.deepEqual(await waitGone(processesIn(dir)), []);
+    } finally {
+      taken.close();
     }
   });
 

@@ -13,6 +13,8 @@ import { exitStatus } from "../../src/ops/metrics.js";
 import { cpuSecondsFromStat, processUsage, rssBytesFromStatus, withUsage } from "../../src/ops/proc-usage.js";
 import { listPostmasters, register } from "../../src/ops/registry.js";
 import { StatusTracker, type OpsSource } from "../../src/ops/source.js";
+import { lastLines, matchesWorker, parseLogLine } from "../../src/ops/log-read.js";
+import { systemdQuote, systemdUnit } from "../../src/ops/systemd.js";
 import type { StatusReport, WorkerStatusRow } from "../../src/status.js";
 
 const dir = mkdtempSync(join(tmpdir(), "bgw-ops-unit-"));
@@ -189,5 +191,57 @@ describe("status tracker", () => {
     ]);
     tracker.close();
     assert.equal(listeners.size, 0);
+  });
+});
+
+describe("reading the log back", () => {
+  it("parses text lines, worker output and JSON lines", () => {
+    assert.deepEqual(parseLogLine('2026-01-02 03:04:05.678 UTC [42] LOG:  background worker "w" (PID 43) exited with exit code 1'), {
+      time: "2026-01-02T03:04:05.678Z", pid: 42, level: "LOG", message: 'background worker "w" (PID 43) exited with exit code 1',
+    });
+    assert.deepEqual(parseLogLine("2026-01-02 03:04:05.678 UTC [43] my type: hello: world"), {
+      time: "2026-01-02T03:04:05.678Z", pid: 43, level: "LOG", message: "hello: world", worker: { type: "my type", name: "my type", pid: 43 }, stream: "stdout",
+    });
+    const json = { time: "2026-01-02T03:04:05.678Z", pid: 1, level: "WARNING", message: "m" };
+    assert.deepEqual(parseLogLine(JSON.stringify(json)), json);
+    assert.equal(parseLogLine("garbage"), undefined);
+  });
+
+  it("filters by worker type or pid", () => {
+    const exit = '2026-01-02 03:04:05.678 UTC [42] LOG:  background worker "w" (PID 43) exited with exit code 1';
+    const output = "2026-01-02 03:04:05.678 UTC [43] w: hi";
+    for (const line of [exit, output]) {
+      assert.ok(matchesWorker(line, parseLogLine(line), { type: "w" }), line);
+      assert.ok(matchesWorker(line, parseLogLine(line), { pid: 43 }), line);
+      assert.ok(!matchesWorker(line, parseLogLine(line), { type: "v" }), line);
+      assert.ok(!matchesWorker(line, parseLogLine(line), { pid: 44 }), line);
+    }
+  });
+
+  it("takes the last lines back through rotated files", () => {
+    const file = join(dir, "back", "bgworker.log");
+    const writer = new RotatingLogFile(file, { rotationSize: 120, files: 4 });
+    for (let i = 0; i < 12; i += 1) writer.write(`2026-01-02 03:04:05.678 UTC [${i % 2 === 0 ? 7 : 8}] LOG:  line ${i}`);
+    writer.close();
+    assert.ok(existsSync(`${file}.2`));
+    assert.deepEqual(lastLines(file, 5, { json: false }).map((l) => l.slice(-7).trim()), ["line 7", "line 8", "line 9", "line 10", "line 11"]);
+    const odd = lastLines(file, 3, { json: true, filter: { pid: 8 } }).map((l) => (JSON.parse(l) as { message: string }).message);
+    assert.deepEqual(odd, ["line 7", "line 9", "line 11"]);
+  });
+});
+
+describe("systemd unit", () => {
+  it("quotes words as systemd reads them", () => {
+    assert.equal(systemdQuote("/usr/bin/node"), "/usr/bin/node");
+    assert.equal(systemdQuote("my dir/x.ts"), '"my dir/x.ts"');
+    assert.equal(systemdQuote('a"b'), '"a\\"b"');
+    assert.equal(systemdQuote("100%"), "100%%");
+    assert.equal(systemdQuote("$HOME"), '"$$HOME"');
+  });
+
+  it("leaves room for the shutdown timeout before systemd kills", () => {
+    const unit = systemdUnit({ name: "app", description: "d", workingDirectory: "/srv/app", execStart: ["/n", "/c", "start"], user: "app", shutdownTimeoutMs: 20_000 });
+    assert.match(unit, /^TimeoutStopSec=50$/m);
+    assert.match(unit, /^ExecStart=\/n \/c start$/m);
   });
 });
