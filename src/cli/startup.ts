@@ -32,6 +32,12 @@ export async function run(args: string[]): Promise<number> {
       COMMAND,
     );
   }
+  if (passwordInDatabaseArg(startArgs)) {
+    throw new UsageError(
+      "--database holds a password, which would be readable by every user in a unit file: set BGWORKER_DATABASE_URL in an owner-only EnvironmentFile instead",
+      COMMAND,
+    );
+  }
   if (startArgs.includes("-d") || startArgs.includes("--daemon")) {
     throw new UsageError("--daemon does not belong in a unit: systemd runs the postmaster in the foreground", COMMAND);
   }
@@ -73,4 +79,17 @@ function optionsOnly(args: readonly string[]): string[] {
     if (takesValue.has(arg) && i + 1 < args.length) out.push(args[++i]!);
   }
   return out;
+}
+
+/** Whether a `--database URL` argument carries a password. */
+function passwordInDatabaseArg(args: readonly string[]): boolean {
+  return args.some((arg, i) => {
+    const url = arg.startsWith("--database=") ? arg.slice("--database=".length) : args[i - 1] === "--database" ? arg : undefined;
+    if (url === undefined) return false;
+    try {
+      return new URL(url).password !== "";
+    } catch {
+      return false;
+    }
+  });
 }

@@ -351,6 +351,9 @@ describe("startup systemd", () => {
     }
     assert.match(unit, /^User=\S+$/m);
     assert.equal((await bgworker(["startup", "systemd", "x.ts", "--http-token", "t"])).code, 2);
+    const secret = await bgworker(["startup", "systemd", "x.ts", "--database", "postgres://u:hunter2@db/app"]);
+    assert.equal(secret.code, 2);
+    assert.ok(!secret.stderr.includes("hunter2") && !secret.stdout.includes("hunter2"));
     assert.equal((await bgworker(["startup", "launchd", "x.ts"])).code, 2);
   });
 });
