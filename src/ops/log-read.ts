@@ -147,11 +147,13 @@ export function follow(file: string, emit: (line: string) => void, intervalMs = 
         current = undefined;
       }
       if (current === undefined || current.ino !== ino) {
-        // Rotated: read what reached the old file before the rename, then start on the new one.
+        // Rotated: read what reached the old file before the rename, then any file rotated after it (when
+        // several rotations happened between two looks), then start on the new one.
         drain();
         fs.closeSync(fd);
         fd = undefined;
         pending = "";
+        for (const between of rotatedSince(file, ino)) for (const line of readLines(between)) emit(line);
         if (current !== undefined) {
           open(false);
           drain();
@@ -169,4 +171,29 @@ export function follow(file: string, emit: (line: string) => void, intervalMs = 
     clearInterval(timer);
     if (fd !== undefined) fs.closeSync(fd);
   };
+}
+
+/** The rotated files newer than the one with inode `ino`, oldest first (none when it is not found). */
+function rotatedSince(file: string, ino: number): string[] {
+  const newer: string[] = [];
+  for (let n = 1; ; n += 1) {
+    let stat: fs.Stats;
+    try {
+      stat = fs.statSync(rotatedName(file, n));
+    } catch {
+      return []; // ran out of files without finding ours: nothing known to be in between
+    }
+    if (stat.ino === ino) return newer.reverse();
+    newer.push(rotatedName(file, n));
+  }
+}
+
+function readLines(file: string): string[] {
+  try {
+    const lines = fs.readFileSync(file, "utf8").split("\n");
+    if (lines.at(-1) === "") lines.pop();
+    return lines;
+  } catch {
+    return [];
+  }
 }

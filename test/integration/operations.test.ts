@@ -82,7 +82,8 @@ describe("log file", () => {
 
   it("logs -f follows the file across rotations", async () => {
     const file = join(scratch, "follow", "bgworker.log");
-    const writer = new RotatingLogFile(file, { rotationSize: 400, files: 3 });
+    // Five files: a burst of two or three rotations between two looks keeps the follower's file on disk.
+    const writer = new RotatingLogFile(file, { rotationSize: 400, files: 5 });
     writer.write("2026-01-01 00:00:00.000 UTC [1] LOG:  before");
     const child = spawn(process.execPath, [CLI, "logs", "-f", "-n", "1", "--log-file", file], { env: env(), stdio: ["ignore", "pipe", "pipe"] });
     const lines: string[] = [];
@@ -90,13 +91,16 @@ describe("log file", () => {
     try {
       await eventually("the last line before following", async () => (lines.length >= 1 ? true : undefined));
       assert.match(lines[0]!, /before$/);
-      // Enough lines for several rotations; each must be printed exactly once, in order.
+      // Enough lines for several rotations, some of them two at a time between two looks of the follower;
+      // each line must be printed exactly once, in order.
       for (let i = 0; i < 40; i += 1) {
         writer.write(`2026-01-01 00:00:00.000 UTC [1] LOG:  line ${i}`);
-        if (i % 8 === 7) await new Promise((resolve) => setTimeout(resolve, 300));
+        if (i === 20) await eventually("the first lines followed", async () => (lines.length >= 22 ? true : undefined));
       }
       assert.ok(existsSync(`${file}.2`), "the writer rotated");
-      await eventually("every followed line", async () => (lines.length >= 41 ? true : undefined));
+      await eventually(`every followed line (got ${lines.length})`, async () => (lines.length >= 41 ? true : undefined)).catch((error: Error) => {
+        throw new Error(`${error.message}: ${lines.join(" | ")}`);
+      });
       assert.deepEqual(lines.slice(1).map((line) => /line (\d+)$/.exec(line)?.[1]), Array.from({ length: 40 }, (_, i) => String(i)));
     } finally {
       child.kill("SIGINT");
