@@ -9,7 +9,7 @@ import { teeSink, terminalSink } from "../../src/log.js";
 import { isLoopback, parseHttpAddress, urlOf } from "../../src/ops/http.js";
 import { parseSize, RotatingLogFile } from "../../src/ops/log-file.js";
 import { LogTail } from "../../src/ops/log-tail.js";
-import { exitStatus } from "../../src/ops/metrics.js";
+import { exitStatus, OpsMetrics } from "../../src/ops/metrics.js";
 import { cpuSecondsFromStat, processUsage, rssBytesFromStatus, withUsage } from "../../src/ops/proc-usage.js";
 import { listPostmasters, register } from "../../src/ops/registry.js";
 import { StatusTracker, type OpsSource } from "../../src/ops/source.js";
@@ -243,5 +243,41 @@ describe("systemd unit", () => {
     const unit = systemdUnit({ name: "app", description: "d", workingDirectory: "/srv/app", execStart: ["/n", "/c", "start"], user: "app", shutdownTimeoutMs: 20_000 });
     assert.match(unit, /^TimeoutStopSec=50$/m);
     assert.match(unit, /^ExecStart=\/n \/c start$/m);
+  });
+});
+
+describe("metrics", () => {
+  it("names every slot's state, restarts, last exit, uptime, CPU and RSS with slot, name and type labels", async () => {
+    const workers: WorkerStatusRow[] = [
+      row({ slot: 0, name: "a", type: "ta", pid: 10, state: "running", restarts: 2, uptimeMs: 1500, cpuSeconds: 0.25, rssBytes: 4096 }),
+      row({ slot: 1, name: "b", type: "tb", pid: null, state: "backoff", backoffMs: 100, lastExit: { code: null, signal: "SIGSEGV", at: "" } }),
+    ];
+    const source: OpsSource = {
+      status: () => ({ postmaster: { pid: 1, phase: "consistent", database: "x", uptimeMs: 60_000, shmemBytes: 8192, maxWorkerProcesses: 4, shutdown: null }, workers }),
+      onChange: () => () => undefined,
+      logTail: new LogTail(),
+    };
+    const tracker = new StatusTracker(source);
+    const text = await new OpsMetrics(tracker).text();
+    tracker.close();
+    for (const line of [
+      'bgworker_worker_state{slot="0",name="a",type="ta",state="running"} 1',
+      'bgworker_worker_state{slot="0",name="a",type="ta",state="stopped"} 0',
+      'bgworker_worker_state{slot="1",name="b",type="tb",state="backoff"} 1',
+      'bgworker_worker_restarts_total{slot="0",name="a",type="ta"} 2',
+      'bgworker_worker_last_exit_code{slot="1",name="b",type="tb"} 139',
+      'bgworker_worker_uptime_seconds{slot="0",name="a",type="ta"} 1.5',
+      'bgworker_worker_cpu_seconds_total{slot="0",name="a",type="ta"} 0.25',
+      'bgworker_worker_resident_memory_bytes{slot="0",name="a",type="ta"} 4096',
+      'bgworker_postmaster_phase{phase="consistent"} 1',
+      "bgworker_postmaster_uptime_seconds 60",
+      "bgworker_shared_memory_bytes 8192",
+      "bgworker_max_worker_processes 4",
+    ]) {
+      assert.ok(text.split("\n").includes(line), `missing: ${line}`);
+    }
+    assert.ok(!text.includes('bgworker_worker_uptime_seconds{slot="1"'), "no uptime without a process");
+    assert.ok(!text.includes('bgworker_worker_last_exit_code{slot="0"'), "no exit code before the first exit");
+    assert.match(text, /^process_cpu_user_seconds_total /m);
   });
 });
