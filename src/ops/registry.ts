@@ -42,6 +42,8 @@ function ensureDir(dir: string): void {
 /** Adds this postmaster; returns the function that removes it. */
 export function register(entry: RegistryEntry, dir: string = registryDir()): () => void {
   ensureDir(dir);
+  // Entries of killed postmasters (SIGKILL leaves no chance to remove them) go now rather than pile up.
+  listPostmasters(dir);
   const file = path.join(dir, `${entry.pid}.json`);
   const temporary = `${file}.${process.pid}.tmp`;
   fs.writeFileSync(temporary, JSON.stringify(entry), { mode: 0o600 });
