@@ -106,7 +106,7 @@ worker gets SIGTERM and starts again as soon as it exits; one waiting out its re
 once. TYPE restarts every registered worker of that type. A terminated worker is not restarted.
 
 Options:
-  --socket PATH    the postmaster's control socket (default ./.bgworker/bgworker.sock)
+  --socket PATH    the postmaster's control socket (default: as for status)
   -h, --help       show this help
 `,
   logs: `Usage: bgworker logs [-f] [-n N] [--worker TYPE|PID] [--json] [--log-file PATH]
