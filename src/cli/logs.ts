@@ -35,13 +35,15 @@ export async function run(args: string[]): Promise<number> {
     throw new Error(`no log file found: no .bgworker/log/bgworker.log here or in a parent directory (give --log-file PATH)`);
   }
   const view: LogView = { filter, json: values.json === true };
-  for (const line of lastLines(file, Number(linesText), view)) writeToTerminal(process.stdout, `${line}\n`);
+  const last = lastLines(file, Number(linesText), view);
+  for (const line of last.lines) writeToTerminal(process.stdout, `${line}\n`);
   if (values.follow !== true) return EXIT_OK;
   await new Promise<void>((resolve) => {
+    // From where the last lines were read: a line written in between is neither lost nor printed twice.
     const stop = follow(file, (line) => {
       const out = render(line, view);
       if (out !== undefined) writeToTerminal(process.stdout, `${out}\n`);
-    });
+    }, last.position);
     // Ctrl-C, or the reader going away (`bgworker logs -f | head`), ends the follow quietly.
     const end = (): void => {
       stop();

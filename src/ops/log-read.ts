@@ -78,13 +78,46 @@ export function render(line: string, view: LogView): string | undefined {
   return line.startsWith("{") && record !== undefined ? formatText(record) : line;
 }
 
+/** Where a read of the current file stopped: `follow` goes on from there, so no line falls in between. */
+export interface ReadPosition {
+  readonly ino: number;
+  readonly offset: number;
+}
+
+/** The current file's text, read through one descriptor so that its inode and length match the text. */
+function readCurrent(file: string): { text: string; position: ReadPosition } | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, "r");
+  } catch {
+    return undefined;
+  }
+  try {
+    const { ino, size } = fs.fstatSync(fd);
+    const buffer = Buffer.alloc(size);
+    let offset = 0;
+    while (offset < size) {
+      const read = fs.readSync(fd, buffer, offset, size - offset, offset);
+      if (read === 0) break;
+      offset += read;
+    }
+    // A line still being written is left for `follow`.
+    const complete = buffer.lastIndexOf(10, offset - 1) + 1;
+    return { text: buffer.subarray(0, complete).toString("utf8"), position: { ino, offset: complete } };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** The last `n` shown lines, from the current file back through the rotated ones as needed. */
-export function lastLines(file: string, n: number, view: LogView): string[] {
+export function lastLines(file: string, n: number, view: LogView): { lines: string[]; position: ReadPosition | undefined } {
   const shown: string[] = [];
+  const current = readCurrent(file);
   for (let index = 0; shown.length < n; index += 1) {
     let text: string;
     try {
-      text = fs.readFileSync(rotatedName(file, index), "utf8");
+      if (index === 0 && current === undefined) break;
+      text = index === 0 ? current!.text : fs.readFileSync(rotatedName(file, index), "utf8");
     } catch {
       break;
     }
@@ -97,14 +130,15 @@ export function lastLines(file: string, n: number, view: LogView): string[] {
     }
     shown.unshift(...batch.slice(Math.max(0, batch.length - (n - shown.length))));
   }
-  return shown;
+  return { lines: shown, position: current?.position };
 }
 
 /**
- * Follows `file` from its current end: new complete lines go to `emit`. Survives rotation (the rest of the
- * old file is read before switching to the new one) and truncation. Returns the function that stops it.
+ * Follows `file` from `from` (where `lastLines` stopped), else from its current end: new complete lines go
+ * to `emit`. Survives rotation (the rest of the old file is read before switching to the new one) and
+ * truncation. Returns the function that stops it.
  */
-export function follow(file: string, emit: (line: string) => void, intervalMs = 200): () => void {
+export function follow(file: string, emit: (line: string) => void, from?: ReadPosition, intervalMs = 200): () => void {
   let fd: number | undefined;
   let offset = 0;
   let ino = -1;
@@ -165,7 +199,27 @@ export function follow(file: string, emit: (line: string) => void, intervalMs = 
       // A vanished file between two calls: the next tick looks again.
     }
   };
-  open(true);
+  const resume = (position: ReadPosition): void => {
+    try {
+      if (fs.statSync(file).ino === position.ino) {
+        fd = fs.openSync(file, "r");
+        ino = position.ino;
+        offset = position.offset;
+        return;
+      }
+    } catch {
+      // Gone or rotated: below.
+    }
+    // Rotated since that read: the rest of that file, the files rotated after it, then the current one.
+    const old = rotatedWithInode(file, position.ino);
+    if (old !== undefined) {
+      for (const line of readLines(old, position.offset)) emit(line);
+      for (const between of rotatedSince(file, position.ino)) for (const line of readLines(between)) emit(line);
+    }
+    open(false);
+  };
+  if (from === undefined) open(true);
+  else resume(from);
   const timer = setInterval(tick, intervalMs);
   return () => {
     clearInterval(timer);
@@ -188,9 +242,20 @@ function rotatedSince(file: string, ino: number): string[] {
   }
 }
 
-function readLines(file: string): string[] {
+/** The rotated file that has inode `ino`, if it is still kept. */
+function rotatedWithInode(file: string, ino: number): string | undefined {
+  for (let n = 1; ; n += 1) {
+    try {
+      if (fs.statSync(rotatedName(file, n)).ino === ino) return rotatedName(file, n);
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+function readLines(file: string, from = 0): string[] {
   try {
-    const lines = fs.readFileSync(file, "utf8").split("\n");
+    const lines = fs.readFileSync(file).subarray(from).toString("utf8").split("\n");
     if (lines.at(-1) === "") lines.pop();
     return lines;
   } catch {

@@ -208,7 +208,7 @@ describe("start --daemon and status --all", () => {
     const run = await bgworker(["start", "--daemon", join(dir, "missing.ts"), "--no-database", "--socket", join(dir, "s.sock")], { cwd: dir });
     assert.equal(run.code, 1, run.stderr);
     assert.equal(run.stdout, "");
-    assert.match(run.stderr, /^bgworker: extension ".*missing\.ts": cannot load .*\n$/);
+    assert.match(run.stderr, /^bgworker: extension module not found: .*missing\.ts\n$/);
     assert.deepEqual(await waitGone(processesIn(dir)), []);
   });
 });

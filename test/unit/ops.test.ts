@@ -13,7 +13,7 @@ import { exitStatus, OpsMetrics } from "../../src/ops/metrics.js";
 import { cpuSecondsFromStat, processUsage, rssBytesFromStatus, withUsage } from "../../src/ops/proc-usage.js";
 import { listPostmasters, register } from "../../src/ops/registry.js";
 import { StatusTracker, type OpsSource } from "../../src/ops/source.js";
-import { lastLines, matchesWorker, parseLogLine } from "../../src/ops/log-read.js";
+import { follow, lastLines, matchesWorker, parseLogLine } from "../../src/ops/log-read.js";
 import { systemdQuote, systemdUnit } from "../../src/ops/systemd.js";
 import type { StatusReport, WorkerStatusRow } from "../../src/status.js";
 
@@ -224,9 +224,30 @@ describe("reading the log back", () => {
     for (let i = 0; i < 12; i += 1) writer.write(`2026-01-02 03:04:05.678 UTC [${i % 2 === 0 ? 7 : 8}] LOG:  line ${i}`);
     writer.close();
     assert.ok(existsSync(`${file}.2`));
-    assert.deepEqual(lastLines(file, 5, { json: false }).map((l) => l.slice(-7).trim()), ["line 7", "line 8", "line 9", "line 10", "line 11"]);
-    const odd = lastLines(file, 3, { json: true, filter: { pid: 8 } }).map((l) => (JSON.parse(l) as { message: string }).message);
+    assert.deepEqual(lastLines(file, 5, { json: false }).lines.map((l) => l.slice(-7).trim()), ["line 7", "line 8", "line 9", "line 10", "line 11"]);
+    const odd = lastLines(file, 3, { json: true, filter: { pid: 8 } }).lines.map((l) => (JSON.parse(l) as { message: string }).message);
     assert.deepEqual(odd, ["line 7", "line 9", "line 11"]);
+  });
+});
+
+describe("following the log", () => {
+  it("goes on from where the last lines were read, across rotations made in between", async () => {
+    const file = join(dir, "resume", "bgworker.log");
+    const writer = new RotatingLogFile(file, { rotationSize: 100, files: 6 });
+    const line = (i: number): string => `2026-01-02 03:04:05.678 UTC [1] LOG:  n ${String(i).padStart(2, "0")}`;
+    for (let i = 0; i < 3; i += 1) writer.write(line(i));
+    const { lines, position } = lastLines(file, 2, { json: false });
+    assert.deepEqual(lines, [line(1), line(2)]);
+    // Written after that read, before following starts: two rotations' worth.
+    for (let i = 3; i < 9; i += 1) writer.write(line(i));
+    const got: string[] = [];
+    const stop = follow(file, (l) => got.push(l), position, 10);
+    for (let i = 9; i < 12; i += 1) writer.write(line(i));
+    const deadline = Date.now() + 10_000;
+    while (got.length < 9 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    stop();
+    writer.close();
+    assert.deepEqual(got, Array.from({ length: 9 }, (_, k) => line(k + 3)));
   });
 });
 
