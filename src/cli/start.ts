@@ -270,8 +270,8 @@ async function runPostmaster(options: PostmasterOptions, ops: StartOps, detached
   try {
     await postmaster.start();
   } catch (error) {
-    // _PG_init, a startup hook, the socket or the database failed: everything started is stopped again.
-    if (!crashed) logger.log("FATAL", errorText(error).message);
+    // _PG_init, a startup hook, the socket or the database failed: the postmaster has logged it as FATAL and
+    // stopped everything it started; main prints the one-line error.
     await server?.close();
     throw error;
   }

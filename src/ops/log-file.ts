@@ -37,9 +37,8 @@ export class RotatingLogFile {
     this.path = path.resolve(file);
     this.rotationSize = options.rotationSize ?? DEFAULT_LOG_ROTATION_SIZE;
     this.files = Math.max(1, options.files ?? DEFAULT_LOG_FILES);
-    // Log lines may carry what workers print: the directory is the owner's only, as .bgworker/ is.
-    fs.mkdirSync(path.dirname(this.path), { recursive: true, mode: 0o700 });
-    this.open();
+    // Opened at the first line, not here: a start that fails its checks before logging anything (a missing
+    // extension, another postmaster on the socket) leaves no directory or file behind.
   }
 
   /**
@@ -49,8 +48,8 @@ export class RotatingLogFile {
   write(line: string, onError?: (error: Error) => void): void {
     const data = Buffer.from(line + "\n");
     try {
-      if (this.rotationSize > 0 && this.size > 0 && this.size + data.length > this.rotationSize) this.rotate();
       if (this.fd === undefined) this.open();
+      if (this.rotationSize > 0 && this.size > 0 && this.size + data.length > this.rotationSize) this.rotate();
       fs.writeSync(this.fd!, data);
       this.size += data.length;
       this.failed = false;
@@ -71,6 +70,8 @@ export class RotatingLogFile {
   }
 
   private open(): void {
+    // Log lines may carry what workers print: the directory is the owner's only, as .bgworker/ is.
+    fs.mkdirSync(path.dirname(this.path), { recursive: true, mode: 0o700 });
     this.fd = fs.openSync(this.path, "a", 0o600);
     this.size = fs.fstatSync(this.fd).size;
   }

@@ -544,13 +544,18 @@ export class PostmasterMachine {
 
   /**
    * Smart, fast or immediate shutdown; a stronger mode may follow a weaker one, as with pg_ctl. `cause` replaces
-   * "received MODE shutdown request" in the log when nobody asked for one (a start-up that failed).
+   * "received MODE shutdown request" in the log, as a FATAL line, when nobody asked for one (a start-up that
+   * failed): the one line that says why the postmaster is going away.
    */
   shutdown(mode: ShutdownMode, cause?: string): Action[] {
     if (this.#shutdownMode !== null && SHUTDOWN_ORDER[mode] <= SHUTDOWN_ORDER[this.#shutdownMode]) return this.#flush();
     this.#shutdownMode = mode;
     if (this.#lifecycle !== "stopped") this.#lifecycle = "stopping";
-    this.#emit({ type: "log", level: "LOG", message: cause ?? `received ${mode} shutdown request` });
+    this.#emit(
+      cause === undefined
+        ? { type: "log", level: "LOG", message: `received ${mode} shutdown request` }
+        : { type: "log", level: "FATAL", message: cause },
+    );
     // Nothing new starts from now on: forget what has not started, so its waiters are told.
     for (const slot of this.#slots) if (registered(slot) && !occupied(slot)) this.#unregister(slot, false);
     if (mode === "fast") this.#stopAll("SIGTERM");

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { alive, CLI, processesIn, RunningPostmaster, startPostmaster, TEST_EXTENSION } from "../helpers/postmaster.js";
+import { alive, CLI, eventually, processesIn, RunningPostmaster, startPostmaster, TEST_EXTENSION } from "../helpers/postmaster.js";
 
 /** TCP ports on which `pid` listens (from /proc: its socket inodes matched with listening sockets). */
 function listeningPorts(pid: number): number[] {
@@ -34,6 +34,16 @@ function listeningPorts(pid: number): number[] {
 
 const settle = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Whether `pid` has a handler installed for SIGUSR2 (its bit in /proc's SigCgt). A runner forked a moment ago
+ * is still booting Node, which resets every signal to its default before any JavaScript runs; bgworker's own
+ * first line installs the handlers. The test signals only processes that have got that far.
+ */
+function catchesSigusr2(pid: number): boolean {
+  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("SigCgt:"));
+  return line !== undefined && (BigInt(`0x${line.slice(7).trim()}`) & (1n << 11n)) !== 0n;
+}
+
 describe("signals without a meaning", () => {
   it("SIGUSR1, SIGUSR2 and SIGPIPE leave the postmaster, its workers and its spares running, with no inspector", async () => {
     const pm = await startPostmaster({
@@ -49,6 +59,7 @@ describe("signals without a meaning", () => {
       const spares = processesIn(pm.dir).filter((pid) => pid !== pm.pid && !workers.includes(pid));
       assert.ok(spares.length >= 1, "a warm spare runner runs");
       const targets = [pm.pid, ...workers, ...spares];
+      await eventually("every process past Node's boot", async () => (targets.every(catchesSigusr2) ? true : undefined));
       for (const signal of ["SIGUSR1", "SIGUSR2", "SIGPIPE"] as const) {
         for (const pid of targets) process.kill(pid, signal);
       }

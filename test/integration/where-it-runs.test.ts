@@ -192,7 +192,7 @@ describe("start-up failures said as what they are", () => {
       const failed = await runNode([CLI, "start", "./extension.ts", "--no-database"], { cwd: dir });
       assert.equal(failed.code, 1);
       assert.doesNotMatch(failed.stderr, /received immediate shutdown request/);
-      assert.match(failed.stderr, /LOG: {2}postmaster start-up failed: .*no settings file/);
+      assert.match(failed.stderr, /FATAL: {2}postmaster start-up failed: .*no settings file/);
       assert.match(failed.stderr, /^bgworker: .*no settings file$/m);
     } finally {
       rmSync(dir, { recursive: true, force: true });
