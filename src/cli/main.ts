@@ -71,15 +71,20 @@ function report(error: unknown): number {
   return EXIT_FAILURE;
 }
 
-// A reader that goes away (`bgworker status | head -1`) is not an error of ours.
+// A reader that goes away (`bgworker status | head -1`) is not an error of ours. Any other failure of stdout
+// (EIO from a terminal that vanished) fails a client command's exit status, but never throws: in `start` an
+// uncaught error would take the postmaster down, and its log goes on to the file (log.ts guards the stream).
+let stdoutFailed = false;
 process.stdout.on("error", (error: NodeJS.ErrnoException) => {
-  if (error.code !== "EPIPE") throw error;
+  if (error.code === "EPIPE" || process.argv[2] === "start") return;
+  stdoutFailed = true;
+  process.exitCode = EXIT_FAILURE;
 });
 
 // exitCode rather than exit(): the output is flushed, and a command's open handles show up as a hang in tests.
 main(process.argv.slice(2)).then(
   (status) => {
-    process.exitCode = status;
+    process.exitCode = stdoutFailed && status === EXIT_OK ? EXIT_FAILURE : status;
   },
   (error: unknown) => {
     process.exitCode = report(error);

@@ -20,7 +20,12 @@ import type { ShutdownMode } from "../status.js";
 import { HELP } from "./help.js";
 import { EXIT_FAILURE, EXIT_OK, parseOrUsage, UsageError, validating } from "./usage.js";
 
-const SIGNAL_MODES: Readonly<Record<string, ShutdownMode>> = { SIGTERM: "smart", SIGINT: "fast", SIGQUIT: "immediate" };
+/**
+ * As `pg_ctl stop -m MODE`. SIGPWR (a UPS daemon says the power is failing) and SIGXCPU (the soft CPU-time
+ * limit, before the hard limit's SIGKILL) would end the process with everything left running: they stop it
+ * as Ctrl-C does instead.
+ */
+const SIGNAL_MODES: Readonly<Record<string, ShutdownMode>> = { SIGTERM: "smart", SIGINT: "fast", SIGQUIT: "immediate", SIGPWR: "fast", SIGXCPU: "fast" };
 
 function wholeNumber(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -232,7 +237,7 @@ async function runPostmaster(options: PostmasterOptions, ops: StartOps, detached
   const postmaster = validating("start", () => new Postmaster({ ...options, logSink: log.sink }));
   warnOfPasswordOnCommandLine(options, args, log.sink);
   const logger = new Logger({ format: options.logFormat ?? "text", sink: log.sink });
-  // SIGUSR1 would open Node's inspector and SIGUSR2 would kill: neither means anything to a postmaster.
+  // SIGUSR1 would open Node's inspector, SIGUSR2 and others would kill: none means anything to a postmaster.
   ignoreSignals();
   for (const [signal, mode] of Object.entries(SIGNAL_MODES)) {
     process.on(signal, () => void postmaster.stop(mode));

@@ -30,11 +30,25 @@ export function signalsOf(flags: SignalWakeFlags): WorkerSignal[] {
 /**
  * Signals that mean nothing to a bgworker process, postmaster or worker, and must not take Node's default:
  * SIGUSR1 would start the inspector on 127.0.0.1:9229 (anyone local who reaches the port runs code as this
- * process's user), SIGUSR2 would end the process. SIGPIPE is ignored by Node already and stays so. A JS
- * listener replaces Node's default action; `--inspect` on the command line still opens the inspector.
- * The latch uses SIGURG, not SIGUSR1, so nothing of bgworker's own travels on these.
+ * process's user), SIGUSR2 and the others would end the process, and a postmaster that ends that way leaves
+ * its workers' segment, socket and managed server behind. PostgreSQL's postmaster ignores SIGPIPE, SIGALRM,
+ * SIGTTIN, SIGTTOU and SIGXFSZ too; SIGVTALRM, SIGIO and SIGSTKFLT are never sent to it on purpose. A JS
+ * listener replaces Node's default action; `--inspect` on the command line still opens the inspector. The
+ * latch uses SIGURG, not SIGUSR1, so nothing of bgworker's own travels on these. SIGPROF, SIGTRAP and SIGSYS
+ * are left alone: V8's profiler, debuggers and seccomp own them.
  */
-export const IGNORED_SIGNALS = ["SIGUSR1", "SIGUSR2", "SIGPIPE"] as const satisfies readonly NodeJS.Signals[];
+export const IGNORED_SIGNALS = [
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGPIPE",
+  "SIGALRM",
+  "SIGTTIN",
+  "SIGTTOU",
+  "SIGXFSZ",
+  "SIGVTALRM",
+  "SIGIO",
+  "SIGSTKFLT",
+] as const satisfies readonly NodeJS.Signals[];
 
 const ignore = (): void => undefined;
 

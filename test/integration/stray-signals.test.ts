@@ -8,7 +8,8 @@ import { mkdtempSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { alive, CLI, eventually, processesIn, RunningPostmaster, startPostmaster, TEST_EXTENSION } from "../helpers/postmaster.js";
+import { IGNORED_SIGNALS } from "../../src/runtime/signals.js";
+import { alive, CLI, eventually, processesIn, RunningPostmaster, startPostmaster, TEST_EXTENSION, waitGone } from "../helpers/postmaster.js";
 
 /** TCP ports on which `pid` listens (from /proc: its socket inodes matched with listening sockets). */
 function listeningPorts(pid: number): number[] {
@@ -45,7 +46,7 @@ function catchesSigusr2(pid: number): boolean {
 }
 
 describe("signals without a meaning", () => {
-  it("SIGUSR1, SIGUSR2 and SIGPIPE leave the postmaster, its workers and its spares running, with no inspector", async () => {
+  it("SIGUSR1, SIGUSR2, SIGPIPE and the other ignored signals leave the postmaster, its workers and its spares running, with no inspector", async () => {
     const pm = await startPostmaster({
       workers: [
         { name: "plain", function: "sleepForever" },
@@ -60,13 +61,13 @@ describe("signals without a meaning", () => {
       assert.ok(spares.length >= 1, "a warm spare runner runs");
       const targets = [pm.pid, ...workers, ...spares];
       await eventually("every process past Node's boot", async () => (targets.every(catchesSigusr2) ? true : undefined));
-      for (const signal of ["SIGUSR1", "SIGUSR2", "SIGPIPE"] as const) {
+      for (const signal of IGNORED_SIGNALS) {
         for (const pid of targets) process.kill(pid, signal);
       }
       // Node opens the inspector within milliseconds of SIGUSR1; give it ample time to show it would have.
       await settle(1_500);
       for (const pid of targets) {
-        assert.ok(alive(pid), `pid ${pid} survived SIGUSR1, SIGUSR2 and SIGPIPE`);
+        assert.ok(alive(pid), `pid ${pid} survived ${IGNORED_SIGNALS.join(", ")}`);
         assert.deepEqual(listeningPorts(pid), [], `pid ${pid} listens on no TCP port (no inspector)`);
       }
       assert.equal(pm.logs(/Debugger listening|inspector/i).length + pm.stderrText.filter((l) => /Debugger listening/.test(l)).length, 0);
@@ -74,6 +75,23 @@ describe("signals without a meaning", () => {
       assert.equal(pm.events("woke").length, 0, "an attached worker's latch is not set by these signals");
     } finally {
       await pm.close();
+    }
+  });
+
+  it("SIGPWR and SIGXCPU are a fast shutdown: the workers are stopped and the postmaster exits 0", async () => {
+    for (const signal of ["SIGPWR", "SIGXCPU"] as const) {
+      const pm = await startPostmaster({ workers: [{ name: "plain", function: "sleepForever" }] });
+      try {
+        await pm.waitForEvents("started", 1);
+        const workers = [...pm.workerPids()];
+        process.kill(pm.pid, signal);
+        const { code } = await pm.exited;
+        assert.equal(code, 0, `${signal}: exit status`);
+        assert.equal(pm.logs(/received fast shutdown request/).length, 1, `${signal}: logged as a fast shutdown`);
+        assert.deepEqual(await waitGone(workers), [], `${signal}: no worker left`);
+      } finally {
+        await pm.close();
+      }
     }
   });
 
