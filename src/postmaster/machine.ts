@@ -3,16 +3,20 @@
  * terminate, shutdown), with no I/O.
  *
  * Who may change what (as bgworker.c says of its BackgroundWorkerSlot array):
- * - This machine is the only writer of the postmaster's lifecycle, its phase, the slots, the pid -> slot map
- *   and the set of timers; it changes them only inside its event methods (`start`, `launch`, `forked`,
- *   `exited`, `timer`, ...), each of which returns the actions the change calls for.
- * - The shell (postmaster.ts) never writes any of it: it feeds events through one queue, one at a time, and
- *   carries out the returned actions (fork, signal, arm or disarm a timer, log, reset shared memory). What
- *   an action leads to (a pid, a failed fork, a timer firing) comes back as a later event, never by calling
- *   in while actions are being carried out.
+ * - This machine is the only writer of the postmaster's lifecycle, its phase, the slots, the pid -> slot map,
+ *   what is known of each worker process (its pid, when it was forked, its database session's backend pid)
+ *   and the set of timers; it changes them only inside its event methods (`registerStatic`, `start`,
+ *   `launch`, `forked`, `entered`, `session`, `exited`, `timer`, ...), each of which returns the actions the
+ *   change calls for.
+ * - The shell (shell.ts) never writes any of it and keeps no worker state of its own: it feeds every event
+ *   through one queue, one at a time, and carries out the returned actions (fork, signal, arm or disarm a
+ *   timer, log, reset shared memory). What an action leads to (a pid, a failed fork, a timer firing) comes
+ *   back as a later event, never by calling in while actions are being carried out. `Postmaster`
+ *   (postmaster.ts) is only the public front of the shell and never reaches the machine.
  * - A slot's run is a tagged union replaced whole on each transition: each variant carries exactly the data
  *   that is true in it (only a forked process has a pid; only a pending restart has a delay).
- * - Everyone else reads through the queries (`rows`, `handleState`, `notifyPidOf`, `lifecycle`).
+ * - Everyone else reads through the queries (`rows`, `handleState`, `notifyPidOf`, `workerOfPid`,
+ *   `sinceOf`, `lifecycle`, `currentPhase`, `shuttingDown`).
  * PostgreSQL's postmaster is likewise the only writer of its `BackgroundWorkerList`.
  */
 import { START_TIME_NAMES, type WorkerDefinition } from "../definition.js";
@@ -41,19 +45,19 @@ export type Action =
   | { readonly type: "signal"; readonly pid: number; readonly signal: "SIGTERM" | "SIGKILL" | "SIGHUP" }
   | { readonly type: "setTimer"; readonly key: TimerKey; readonly delayMs: number }
   | { readonly type: "clearTimer"; readonly key: TimerKey }
-  | { readonly type: "log"; readonly level: LogLevel; readonly message: string; readonly worker?: { name: string; type: string; pid?: number } }
+  | { readonly type: "log"; readonly level: LogLevel; readonly message: string; readonly worker?: WorkerName }
   /** Every shared-memory worker is gone after a crash: re-create the segment, re-run startup hooks, then feed `shmemReset`. */
   | { readonly type: "resetShmem" }
   /** Shutdown finished: every worker process is gone. The shell closes up, then feeds `closed`. */
   | { readonly type: "shutdownComplete"; readonly mode: ShutdownMode };
 
+/** What `bgworker restart` names: a worker's pid, its handle, or every registered worker of a type. */
+export type RestartTarget = { readonly pid: number } | { readonly handle: HandleRef } | { readonly type: string };
+
 /**
  * The postmaster's own life: `new`, `loading` while extensions run `_PG_init` (static registration is open),
  * `starting` once workers may start, `running` once everything is served, then `stopping` and `stopped`.
  */
-/** What `bgworker restart` names: a worker's pid, its handle, or every registered worker of a type. */
-export type RestartTarget = { readonly pid: number } | { readonly handle: HandleRef } | { readonly type: string };
-
 export type Lifecycle = "new" | "loading" | "starting" | "running" | "stopping" | "stopped";
 
 export interface MachineOptions {
@@ -68,21 +72,48 @@ export interface MachineOptions {
 
 /** Facts about a run that has a process (or is about to). */
 interface RunFacts {
-  /** Terminated through a handle (or by pid): never restarted. */
+  /**
+   * Terminated through its handle or by pid (bgworker.c's `terminate`): the registration ends with this run,
+   * whatever its exit; never restarted.
+   */
   readonly terminated: boolean;
 }
 
+/**
+ * Why the postmaster itself stopped a worker process, making its exit expected rather than a failure:
+ * - `null`: not stopped by the postmaster for either reason below (a shutdown or a lost database also send
+ *   signals, but need no mark: the shutdown mode and the restart rules decide their exits);
+ * - `"restart"`: `bgworker restart` sent SIGTERM; started again as soon as it exits, whatever its restart time;
+ * - `"crash"`: SIGKILLed as part of a crash-restart; its exit is not another crash, and it comes back with
+ *   the re-created segment if it has a restart time.
+ * A crash-restart replaces `"restart"` with `"crash"`; a restart is not asked of a run already stopping.
+ */
+type Stopping = null | "restart" | "crash";
+
+/**
+ * A run's `terminated` and `stopping` together, and what the exit of its process leads to (`exited`):
+ *
+ * | terminated | stopping    | at exit                                                                       |
+ * | ---------- | ----------- | ----------------------------------------------------------------------------- |
+ * | false      | null        | the restart rules: done, or no restart time: unregistered; failed: restarted after its restart time (damped); a shared-memory crash: crash-restart of the others |
+ * | false      | "restart"   | started again at once, unless a shared-memory crash or a shutdown decides otherwise |
+ * | false      | "crash"     | waits for the re-created segment if it has a restart time, else unregistered  |
+ * | true       | null        | unregistered (a shared-memory crash still crash-restarts the others)          |
+ * | true       | "crash"     | unregistered                                                                  |
+ * | true       | "restart"   | never: terminating a run drops a pending restart                              |
+ */
 interface ProcessFacts extends RunFacts {
   readonly pid: number;
+  /** When the process was forked for this worker: the start of its uptime in the status. */
+  readonly since: number;
   /**
    * When the run began, for the restart-storm rule: when its function was entered, or when the process was
    * forked if it never got that far. Import time is not held against the worker.
    */
   readonly runStartedAt: number;
-  /** Killed by the postmaster as part of a crash-restart: its exit is expected, not another crash. */
-  readonly killedForCrash: boolean;
-  /** Asked to stop by `bgworker restart`: started again as soon as it exits, whatever its restart time. */
-  readonly restartRequested: boolean;
+  readonly stopping: Stopping;
+  /** The server process id of the worker's database session (SPEC §7), once it has opened one. */
+  readonly backendPid: number | null;
 }
 
 /** Where a slot's worker is in its life. */
@@ -109,6 +140,11 @@ interface Slot {
   restarts: number;
   fastFailures: number;
   lastExit: LastExit | null;
+  /**
+   * The pid of the slot's last process once it has exited, until another exits: output it leaves behind
+   * (drained after its exit) is still named after its worker.
+   */
+  lastPid: number | null;
   notifyPid: number;
 }
 
@@ -139,7 +175,14 @@ function registered(slot: Slot): boolean {
   return slot.run.state !== "stopped";
 }
 
-function workerOf(slot: Slot): { name: string; type: string; pid?: number } {
+/** How the log names a worker (and its process, if it has one). */
+export interface WorkerName {
+  readonly name: string;
+  readonly type: string;
+  readonly pid?: number;
+}
+
+function workerOf(slot: Slot): WorkerName {
   const pid = pidOf(slot);
   return pid === null ? { name: slot.definition.name, type: slot.definition.type } : { name: slot.definition.name, type: slot.definition.type, pid };
 }
@@ -180,8 +223,8 @@ export class PostmasterMachine {
     return this.#flush();
   }
 
-  /** A static worker from `_PG_init`. Only before `start`. */
-  registerStatic(definition: WorkerDefinition): void {
+  /** A static worker from `_PG_init`. Only before `start`; throws, as `launch`, when it cannot be registered. */
+  registerStatic(definition: WorkerDefinition): Action[] {
     if (!this.#registering()) {
       throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `background worker "${definition.name}": static workers can only be registered before the postmaster starts`);
     }
@@ -195,6 +238,7 @@ export class PostmasterMachine {
       );
     }
     this.#slots.push(this.#newSlot(this.#slots.length, definition, "static", 0));
+    return this.#flush();
   }
 
   /** The postmaster is up (extensions loaded, shared memory made): start what the current phase allows. */
@@ -257,6 +301,7 @@ export class PostmasterMachine {
       restarts: 0,
       fastFailures: 0,
       lastExit: null,
+      lastPid: null,
       notifyPid: definition.notifyPid,
     };
   }
@@ -278,14 +323,14 @@ export class PostmasterMachine {
     const slot = this.#slotAt(slotIndex, generation);
     if (slot === undefined || slot.run.state !== "spawning") return this.#flush();
     const { terminated } = slot.run;
-    slot.run = { state: "starting", pid, runStartedAt: now, terminated, killedForCrash: false, restartRequested: false };
+    slot.run = { state: "starting", pid, since: now, runStartedAt: now, terminated, stopping: null, backendPid: null };
     this.#slotByPid.set(pid, slot);
     this.#emit({ type: "log", level: "DEBUG", message: `started background worker "${slot.definition.name}" (PID ${pid})`, worker: workerOf(slot) });
     // Decisions taken while the process did not exist yet apply to it now.
     if (this.#shutdownMode === "immediate") this.#emit({ type: "signal", pid, signal: "SIGKILL" });
     else if (this.#shutdownMode === "fast" || terminated) this.#emit({ type: "signal", pid, signal: "SIGTERM" });
     else if (this.#crashRecovery && slot.definition.shmem) {
-      slot.run = { ...slot.run, killedForCrash: true };
+      slot.run = { ...slot.run, stopping: "crash" };
       this.#emit({ type: "signal", pid, signal: "SIGKILL" });
     }
     return this.#flush();
@@ -295,6 +340,13 @@ export class PostmasterMachine {
   entered(pid: number, now: number): Action[] {
     const slot = this.#slotByPid.get(pid);
     if (slot !== undefined && slot.run.state === "starting") slot.run = { ...slot.run, state: "running", runStartedAt: now };
+    return this.#flush();
+  }
+
+  /** The worker with this pid has opened its database session, served by the server process `backendPid`. */
+  session(pid: number, backendPid: number): Action[] {
+    const slot = this.#slotByPid.get(pid);
+    if (slot !== undefined && hasProcess(slot)) slot.run = { ...slot.run, backendPid };
     return this.#flush();
   }
 
@@ -315,17 +367,18 @@ export class PostmasterMachine {
     const slot = this.#slotByPid.get(pid);
     if (slot === undefined || !("pid" in slot.run)) return this.#flush();
     this.#slotByPid.delete(pid);
-    const { terminated, killedForCrash, runStartedAt, restartRequested } = slot.run;
+    slot.lastPid = pid;
+    const { terminated, stopping, runStartedAt } = slot.run;
     const lastExit: LastExit = { code, signal, at: new Date(now).toISOString() };
     const crashed = classifyExit(code, signal) === "crashed" && slot.definition.shmem;
     this.#emit({ type: "log", level: "LOG", message: `background worker "${slot.definition.type}" (PID ${pid}) ${describeExit(code, signal)}`, worker: workerOf(slot) });
-    if (restartRequested && !terminated && !killedForCrash && !crashed && this.#shutdownMode === null) {
+    if (stopping === "restart" && !crashed && this.#shutdownMode === null) {
       // An administrator's restart: a new process now; its stop was asked for, so it is no failure.
       slot.lastExit = lastExit;
       slot.fastFailures = 0;
       slot.run = { state: "waiting" };
       this.#startIfAllowed(slot);
-    } else if (killedForCrash) {
+    } else if (stopping === "crash") {
       slot.lastExit = lastExit;
       // Killed as part of a crash-restart: restartable workers come back when the segment is re-created.
       if (slot.definition.restartTimeMs === null || terminated || this.#shutdownMode !== null) this.#unregister(slot, terminated);
@@ -380,7 +433,7 @@ export class PostmasterMachine {
     for (const other of this.#slots) {
       if (other === slot || !other.definition.shmem) continue;
       if (hasProcess(other)) {
-        other.run = { ...other.run, killedForCrash: true };
+        other.run = { ...other.run, stopping: "crash" };
         this.#emit({ type: "signal", pid: other.run.pid, signal: "SIGKILL" });
       } else if (other.run.state === "backoff") {
         // A pending restart of a shared-memory worker waits for the re-created segment like the rest.
@@ -469,7 +522,11 @@ export class PostmasterMachine {
   #terminateSlot(slot: Slot): void {
     if (occupied(slot)) {
       slot.run = { ...slot.run, terminated: true };
-      if (hasProcess(slot)) this.#emit({ type: "signal", pid: slot.run.pid, signal: "SIGTERM" });
+      if (hasProcess(slot)) {
+        // A restart asked for earlier is dropped: a terminated worker never starts again.
+        if (slot.run.stopping === "restart") slot.run = { ...slot.run, stopping: null };
+        this.#emit({ type: "signal", pid: slot.run.pid, signal: "SIGTERM" });
+      }
     } else if (registered(slot)) {
       this.#unregister(slot, true);
     }
@@ -504,8 +561,8 @@ export class PostmasterMachine {
 
   #restartSlot(slot: Slot): void {
     if (hasProcess(slot)) {
-      if (slot.run.terminated || slot.run.killedForCrash || slot.run.restartRequested) return;
-      slot.run = { ...slot.run, restartRequested: true };
+      if (slot.run.terminated || slot.run.stopping !== null) return;
+      slot.run = { ...slot.run, stopping: "restart" };
       this.#emit({ type: "log", level: "LOG", message: `restarting background worker "${slot.definition.type}" (PID ${slot.run.pid}) at administrator request`, worker: workerOf(slot) });
       this.#emit({ type: "signal", pid: slot.run.pid, signal: "SIGTERM" });
     } else if (slot.run.state === "backoff") {
@@ -615,10 +672,19 @@ export class PostmasterMachine {
     return this.#shutdownMode;
   }
 
-  /** The worker a live process runs, for the shell's log lines. */
-  workerOfPid(pid: number): { name: string; type: string } | undefined {
+  /**
+   * The worker a process runs, or ran last in a slot not reused since, for naming its output and log lines;
+   * undefined for any other process (a spare runner).
+   */
+  workerOfPid(pid: number): (WorkerName & { readonly pid: number }) | undefined {
+    const slot = this.#slotByPid.get(pid) ?? this.#slots.find((s) => s.lastPid === pid);
+    return slot === undefined ? undefined : { name: slot.definition.name, type: slot.definition.type, pid };
+  }
+
+  /** When the live worker process with this pid was forked for its worker (ms since the epoch). */
+  sinceOf(pid: number): number | undefined {
     const slot = this.#slotByPid.get(pid);
-    return slot === undefined ? undefined : { name: slot.definition.name, type: slot.definition.type };
+    return slot !== undefined && hasProcess(slot) ? slot.run.since : undefined;
   }
 
   rows(): WorkerStatusRow[] {
@@ -638,6 +704,7 @@ export class PostmasterMachine {
       shmem: slot.definition.shmem,
       backoffMs: slot.run.state === "backoff" ? slot.run.delayMs : null,
       handle: slot.kind === "dynamic" ? formatHandle(this.#refOf(slot)) : null,
+      backendPid: hasProcess(slot) ? slot.run.backendPid : null,
     }));
   }
 

@@ -55,15 +55,11 @@ export class PostmasterShell implements ControlHandler {
   #shmem: ShmemHost | undefined;
   #shmemAttachment: ShmemAttachment | null = null;
   #database: ServedDatabase | undefined;
-  /** Worker pid -> the server process id of its database session (SPEC §7), while the worker runs. */
-  readonly #backendPids = new Map<number, number>();
   /** Why the served database cannot be reached, while the phase is `starting`. */
   #phaseReason: string | null = null;
   #control: ControlServer | undefined;
   #role: PostmasterRole | undefined;
   #startedAt = 0;
-  /** When each worker process became its worker (ms since the epoch), for the status's uptime. */
-  readonly #since = new Map<number, number>();
   readonly #changeListeners = new Set<() => void>();
   #fatal: Error | undefined;
   readonly stopped: Promise<void>;
@@ -84,11 +80,7 @@ export class PostmasterShell implements ControlHandler {
     this.#runners = new Runners({ spares: options.spareRunners, cwd: options.cwd }, {
       message: (runner, message) => this.#onRunnerMessage(runner, message),
       output: (runner, stream, line) => this.#logger.output(this.#workerRef(runner), stream, line),
-      exit: (runner, code, signal) => {
-        this.#backendPids.delete(runner.pid);
-        this.#since.delete(runner.pid);
-        this.#feed((m) => m.exited(runner.pid, code, signal, Date.now()));
-      },
+      exit: (runner, code, signal) => this.#feed((m) => m.exited(runner.pid, code, signal, Date.now())),
     });
     this.stopped = new Promise((resolve) => (this.#markStopped = resolve));
   }
@@ -196,9 +188,7 @@ export class PostmasterShell implements ControlHandler {
         maxWorkerProcesses: this.#options.maxWorkerProcesses,
         shutdown: this.#machine.shuttingDown,
       },
-      workers: this.#machine.rows().map((row) =>
-        withUsage({ ...row, backendPid: row.pid === null ? null : (this.#backendPids.get(row.pid) ?? null) }, row.pid === null ? undefined : this.#since.get(row.pid)),
-      ),
+      workers: this.#machine.rows().map((row) => withUsage(row, row.pid === null ? undefined : this.#machine.sinceOf(row.pid))),
     };
   }
 
@@ -268,9 +258,9 @@ export class PostmasterShell implements ControlHandler {
     this.#feed((m) => m.clientGone(pid));
   }
 
-  /** How the log names a runner: its worker, or a spare that has not become one yet. */
+  /** How the log names a runner: the worker the machine knows it as, or a spare that has not become one yet. */
   #workerRef(runner: Runner): { name: string; type: string; pid: number } {
-    return { ...(runner.worker ?? { name: "spare runner", type: "bgworker runner" }), pid: runner.pid };
+    return this.#machine.workerOfPid(runner.pid) ?? { name: "spare runner", type: "bgworker runner", pid: runner.pid };
   }
 
   // ----- start-up -----------------------------------------------------------------------------------
@@ -290,7 +280,10 @@ export class PostmasterShell implements ControlHandler {
       const context: InitContext = {
         extension: path,
         registerStatic: (definition, startup) => {
-          this.#machine.registerStatic(definition);
+          // Through the queue like every event; `_PG_init` runs outside the queue's work (awaited above, never
+          // from an action), so the event is handled at once and a refusal is thrown to the extension.
+          if (this.#draining) throw new Error("internal error: a static registration while the postmaster's actions are being carried out");
+          this.#feed((m) => m.registerStatic(definition));
           this.#runners.know(definition);
           this.#logger.log("DEBUG", `registered background worker "${definition.name}" from extension "${extension}"`);
           if (startup !== undefined) this.#startupHooks.push(startup);
@@ -349,7 +342,7 @@ export class PostmasterShell implements ControlHandler {
         void this.#answer(runner, message.request);
         return;
       case "session":
-        this.#backendPids.set(runner.pid, message.backendPid);
+        this.#feed((m) => m.session(runner.pid, message.backendPid));
         return;
       case "ready":
       case "exiting":
@@ -449,7 +442,6 @@ export class PostmasterShell implements ControlHandler {
       this.#feed((m) => m.spawnFailed(slot, generation, reason, Date.now()));
       return;
     }
-    runner.worker = { name: definition.name, type: definition.type, pid: runner.pid };
     runner.send({
       t: "start",
       definition,
@@ -461,9 +453,7 @@ export class PostmasterShell implements ControlHandler {
       database: definition.spi && this.#database !== undefined ? this.#database.connectionParams() : null,
       shmem: definition.shmem ? this.#shmemAttachment : null,
     });
-    const forkedAt = Date.now();
-    this.#since.set(runner.pid, forkedAt);
-    this.#feed((m) => m.forked(slot, generation, runner.pid, forkedAt));
+    this.#feed((m) => m.forked(slot, generation, runner.pid, Date.now()));
   }
 
   #wait(ref: HandleRef, until: Waiter["until"], callerPid: number): Promise<HandleState> {

@@ -387,14 +387,87 @@ describe("PostmasterMachine", () => {
     const h = new Harness(m);
     h.run(m.start());
     const pid = h.pidOf("w")!;
-    assert.deepEqual(m.workerOfPid(pid), { name: "w", type: "w" });
+    assert.deepEqual(m.workerOfPid(pid), { name: "w", type: "w", pid });
     const { ref, actions } = m.launch(definition("d", (b) => b, 777));
     h.run(actions);
     assert.deepEqual(h.run(m.exited(777, 0, null, h.now)), [], "a client's pid is no worker");
     assert.equal(m.notifyPidOf(ref), 0);
+    assert.equal(m.workerOfPid(777), undefined, "a process that is no worker has no name (a spare runner)");
     h.exit("w", 1);
-    assert.equal(m.workerOfPid(pid), undefined, "forgotten at its exit");
+    assert.equal(m.terminatePid(pid).found, false, "forgotten at its exit");
+    assert.equal(m.sinceOf(pid), undefined);
     assert.deepEqual(h.run(m.exited(pid, 0, null, h.now)), [], "a second exit of the same pid changes nothing");
+  });
+
+  it("knows each worker process: when it was forked, its database session, its name for output drained after its exit", () => {
+    const m = machine();
+    m.registerStatic(definition("w", (b) => b.setRestartTime(0)));
+    m.begin();
+    const spawn = of(m.start(), "spawn")[0]!;
+    m.forked(spawn.slot, spawn.generation, 100, 5_000);
+    assert.equal(m.sinceOf(100), 5_000);
+    assert.equal(m.rows()[0]?.backendPid, null, "no session yet");
+    m.entered(100, 7_000);
+    assert.equal(m.sinceOf(100), 5_000, "uptime counts from the fork, not from entering the function");
+    assert.deepEqual(m.session(100, 4321), []);
+    assert.deepEqual(m.session(555, 9999), [], "a session of a process that is no worker is ignored");
+    assert.equal(m.rows()[0]?.backendPid, 4321);
+    const [timer] = of(m.exited(100, 1, null, 8_000), "setTimer");
+    assert.equal(m.rows()[0]?.backendPid, null, "the session went with the process");
+    assert.deepEqual(m.workerOfPid(100), { name: "w", type: "w", pid: 100 }, "its last lines are still named after it");
+    const next = of(m.timer(timer!.key), "spawn")[0]!;
+    m.forked(next.slot, next.generation, 101, 9_000);
+    assert.equal(m.sinceOf(101), 9_000);
+    assert.equal(m.rows()[0]?.backendPid, null, "a new process has no session until it opens one");
+    assert.deepEqual(m.workerOfPid(101), { name: "w", type: "w", pid: 101 });
+  });
+
+  it("a terminated worker killed in a crash-restart stays unregistered, and causes no second crash-restart", () => {
+    const m = machine();
+    m.registerStatic(definition("crasher", (b) => b.enableShmemAccess().setRestartTime(60_000)));
+    m.registerStatic(definition("leaving", (b) => b.enableShmemAccess().setRestartTime(0)));
+    const h = new Harness(m);
+    h.run(m.start());
+    const leaving = h.pidOf("leaving")!;
+    h.run(m.terminatePid(leaving).actions);
+    h.now += 5_000;
+    assert.deepEqual(of(h.exit("crasher", null, "SIGSEGV"), "signal"), [{ type: "signal", pid: leaving, signal: "SIGKILL" }]);
+    const gone = h.run(m.exited(leaving, null, "SIGKILL", h.now));
+    assert.equal(gone.filter((a) => a.type === "log" && /terminating any other/.test(a.message)).length, 0);
+    assert.equal(of(gone, "resetShmem").length, 1);
+    assert.deepEqual(of(h.run(m.shmemReset()), "spawn").map((s) => s.definition.name), ["crasher"]);
+    assert.equal(h.row("leaving").state, "stopped");
+  });
+
+  it("a worker killed in a crash-restart while restarting at request comes back with the segment, not before", () => {
+    const m = machine();
+    m.registerStatic(definition("crasher", (b) => b.enableShmemAccess().setRestartTime(60_000)));
+    m.registerStatic(definition("asked", (b) => b.enableShmemAccess().setRestartTime(60_000)));
+    const h = new Harness(m);
+    h.run(m.start());
+    m.ready();
+    const asked = h.pidOf("asked")!;
+    h.run(m.restart({ pid: asked }).actions);
+    h.now += 5_000;
+    h.exit("crasher", null, "SIGSEGV");
+    const gone = h.run(m.exited(asked, null, "SIGKILL", h.now));
+    assert.equal(of(gone, "spawn").length, 0, "not started again at once");
+    assert.equal(of(gone, "resetShmem").length, 1);
+    assert.deepEqual(of(h.run(m.shmemReset()), "spawn").map((s) => s.definition.name).sort(), ["asked", "crasher"]);
+  });
+
+  it("a termination drops a restart asked for earlier: the worker is not started again", () => {
+    const m = machine();
+    m.registerStatic(definition("w", (b) => b.setRestartTime(0)));
+    const h = new Harness(m);
+    h.run(m.start());
+    m.ready();
+    const pid = h.pidOf("w")!;
+    h.run(m.restart({ pid }).actions);
+    h.run(m.terminatePid(pid).actions);
+    const gone = h.exit("w", 0);
+    assert.equal(of(gone, "spawn").length, 0);
+    assert.equal(h.row("w").state, "stopped");
   });
 
   it("owns the postmaster's lifecycle: registration only while loading, launches refused once shutting down", () => {
