@@ -10,7 +10,6 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { ConnectionParams } from "../database/types.js";
 import type { WorkerDefinition } from "../definition.js";
-import type { WorkerRef } from "../log.js";
 import { isFromRunner, type FromRunner, type ToRunner } from "../runtime/ipc.js";
 import { WATCHDOG_FD } from "../runtime/watchdog.js";
 import type { PrepareMessage } from "../runtime/spare.js";
@@ -43,8 +42,6 @@ export interface RunnerEvents {
 
 export class Runner {
   readonly pid: number;
-  /** The worker this runner became; undefined while it is a spare. */
-  worker: WorkerRef | undefined;
   ready = false;
   /** Set when taking this runner left the pool short: it is refilled once this worker has entered. */
   refillOnEntry = false;
