@@ -39,8 +39,7 @@ export class ManagedDatabase implements ServedDatabase {
   private supervisor: Promise<void> | undefined;
   private superviseTimer: NodeJS.Timeout | undefined;
   private wakeSupervisor: (() => void) | undefined;
-  private serverStartedAt = 0;
-  private fastFailures = 0;
+  private restarts: ServerRestarts | undefined;
 
   constructor(
     pgdata: string,
@@ -112,7 +111,7 @@ export class ManagedDatabase implements ServedDatabase {
     }
     this.cluster = cluster;
     this.startedHere = true;
-    this.serverStartedAt = Date.now();
+    this.restarts = new ServerRestarts(this.options.restartBackoff ?? DEFAULT_RESTART_BACKOFF, Date.now());
     await writeFile(join(this.pgdata, OWNER_FILE), `${process.pid}\n`);
     this.port = (await cluster.pidFile())?.port ?? port;
     logger.log("LOG", `database system is ready: PostgreSQL ${cluster.binaries.version} on 127.0.0.1 port ${this.port}, data ${this.pgdata}`);
@@ -173,35 +172,39 @@ export class ManagedDatabase implements ServedDatabase {
 
   /**
    * A managed server that exits without being asked (a crash, SIGKILL, `pg_ctl stop` by hand, the OOM killer)
-   * is started again on the same port, damped as workers' restart storms are (SPEC §6): a run shorter than
-   * the fast-failure bound counts as a fast failure, and so does a start that fails.
+   * is started again on the same port, damped as workers' restart storms are (SPEC §6). When to try and what
+   * to log is ServerRestarts' decision; this only carries it out.
    */
   private async restartIfGone(): Promise<void> {
     const cluster = this.cluster;
     const port = this.port;
-    if (cluster === undefined || port === undefined) return;
+    const restarts = this.restarts;
+    if (cluster === undefined || port === undefined || restarts === undefined) return;
     // Running (a shutdown still under way, or restarted by someone else): nothing to do.
     if ((await cluster.runningPid()) !== null) return;
     const { logger } = this.options;
-    const backoff = this.options.restartBackoff ?? DEFAULT_RESTART_BACKOFF;
-    logger.log("LOG", `the managed PostgreSQL server exited without being asked to, after running ${Date.now() - this.serverStartedAt} ms: starting it again`);
-    for (let attempt = 1; !this.stopping; attempt++) {
-      this.fastFailures = nextFastFailures(this.fastFailures, Date.now() - this.serverStartedAt, backoff);
-      const delay = dampingDelay(this.fastFailures, backoff);
-      if (delay > 0) await this.pause(delay);
+    const exit = restarts.exited(Date.now());
+    logger.log("LOG", exit.line);
+    let next = exit.next;
+    while (!this.stopping) {
+      if (next.delayMs > 0) await this.pause(next.delayMs);
       if (this.stopping) return;
-      if ((await cluster.runningPid()) !== null) return;
-      logger.log("LOG", `starting the PostgreSQL server again (attempt ${attempt}${delay > 0 ? `, after ${delay} ms of restart-storm damping` : ""})`);
+      if ((await cluster.runningPid()) !== null) {
+        // Started by someone else meanwhile: its run counts from now.
+        restarts.started(Date.now(), port);
+        return;
+      }
+      logger.log("LOG", next.line);
       try {
         await cluster.start({ port });
-        this.serverStartedAt = Date.now();
-        logger.log("LOG", `database system is ready again: PostgreSQL on 127.0.0.1 port ${port} (attempt ${attempt})`);
+        logger.log("LOG", restarts.started(Date.now(), port));
         return;
       } catch (error) {
-        // e.g. the killed server's processes still hold its lock file or shared memory: a run of 0 ms, a fast
-        // failure, tried again under the same damping.
-        this.serverStartedAt = Date.now();
-        logger.log("LOG", `could not start the PostgreSQL server again (attempt ${attempt}): ${error instanceof Error ? error.message : String(error)}`);
+        // e.g. the killed server's processes still hold its lock file or shared memory: tried again under the
+        // same damping.
+        const failure = restarts.startFailed(Date.now(), error instanceof Error ? error.message : String(error));
+        logger.log("LOG", failure.line);
+        next = failure.next;
       }
     }
   }
@@ -234,6 +237,72 @@ export class ManagedDatabase implements ServedDatabase {
   private shownPath(): string {
     const rel = relative(this.options.cwd, this.pgdata);
     return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel) ? `./${rel}` : this.pgdata;
+  }
+}
+
+/** One start of the managed server that supervision decided on: wait `delayMs`, then log `line` and start it. */
+export interface ServerRestartAttempt {
+  /** 1 for the first attempt after an exit, counting failed starts. */
+  readonly attempt: number;
+  /** Restart-storm damping: 0 while the ordinary rule applies (start again at once). */
+  readonly delayMs: number;
+  /** Logged as the attempt begins, after the delay. */
+  readonly line: string;
+}
+
+/**
+ * The managed server's restart decision (SPEC §6), apart from processes and clocks: every time is an
+ * argument, in milliseconds. The server's restart time is 0, so the delay is exactly the workers' storm
+ * damping (`nextFastFailures`, `dampingDelay`): a run shorter than `fastFailureMs` counts as a fast failure,
+ * and so does a start that fails (a run of 0 ms); from the `failures`-th fast failure in a row each attempt
+ * waits `initialDelayMs` doubled per further fast failure, capped at `maxDelayMs`; a run of `resetAfterMs`
+ * clears the count. A run in between leaves the count as it is.
+ */
+export class ServerRestarts {
+  #fastFailures = 0;
+  #startedAt: number;
+  #attempt = 0;
+
+  constructor(
+    private readonly backoff: RestartBackoff,
+    startedAt: number,
+  ) {
+    this.#startedAt = startedAt;
+  }
+
+  /** Fast failures in a row so far (failed starts included). */
+  get fastFailures(): number {
+    return this.#fastFailures;
+  }
+
+  /** The server was found gone at `now`: the line to log, and the first attempt to start it again. */
+  exited(now: number): { readonly line: string; readonly next: ServerRestartAttempt } {
+    const runMs = Math.max(0, now - this.#startedAt);
+    this.#attempt = 0;
+    return {
+      line: `the managed PostgreSQL server exited without being asked to, after running ${runMs} ms: starting it again`,
+      next: this.#next(runMs),
+    };
+  }
+
+  /** The current attempt failed at `now`: the line to log, and the next attempt. */
+  startFailed(now: number, reason: string): { readonly line: string; readonly next: ServerRestartAttempt } {
+    this.#startedAt = now;
+    return { line: `could not start the PostgreSQL server again (attempt ${this.#attempt}): ${reason}`, next: this.#next(0) };
+  }
+
+  /** The server runs again since `now` (the current attempt succeeded): the line to log. */
+  started(now: number, port: number): string {
+    this.#startedAt = now;
+    return `database system is ready again: PostgreSQL on 127.0.0.1 port ${port} (attempt ${this.#attempt})`;
+  }
+
+  #next(runMs: number): ServerRestartAttempt {
+    this.#fastFailures = nextFastFailures(this.#fastFailures, runMs, this.backoff);
+    const delayMs = dampingDelay(this.#fastFailures, this.backoff);
+    const attempt = ++this.#attempt;
+    const damping = delayMs > 0 ? `, after ${delayMs} ms of restart-storm damping` : "";
+    return { attempt, delayMs, line: `starting the PostgreSQL server again (attempt ${attempt}${damping})` };
   }
 }
 
