@@ -78,10 +78,13 @@ interface Broken {
   readonly rule: string;
 }
 
-/** The rule a short string field breaks (a wrong kind is a TypeError, too long a RangeError), or undefined. */
+/**
+ * The rule a short string field breaks, or undefined: a wrong kind (not a string, a NUL inside) is a TypeError;
+ * a length outside 1..95 bytes is a RangeError, as node's ERR_OUT_OF_RANGE.
+ */
 function shortStringRule(value: unknown): Broken | undefined {
   if (typeof value !== "string") return { Ctor: TypeError, code: "ERR_BGWORKER_INVALID_VALUE", rule: "must be a string" };
-  if (value.length === 0) return { Ctor: TypeError, code: "ERR_BGWORKER_INVALID_VALUE", rule: "must not be empty" };
+  if (value.length === 0) return { Ctor: RangeError, code: "ERR_BGWORKER_VALUE_OUT_OF_RANGE", rule: "must not be empty" };
   if (value.includes("\0")) return { Ctor: TypeError, code: "ERR_BGWORKER_INVALID_VALUE", rule: "must not contain a NUL character" };
   if (Buffer.byteLength(value) > MAX_NAME_BYTES) {
     return { Ctor: RangeError, code: "ERR_BGWORKER_NAME_TOO_LONG", rule: `must be at most ${MAX_NAME_BYTES} UTF-8 bytes` };
@@ -193,11 +196,22 @@ export class BackgroundWorkerBuilder {
     return this;
   }
 
-  /** Milliseconds to wait before restarting after exit code 1 or a crash; `null` never restarts. */
+  /**
+   * Milliseconds to wait before restarting after exit code 1 or a crash; `null` never restarts. A value that
+   * is not a number is a TypeError; a number that is not an integer from 0 to 86,400,000 (1.5, NaN,
+   * Infinity, -1) is a RangeError.
+   */
   setRestartTime(ms: number | null): this {
     if (ms !== null) {
-      if (typeof ms !== "number" || !Number.isInteger(ms)) {
+      if (typeof ms !== "number") {
         fail(TypeError, `setRestartTime: restart time ${show(ms)} must be null or an integer number of milliseconds`, this.setRestartTime);
+      }
+      if (!Number.isInteger(ms)) {
+        fail(
+          RangeError,
+          `setRestartTime: restart time ${ms} must be an integer number of milliseconds (from 0 to ${MAX_RESTART_TIME_MS}), or null`,
+          this.setRestartTime,
+        );
       }
       if (ms < 0 || ms > MAX_RESTART_TIME_MS) {
         fail(RangeError, `setRestartTime: restart time ${ms} must be from 0 to ${MAX_RESTART_TIME_MS} ms (one day), or null`, this.setRestartTime);
@@ -209,9 +223,8 @@ export class BackgroundWorkerBuilder {
 
   /** The module holding the worker's function: a path (from the postmaster's working directory) or a package. */
   setLibrary(module: string): this {
-    if (typeof module !== "string" || module.length === 0) {
-      fail(TypeError, `setLibrary: library ${show(module)} must be a non-empty module specifier`, this.setLibrary);
-    }
+    if (typeof module !== "string") fail(TypeError, `setLibrary: library ${show(module)} must be a module specifier (a string)`, this.setLibrary);
+    if (module.length === 0) fail(RangeError, `setLibrary: library ${show(module)} must be a non-empty module specifier`, this.setLibrary);
     if (module.includes("\0")) fail(TypeError, `setLibrary: library ${show(module)} must not contain a NUL character`, this.setLibrary);
     this.#library = module;
     return this;
@@ -270,10 +283,10 @@ export class BackgroundWorkerBuilder {
 
   /** The process told when a dynamic worker starts and stops; 0 makes its handle untracked. */
   setNotifyPid(pid: number): this {
-    if (typeof pid !== "number" || !Number.isInteger(pid)) {
+    if (typeof pid !== "number") {
       fail(TypeError, `setNotifyPid: notify pid ${show(pid)} must be a process id (an integer from 0 to ${MAX_PID})`, this.setNotifyPid);
     }
-    if (pid < 0 || pid > MAX_PID) {
+    if (!Number.isInteger(pid) || pid < 0 || pid > MAX_PID) {
       fail(RangeError, `setNotifyPid: notify pid ${show(pid)} must be a process id (an integer from 0 to ${MAX_PID})`, this.setNotifyPid);
     }
     this.#notifyPid = pid;

@@ -24,10 +24,12 @@ export type {
   AtomicValue,
   FieldType,
   Layout,
+  NotPromise,
   ReadonlySharedArrayView,
   ReadonlyStructValue,
   ScalarType,
   SharedArrayView,
+  ShmemStructure,
   StructValue,
   Utf8Field,
 } from "./shmem/index.js";
@@ -36,7 +38,7 @@ export type {
 export { Postmaster, type PostmasterOptions } from "./postmaster/postmaster.js";
 export type { RestartBackoff } from "./postmaster/rules.js";
 export type { DatabaseOption } from "./database/types.js";
-export type { LogFormat, LogLevel } from "./log.js";
+export type { LogFormat, LogLevel, LogSink } from "./log.js";
 export type {
   LastExit,
   Phase,

@@ -116,13 +116,22 @@ class SocketTransport {
 
 let makeClient: (transport: SocketTransport, hello: HelloResult) => PostmasterClient;
 
-/** A connection to a running postmaster (SPEC §5). Made by `connect()`. */
+/**
+ * A connection to a running postmaster (SPEC §5). Made by `connect()`. Besides SPEC's members it has
+ * `socketPath`, `postmasterId`, `postmasterPid`, `closed`, `statusReport()`, `restart()` and `reload()`
+ * (docs/api.md).
+ */
 export class PostmasterClient {
   /** The socket this client is connected to, as an absolute path. */
   readonly socketPath: string;
-  /** The postmaster's identity and pid, from its hello. */
-  readonly postmaster: HelloResult;
-  /** Resolves when the connection has ended, for whatever reason. */
+  /** The postmaster's run id, as its `Postmaster#postmasterId` (the handles of its workers carry it). */
+  readonly postmasterId: string;
+  /** The postmaster's process id. */
+  readonly postmasterPid: number;
+  /**
+   * Resolves when the connection has ended, for whatever reason: `close()`, or the postmaster shut down or
+   * died (after `stop()`, it tells when the postmaster is gone).
+   */
   readonly closed: Promise<void>;
   readonly #transport: SocketTransport;
 
@@ -133,7 +142,8 @@ export class PostmasterClient {
   private constructor(transport: SocketTransport, hello: HelloResult) {
     this.#transport = transport;
     this.socketPath = transport.socketPath;
-    this.postmaster = hello;
+    this.postmasterId = hello.postmaster;
+    this.postmasterPid = hello.pid;
     this.closed = transport.closed;
   }
 
@@ -153,7 +163,7 @@ export class PostmasterClient {
     return [...(await this.statusReport()).workers];
   }
 
-  /** The worker rows and the postmaster row. */
+  /** The worker rows and the postmaster row (SPEC §7), as `Postmaster#status()` and `bgworker status --json`. */
   async statusReport(): Promise<StatusReport> {
     const result = await this.#transport.channel.request({ op: "status" }, "reject");
     if (typeof result !== "object" || result === null || !Array.isArray((result as StatusReport).workers)) {

@@ -1,6 +1,7 @@
 /** Where the control socket lives, and the 107-byte limit of a Unix socket path. */
 import { statSync } from "node:fs";
 import path from "node:path";
+import { makeError } from "../errors.js";
 
 /** `sun_path` holds 108 bytes including the terminating NUL. */
 export const MAX_SOCKET_PATH_BYTES = 107;
@@ -45,13 +46,15 @@ function directoryExists(dir: string): boolean {
  * The string to hand to `listen()`/`connect()` for `socketPath` (an absolute path). The kernel limits the
  * path, not the file, so when the absolute path is too long but the path relative to the working directory
  * fits, the relative one is used (deep temp and project directories are common). Throws an Error naming
- * the path and the limit when neither fits.
+ * the path and the limit when neither fits (a RangeError, code ERR_BGWORKER_SOCKET_PATH_TOO_LONG).
  */
 export function socketAddress(socketPath: string, cwd: string = process.cwd()): string {
   if (Buffer.byteLength(socketPath) <= MAX_SOCKET_PATH_BYTES) return socketPath;
   const relative = path.relative(cwd, socketPath);
   if (relative.length > 0 && Buffer.byteLength(relative) <= MAX_SOCKET_PATH_BYTES) return relative;
-  throw new Error(
+  throw makeError(
+    RangeError,
+    "ERR_BGWORKER_SOCKET_PATH_TOO_LONG",
     `socket path ${socketPath} is ${Buffer.byteLength(socketPath)} bytes; a Unix socket path must be at most ` +
       `${MAX_SOCKET_PATH_BYTES} bytes (choose a shorter one with --socket)`,
   );

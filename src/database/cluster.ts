@@ -102,7 +102,11 @@ export class Cluster {
       // missing: created below
     }
     if (entries.length > 0) {
-      throw new Error(`database.pgdata: ${this.pgdata} is not empty and holds no PostgreSQL cluster (no PG_VERSION file)`);
+      throw makeError(
+        Error,
+        "ERR_BGWORKER_PGDATA_INVALID",
+        `database.pgdata: ${this.pgdata} is not empty and holds no PostgreSQL cluster (no PG_VERSION file)`,
+      );
     }
     this.assertReachable();
     await makeOwnedDir(this.pgdata, this.owner);
@@ -111,7 +115,7 @@ export class Cluster {
     try {
       await runAs(this.owner, this.program("initdb"), args);
     } catch (error) {
-      throw new Error(`${(error as Error).message}${this.reachHint(error)}`);
+      throw makeError(Error, "ERR_BGWORKER_DATABASE_START", `${(error as Error).message}${this.reachHint(error)}`);
     }
   }
 
@@ -184,7 +188,7 @@ export class Cluster {
     } catch (error) {
       const reason = (await this.lastLogError()) ?? (error as Error).message;
       await this.dropSocketTemp();
-      throw new Error(`PostgreSQL in ${this.pgdata} did not start: ${reason} (server log: ${this.logFile})`);
+      throw makeError(Error, "ERR_BGWORKER_DATABASE_START", `PostgreSQL in ${this.pgdata} did not start: ${reason} (server log: ${this.logFile})`);
     }
   }
 

@@ -1,6 +1,7 @@
 /** A cluster that the postmaster runs itself: created on first run, started, watched, stopped after the workers. */
 import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { makeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { dampingDelay, DEFAULT_RESTART_BACKOFF, nextFastFailures, type RestartBackoff } from "../postmaster/rules.js";
 import { Cluster, SERVER_LOG, SUPERUSER } from "./cluster.js";
@@ -59,7 +60,7 @@ export class ManagedDatabase implements ServedDatabase {
   }
 
   async start(): Promise<void> {
-    if (this.cluster !== undefined) throw new Error(`${this.pgdata}: the managed database is already started`);
+    if (this.cluster !== undefined) throw makeError(Error, "ERR_BGWORKER_FAILED", `${this.pgdata}: the managed database is already started`);
     const { logger } = this.options;
     const place = this.options.embedded ? embeddedPgdata(this.pgdata, serverOwner()) : undefined;
     if (place !== undefined) ({ pgdata: this.pgdata, relocated: this.relocated } = place);
@@ -77,7 +78,9 @@ export class ManagedDatabase implements ServedDatabase {
     const onDisk = await cluster.majorVersionOnDisk();
     const major = cluster.binaries.version.split(".")[0];
     if (onDisk !== major) {
-      throw new Error(
+      throw makeError(
+        Error,
+        "ERR_BGWORKER_PGDATA_INVALID",
         `database.pgdata: ${this.pgdata} holds a PostgreSQL ${onDisk ?? "?"} cluster, but the server binaries in ` +
           `${cluster.binaries.bindir} are version ${cluster.binaries.version} (the major versions must match)`,
       );
@@ -91,7 +94,9 @@ export class ManagedDatabase implements ServedDatabase {
       running = await cluster.runningPid();
     }
     if (running !== null) {
-      throw new Error(
+      throw makeError(
+        Error,
+        "ERR_BGWORKER_PGDATA_IN_USE",
         `database.pgdata: a PostgreSQL server (pid ${running}) is already running on ${this.pgdata}: ` +
           `stop it (pg_ctl stop -D ${this.pgdata}) or serve it with --database URL`,
       );
@@ -118,12 +123,12 @@ export class ManagedDatabase implements ServedDatabase {
   }
 
   connectionParams(): ConnectionParams {
-    if (this.port === undefined) throw new Error(`${this.pgdata}: the managed database is not started yet`);
+    if (this.port === undefined) throw makeError(Error, "ERR_BGWORKER_FAILED", `${this.pgdata}: the managed database is not started yet`);
     return { host: "127.0.0.1", port: this.port, user: SUPERUSER, database: "postgres" };
   }
 
   watch(onPhase: PhaseListener): void {
-    if (this.monitor !== undefined) throw new Error("the database is already being watched");
+    if (this.monitor !== undefined) throw makeError(Error, "ERR_BGWORKER_FAILED", "the database is already being watched");
     const { logger } = this.options;
     const monitor = new PhaseMonitor(
       () => this.connectionParams(),

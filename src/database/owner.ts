@@ -6,6 +6,7 @@ import { execFile } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
 import { chown, mkdir } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
+import { makeError } from "../errors.js";
 
 export interface ServerOwner {
   /** Set only when running as root: the identity the programs are spawned with. */
@@ -20,7 +21,9 @@ export function serverOwner(): ServerOwner {
   if (process.getuid?.() !== 0) return { name: process.env["USER"] ?? "current user" };
   const entry = passwdEntry("postgres");
   if (entry === null) {
-    throw new Error(
+    throw makeError(
+      Error,
+      "ERR_BGWORKER_NO_SERVER_USER",
       'running as root, but there is no "postgres" OS user to run the server as (PostgreSQL refuses root): ' +
         "create it (useradd --system postgres) or run as an ordinary user",
     );
@@ -83,7 +86,7 @@ export function runAs(
         }
         const lines = `${stderr}\n${stdout}`.split("\n").map((l) => l.trim()).filter((l) => l !== "");
         const last = lines.filter((l) => /error|fatal|could not|failed|denied/i.test(l)).pop() ?? lines.pop();
-        reject(new Error(`${program.split("/").pop() ?? program} ${args[0] ?? ""} failed: ${last ?? error.message}`));
+        reject(makeError(Error, "ERR_BGWORKER_SERVER_PROGRAM", `${program.split("/").pop() ?? program} ${args[0] ?? ""} failed: ${last ?? error.message}`));
       },
     );
   });

@@ -5,6 +5,7 @@
  * deprecation warning when it does; the `pgpass` package it uses is called here directly.
  */
 import { createRequire } from "node:module";
+import { makeError } from "../errors.js";
 import type { ConnectionParams } from "./types.js";
 
 type PgPass = (info: { host: string; port: number; database: string; user: string }, done: (password: string | undefined) => void) => void;
@@ -25,7 +26,9 @@ async function lookUpPassword(params: ConnectionParams): Promise<string> {
     pgpass({ host: params.host, port: params.port, database: params.database, user: params.user }, resolve),
   );
   if (found !== undefined) return found;
-  throw new Error(
+  throw makeError(
+    Error,
+    "ERR_BGWORKER_NO_PASSWORD",
     `no password supplied for user "${params.user}" (give it in PGPASSWORD or a password file: PGPASSFILE, default ~/.pgpass, mode 0600)`,
   );
 }

@@ -1,5 +1,6 @@
 /** Free loopback ports for managed clusters. */
 import { createServer } from "node:net";
+import { makeError } from "../errors.js";
 
 /** Whether nothing listens on 127.0.0.1:`port` right now (a bind test: the server binds the same address). */
 export function portIsFree(port: number): Promise<boolean> {
@@ -17,11 +18,12 @@ export function portIsFree(port: number): Promise<boolean> {
 export function pickFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
-    server.once("error", reject);
+    const noPort = (why: string): Error => makeError(Error, "ERR_BGWORKER_NO_FREE_PORT", `could not pick a free loopback port for the managed server${why}`);
+    server.once("error", (error) => reject(noPort(`: ${error.message}`)));
     server.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => {
       const address = server.address();
       const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error("could not pick a free loopback port"))));
+      server.close(() => (port > 0 ? resolve(port) : reject(noPort(""))));
     });
   });
 }

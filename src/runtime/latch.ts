@@ -2,6 +2,7 @@
  * A latch, as PostgreSQL's: a flag plus a wake-up. Another process sets it with SIGURG (what PostgreSQL
  * itself uses for latches since 15); SIGURG's default action is to be ignored, so a stray one is harmless.
  */
+import { makeError } from "../errors.js";
 
 export type WakeReason = "latch" | "timeout" | "terminate" | "postmaster-death";
 
@@ -31,7 +32,9 @@ export class Latch {
 
   /** Waits for the latch, the timeout (null: none) or a stop; resets the latch before returning. */
   async wait(timeoutMs: number | null): Promise<WakeReason> {
-    if (this.wake !== undefined) throw new Error("waitLatch: another waitLatch() of this worker is already waiting");
+    if (this.wake !== undefined) {
+      throw makeError(Error, "ERR_BGWORKER_LATCH_BUSY", "waitLatch: another waitLatch() of this worker is already waiting; wait from one place at a time");
+    }
     const reason = await new Promise<WakeReason>((resolve) => {
       if (this.stopped !== undefined) return resolve(this.stopped);
       if (this.isSet) return resolve("latch");

@@ -1,4 +1,5 @@
 /** Signal flags of a worker, pgrx's `SignalWakeFlags`. */
+import { makeError } from "../errors.js";
 
 /** Which signals `attachSignalHandlers` turns into flags and latch wake-ups. Combine with `|`. */
 export const SignalWakeFlags = Object.freeze({
@@ -20,7 +21,9 @@ const ALL_FLAGS = Object.values(SignalWakeFlags).reduce((all, flag) => all | fla
 /** The signals in `flags`; throws a TypeError naming the value when it holds anything else. */
 export function signalsOf(flags: SignalWakeFlags): WorkerSignal[] {
   if (typeof flags !== "number" || !Number.isInteger(flags) || flags < 0 || (flags & ~ALL_FLAGS) !== 0) {
-    throw new TypeError(
+    throw makeError(
+      TypeError,
+      "ERR_BGWORKER_INVALID_VALUE",
       `attachSignalHandlers: flags ${String(flags)} must combine SignalWakeFlags.SIGHUP, SIGTERM, SIGINT and SIGCHLD with |`,
     );
   }

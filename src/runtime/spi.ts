@@ -7,6 +7,7 @@
  */
 import pg from "pg";
 import { passwordOf } from "../database/password.js";
+import { makeError, show } from "../errors.js";
 import type { RawClient } from "./raw-client.js";
 import type { ConnectionParams } from "../database/types.js";
 import { adoptPreopenedSession } from "./spi-preopen.js";
@@ -145,7 +146,12 @@ export async function connectSpi(
 ): Promise<void> {
   const state = session();
   if (state.client !== undefined || state.connecting) {
-    throw new Error("connectSpi: this process already has its database session; a worker connects once");
+    throw makeError(
+      Error,
+      "ERR_BGWORKER_SPI_ALREADY_CONNECTED",
+      "connectSpi: this process already has its database session; a worker connects once",
+      connectSpi,
+    );
   }
   state.connecting = true;
   const config: pg.ClientConfig = {
@@ -207,11 +213,19 @@ function terminated(): void {
  * is rolled back and the error rethrown, unlike pgrx, which leaves it open. Transactions do not nest.
  */
 export async function transaction<R>(fn: () => R | Promise<R>): Promise<R> {
+  if (typeof fn !== "function") {
+    throw makeError(TypeError, "ERR_BGWORKER_INVALID_VALUE", `transaction: fn ${show(fn)} must be a function`, transaction);
+  }
   const state = session();
   if (state.inTransaction) {
-    throw new Error("transaction: already inside BackgroundWorker.transaction(); transactions do not nest");
+    throw makeError(
+      Error,
+      "ERR_BGWORKER_TRANSACTION_NESTED",
+      "transaction: already inside BackgroundWorker.transaction(); transactions do not nest",
+      transaction,
+    );
   }
-  const client = connected("transaction");
+  const client = connected("transaction", transaction);
   state.inTransaction = true;
   try {
     await query(client, "BEGIN");
@@ -233,18 +247,18 @@ export async function transaction<R>(fn: () => R | Promise<R>): Promise<R> {
 export const Spi = {
   /** Runs a statement; resolves with the number of rows it affected (or returned). */
   async run(sql: string, params?: unknown[]): Promise<number> {
-    const result = await inTransaction("Spi.run", sql, params, "object");
+    const result = await inTransaction("Spi.run", Spi.run, sql, params, "object");
     return result.rowCount ?? 0;
   },
   /** The first column of the first row, or null when there is no row. */
   async getOne<T>(sql: string, params?: unknown[]): Promise<T | null> {
-    const result = await inTransaction("Spi.getOne", sql, params, "array");
+    const result = await inTransaction("Spi.getOne", Spi.getOne, sql, params, "array");
     const row = result.rows[0] as unknown[] | undefined;
     return row === undefined || row.length === 0 ? null : ((row[0] ?? null) as T | null);
   },
   /** Every row, as objects keyed by column name. */
   async select<T>(sql: string, params?: unknown[]): Promise<T[]> {
-    const result = await inTransaction("Spi.select", sql, params, "object");
+    const result = await inTransaction("Spi.select", Spi.select, sql, params, "object");
     return result.rows as T[];
   },
 };
@@ -265,32 +279,44 @@ export async function disconnectSpi(): Promise<void> {
   if (client !== undefined) await client.end().catch(() => undefined);
 }
 
-function connected(caller: string): pg.Client {
+// eslint-disable-next-line @typescript-eslint/ban-types -- the public function is the stack boundary
+function connected(where: string, caller: Function): pg.Client {
   const state = session();
   if (state.lost !== undefined) throw state.lost;
   if (state.client === undefined) {
-    throw new Error(`${caller}: not connected to a database (call BackgroundWorker.connectWorkerToSpi() first)`);
+    throw makeError(
+      Error,
+      "ERR_BGWORKER_SPI_NOT_CONNECTED",
+      `${where}: not connected to a database (call BackgroundWorker.connectWorkerToSpi() first)`,
+      caller,
+    );
   }
   return state.client;
 }
 
 async function inTransaction(
-  caller: string,
+  where: string,
+  // eslint-disable-next-line @typescript-eslint/ban-types -- the public function is the stack boundary
+  caller: Function,
   sql: string,
   params: unknown[] | undefined,
   rowMode: "array" | "object",
 ): Promise<pg.QueryResult> {
-  if (typeof sql !== "string") throw new TypeError(`${caller}: sql must be a string, got ${typeof sql}`);
-  if (params !== undefined && !Array.isArray(params)) {
-    throw new TypeError(`${caller}: params must be an array, got ${typeof params}`);
+  if (typeof sql !== "string") {
+    throw makeError(TypeError, "ERR_BGWORKER_INVALID_VALUE", `${where}: sql ${show(sql)} must be a string`, caller);
   }
-  if (!session().inTransaction) throw new Error(`${caller}: not inside BackgroundWorker.transaction()`);
+  if (params !== undefined && !Array.isArray(params)) {
+    throw makeError(TypeError, "ERR_BGWORKER_INVALID_VALUE", `${where}: params ${show(params)} must be an array or undefined`, caller);
+  }
+  if (!session().inTransaction) {
+    throw makeError(Error, "ERR_BGWORKER_NOT_IN_TRANSACTION", `${where}: not inside BackgroundWorker.transaction()`, caller);
+  }
   const config: QueryConfig = {
     text: sql,
     ...(params === undefined ? {} : { values: params }),
     ...(rowMode === "array" ? { rowMode: "array" } : {}),
   };
-  const result = await query(connected(caller), config);
+  const result = await query(connected(where, caller), config);
   // Several statements in one string (no params) give one result each: the last one is the answer.
   return Array.isArray(result) ? (result[result.length - 1] as pg.QueryResult) : result;
 }

@@ -118,10 +118,10 @@ export const BackgroundWorker = Object.freeze({
     const role = worker(BackgroundWorker.connectWorkerToSpi);
     const { definition, database } = role.start;
     if (!definition.spi) {
-      fail(Error, `connectWorkerToSpi: background worker "${definition.name}" was not registered with enableSpiAccess()`, BackgroundWorker.connectWorkerToSpi);
+      fail(Error, `connectWorkerToSpi: background worker "${definition.name}" was not registered with enableSpiAccess()`, BackgroundWorker.connectWorkerToSpi, "ERR_BGWORKER_SPI_NOT_ENABLED");
     }
     if (role.spiConnected) {
-      fail(Error, `connectWorkerToSpi: background worker "${definition.name}" is already connected; a worker connects once`, BackgroundWorker.connectWorkerToSpi);
+      fail(Error, `connectWorkerToSpi: background worker "${definition.name}" is already connected; a worker connects once`, BackgroundWorker.connectWorkerToSpi, "ERR_BGWORKER_SPI_ALREADY_CONNECTED");
     }
     for (const [field, value] of [["dbname", dbname], ["username", username]] as const) {
       if (value !== undefined && value !== null && (typeof value !== "string" || value.length === 0)) {

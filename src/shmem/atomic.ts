@@ -1,7 +1,7 @@
 /** `PgAtomic`: PostgreSQL's `pg_atomic_uint32`/`pg_atomic_uint64`, one word of shared memory. */
 import { fail, show } from "../errors.js";
 import { shmemState } from "./state.js";
-import { checkName, locate, SHMEM_REQUEST, STRUCTURE_ALIGN, type ShmemStructure } from "./structure.js";
+import { checkName, defineShmemRequest, locate, STRUCTURE_ALIGN } from "./structure.js";
 import type { ShmemRequest } from "./types.js";
 
 /** "u32" holds a number from 0 to 2^32-1; "u64" a bigint from 0 to 2^64-1. */
@@ -17,7 +17,7 @@ const U64_MAX = 2n ** 64n - 1n;
  * extension and its workers import; request it with `pgShmemInit` in `_PG_init`; each process attaches
  * by name at first use. Every operation is one sequentially consistent atomic instruction.
  */
-export class PgAtomic<const T extends AtomicType = AtomicType> implements ShmemStructure {
+export class PgAtomic<const T extends AtomicType = AtomicType> {
   readonly name: string;
   readonly type: T;
   #epoch = -1;
@@ -72,8 +72,14 @@ export class PgAtomic<const T extends AtomicType = AtomicType> implements ShmemS
     ) as AtomicValue<T>;
   }
 
-  /** @internal What `pgShmemInit` requests for this structure. */
-  [SHMEM_REQUEST](): ShmemRequest {
+  static {
+    defineShmemRequest(PgAtomic.prototype, function () {
+      return this.#request();
+    });
+  }
+
+  /** What `pgShmemInit` requests for this structure. */
+  #request(): ShmemRequest {
     const size = this.type === "u64" ? 8 : 4;
     return { name: this.name, kind: "PgAtomic", size, align: STRUCTURE_ALIGN, signature: this.#signature() };
   }

@@ -3,7 +3,7 @@ import { currentInit } from "../context.js";
 import { fail, show } from "../errors.js";
 import { validateRequests } from "./requests.js";
 import { shmemState } from "./state.js";
-import { isShmemStructure, SHMEM_REQUEST, type ShmemStructure } from "./structure.js";
+import { isShmemStructure, SHMEM_REQUEST, type RequestsShmem, type ShmemStructure } from "./structure.js";
 import type { ShmemRequest } from "./types.js";
 
 /** What the postmaster's init context offers for shared memory (the method `InitContext` has). */
@@ -17,6 +17,7 @@ export interface ShmemInitContext {
  * be requested once.
  */
 export function pgShmemInit(...structures: ShmemStructure[]): void {
+  const checked: RequestsShmem[] = [];
   const init = currentInit();
   if (init === undefined) {
     fail(
@@ -26,11 +27,13 @@ export function pgShmemInit(...structures: ShmemStructure[]): void {
     );
   }
   for (const [i, structure] of structures.entries()) {
-    if (!isShmemStructure(structure)) {
+    const candidate: unknown = structure;
+    if (!isShmemStructure(candidate)) {
       fail(TypeError, `pgShmemInit: argument ${i + 1} ${show(structure)} must be a PgAtomic or a PgLwLock`, pgShmemInit);
     }
+    checked.push(candidate);
   }
-  const requests = structures.map((structure) => structure[SHMEM_REQUEST]());
+  const requests = checked.map((structure) => structure[SHMEM_REQUEST]());
   validateRequests(requests, pgShmemInit);
   const requested = shmemState.requested.get(init) ?? new Set<string>();
   for (const request of requests) {

@@ -3,7 +3,7 @@ import { fail, show } from "../errors.js";
 import { placeLayout, type Layout, type PlacedLayout, type ReadonlyStructValue, type StructValue } from "./layout.js";
 import { acquireExclusive, acquireShared, releaseExclusive, releaseShared, type LockWord } from "./rwlock.js";
 import { shmemState } from "./state.js";
-import { checkName, locate, SHMEM_REQUEST, STRUCTURE_ALIGN, type ShmemStructure } from "./structure.js";
+import { checkName, defineShmemRequest, locate, STRUCTURE_ALIGN } from "./structure.js";
 import type { ShmemRequest } from "./types.js";
 import { makeView, Mode, type Binding } from "./view.js";
 
@@ -29,7 +29,7 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
  * change it in `exclusive()`; both run a synchronous function while holding the lock. A process that has
  * to wait sleeps (futex) rather than spinning. Sections on one lock must not nest.
  */
-export class PgLwLock<const L extends Layout> implements ShmemStructure {
+export class PgLwLock<const L extends Layout> {
   readonly name: string;
   readonly layout: L;
   readonly #placed: PlacedLayout;
@@ -58,8 +58,14 @@ export class PgLwLock<const L extends Layout> implements ShmemStructure {
     return this.#section(Mode.Exclusive, fn as (struct: object) => unknown, this.exclusive) as R;
   }
 
-  /** @internal What `pgShmemInit` requests for this structure. */
-  [SHMEM_REQUEST](): ShmemRequest {
+  static {
+    defineShmemRequest(PgLwLock.prototype, function () {
+      return this.#request();
+    });
+  }
+
+  /** What `pgShmemInit` requests for this structure. */
+  #request(): ShmemRequest {
     return {
       name: this.name,
       kind: "PgLwLock",

@@ -3,6 +3,9 @@
  * their place in this process's mapping.
  */
 import { fail, show } from "../errors.js";
+import type { PgAtomic } from "./atomic.js";
+import type { Layout } from "./layout.js";
+import type { PgLwLock } from "./lwlock.js";
 import { shmemState, type Mapping } from "./state.js";
 import type { ShmemLayoutEntry, ShmemRequest } from "./types.js";
 
@@ -13,22 +16,31 @@ export const STRUCTURE_ALIGN = 64;
 
 /**
  * The method through which `pgShmemInit` asks a structure for its request. A registered symbol, so that a
- * structure made by another copy of this package is recognised too.
+ * structure made by another copy of this package is recognised too. It is defined on the prototypes by
+ * `defineShmemRequest`, not declared in the classes, so that it is no part of their public type.
  */
 export const SHMEM_REQUEST: unique symbol = Symbol.for("bgworker.shmem.request") as never;
 
-/** A structure that can be placed in shared memory: a `PgAtomic` or a `PgLwLock`. */
-export interface ShmemStructure {
+/** A structure that can be placed in shared memory, as `pgShmemInit` takes it: a `PgAtomic` or a `PgLwLock`. */
+export type ShmemStructure = PgAtomic | PgLwLock<Layout>;
+
+/** What `pgShmemInit` sees of a structure at run time (of this copy of the package or another). */
+export interface RequestsShmem {
   readonly name: string;
   [SHMEM_REQUEST](): ShmemRequest;
 }
 
-export function isShmemStructure(value: unknown): value is ShmemStructure {
+export function isShmemStructure(value: unknown): value is RequestsShmem {
   return (
     value !== null &&
     typeof value === "object" &&
-    typeof (value as Partial<ShmemStructure>)[SHMEM_REQUEST] === "function"
+    typeof (value as Partial<RequestsShmem>)[SHMEM_REQUEST] === "function"
   );
+}
+
+/** Gives a structure class its `SHMEM_REQUEST` method, outside its declared type. */
+export function defineShmemRequest<T extends object>(prototype: T, request: (this: T) => ShmemRequest): void {
+  Object.defineProperty(prototype, SHMEM_REQUEST, { value: request, enumerable: false, writable: false, configurable: false });
 }
 
 /** Returns the rule a structure name breaks, or undefined if it keeps them. */

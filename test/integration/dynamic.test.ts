@@ -94,7 +94,7 @@ describe("dynamic workers", { concurrency: 2 }, () => {
         const t0 = performance.now();
         const worker = await client.loadDynamic(dynamic("counter", "counter").setArgument(123).setExtra(table));
         assert.equal(worker.notifyPid, process.pid, "loadDynamic defaults the notify pid to the caller");
-        assert.match(worker.handle, new RegExp(`^bgw1:${client.postmaster.postmaster.replace(/\./g, "\\.")}:\\d+:\\d+$`));
+        assert.match(worker.handle, new RegExp(`^bgw1:${client.postmasterId.replace(/\./g, "\\.")}:\\d+:\\d+$`));
         const pid = await worker.waitForStartup();
         const latency = performance.now() - t0;
         // Started means the function has been entered: its first statement (storing 123) has run or is running.

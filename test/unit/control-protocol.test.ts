@@ -152,7 +152,7 @@ describe("definitionFromWire", () => {
   });
 
   it("applies the builder's own rules and messages", () => {
-    bad({ name: "" }, TypeError, /^invalid worker definition: BackgroundWorkerBuilder: name "" must not be empty$/);
+    bad({ name: "" }, RangeError, /^invalid worker definition: BackgroundWorkerBuilder: name "" must not be empty$/);
     bad({ type: "x".repeat(96) }, RangeError, /setType: type .* must be at most 95 UTF-8 bytes/);
     bad({ restartTimeMs: 86_400_001 }, RangeError, /^invalid worker definition: setRestartTime: restart time 86400001 must be from 0/);
     bad({ startTime: 7 }, TypeError, /setStartTime: start time 7 must be/);

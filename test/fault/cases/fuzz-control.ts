@@ -163,7 +163,7 @@ async function run(scale: FaultScale, log: (line: string) => void): Promise<Outc
     await pm.waitForEvents("started", 2);
     const client = await connect(pm.socket);
     const before = fingerprint(await client.status());
-    const postmasterId = client.postmaster.postmaster;
+    const postmasterId = client.postmasterId;
     const counts: Record<string, number> = {};
     const bump = (kind: string): void => void (counts[kind] = (counts[kind] ?? 0) + 1);
 
