@@ -1,7 +1,10 @@
 /** `bgworker launch --library L --function F [...]`: a dynamic worker, built and checked by the builder. */
 import { BackgroundWorkerBuilder, definitionOf, fieldOf, type BuilderField } from "../builder.js";
+import path from "node:path";
 import { connect } from "../control/client.js";
 import { BackgroundWorkerStatus, BackgroundWorkerStatusError, codeOf, makeError } from "../errors.js";
+import { findLogFile } from "../ops/log-read.js";
+import { listPostmasters, registryDir, type RegistryEntry } from "../ops/registry.js";
 import { HELP } from "./help.js";
 import { EXIT_OK, parseOrUsage, required, validating } from "./usage.js";
 import { parseDatum, parseRestartTime, parseSocket, parseStartTime, resolveLibrary } from "./values.js";
@@ -102,11 +105,11 @@ export async function run(args: string[]): Promise<number> {
         pid = await worker.waitForStartup();
       } catch (error) {
         if (error instanceof BackgroundWorkerStatusError) {
-          const name = values.name ?? values.function ?? "";
+          const { name, type } = definitionOf(builder);
           throw new Error(
             error.status === BackgroundWorkerStatus.PostmasterDied
               ? `the postmaster died before background worker "${name}" (${worker.handle}) started`
-              : `background worker "${name}" (${worker.handle}) did not start: it is ${error.status} (see the postmaster's log)`,
+              : `background worker "${name}" (${worker.handle}) did not start: it is ${error.status} (${whereToLook(type, client.postmasterPid)})`,
           );
         }
         throw error;
@@ -122,4 +125,29 @@ export async function run(args: string[]): Promise<number> {
     await client.close();
   }
   return EXIT_OK;
+}
+
+/** A word as a POSIX shell reads it back: as it is when it is plain, else single-quoted. */
+export function shellWord(word: string): string {
+  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Where the failed worker's lines are: the `logs` command that shows them, with the postmaster's log file as
+ * its registry entry names it (`status --all`'s source). `--log-file` is part of the command when `logs`
+ * run from here would find another file, or none.
+ */
+export function whereToLook(type: string, postmasterPid: number, cwd: string = process.cwd(), registry: string = registryDir()): string {
+  const command = `bgworker logs --worker ${shellWord(type)}`;
+  let entry: RegistryEntry | undefined;
+  try {
+    entry = listPostmasters(registry).find((each) => each.pid === postmasterPid);
+  } catch {
+    entry = undefined;
+  }
+  if (entry === undefined) return `see \`${command}\` where the postmaster runs`;
+  if (entry.logFile === null) return `the postmaster writes no log file (--log-file none): see its terminal output about "${type}"`;
+  const found = findLogFile(cwd);
+  if (found !== undefined && path.resolve(found) === path.resolve(entry.logFile)) return `see \`${command}\`; log file ${entry.logFile}`;
+  return `see \`${command} --log-file ${shellWord(entry.logFile)}\``;
 }

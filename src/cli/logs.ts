@@ -1,7 +1,7 @@
 /** `bgworker logs [-f] [-n N] [--worker TYPE|PID] [--json] [--log-file PATH]`: the postmaster's log file. */
 import path from "node:path";
 import { writeToTerminal } from "../log.js";
-import { findLogFile, follow, lastLines, render, type LogView, type WorkerFilter } from "../ops/log-read.js";
+import { findLogFile, follow, lastLines, type LogView, type WorkerFilter } from "../ops/log-read.js";
 import { HELP } from "./help.js";
 import { EXIT_OK, parseOrUsage, UsageError } from "./usage.js";
 import { parsePid } from "./values.js";
@@ -40,8 +40,9 @@ export async function run(args: string[]): Promise<number> {
   if (values.follow !== true) return EXIT_OK;
   await new Promise<void>((resolve) => {
     // From where the last lines were read: a line written in between is neither lost nor printed twice.
+    // The renderer goes on from the lines read: it knows which pids are the worker's, and the line before.
     const stop = follow(file, (line) => {
-      const out = render(line, view);
+      const out = last.renderer.render(line);
       if (out !== undefined) writeToTerminal(process.stdout, `${out}\n`);
     }, last.position);
     // Ctrl-C, or the reader going away (`bgworker logs -f | head`), ends the follow quietly.

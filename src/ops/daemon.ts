@@ -23,9 +23,40 @@ export async function reportToStarter(message: DaemonMessage): Promise<void> {
   if (process.connected) process.disconnect();
 }
 
-/** Arguments without `-d`/`--daemon`, for the detached process. */
-export function withoutDaemonFlag(args: readonly string[]): string[] {
-  return args.filter((arg) => arg !== "-d" && arg !== "--daemon");
+/** The environment variable `start` reads the database URL from (src/cli/start.ts reads it too). */
+export const DATABASE_URL_ENV = "BGWORKER_DATABASE_URL";
+
+/**
+ * The detached postmaster's arguments and environment, from the starter's `start` arguments: no
+ * `-d`/`--daemon`, and a `--database URL` (or `--database=URL`) moved to BGWORKER_DATABASE_URL, which
+ * `start` reads when no database flag is given, so that no password is in the child's /proc/PID/cmdline
+ * (readable by every local user; its environment is readable by its owner only). Arguments after `--` are
+ * extensions and stay as they are.
+ */
+export function detachedInvocation(args: readonly string[], env: NodeJS.ProcessEnv): { args: string[]; env: NodeJS.ProcessEnv } {
+  const out: string[] = [];
+  let url: string | undefined;
+  for (let index = 0; index < args.length; index += 1) {
+    const arg = args[index]!;
+    if (arg === "--") {
+      out.push(...args.slice(index));
+      break;
+    }
+    if (arg === "-d" || arg === "--daemon") continue;
+    if (arg === "--database" && index + 1 < args.length) {
+      url = args[index + 1]!;
+      index += 1;
+      continue;
+    }
+    if (arg.startsWith("--database=")) {
+      url = arg.slice("--database=".length);
+      continue;
+    }
+    out.push(arg);
+  }
+  const childEnv: NodeJS.ProcessEnv = { ...env, [DAEMON_ENV]: "1" };
+  if (url !== undefined) childEnv[DATABASE_URL_ENV] = url;
+  return { args: out, env: childEnv };
 }
 
 /**
@@ -35,10 +66,11 @@ export function withoutDaemonFlag(args: readonly string[]): string[] {
 export async function startDetached(options: { script: string; args: readonly string[]; cwd: string; logFile: string }): Promise<number> {
   fs.mkdirSync(path.dirname(options.logFile), { recursive: true, mode: 0o700 });
   const errFd = fs.openSync(options.logFile, "a", 0o600);
-  const child = spawn(process.execPath, [...process.execArgv, options.script, "start", ...withoutDaemonFlag(options.args)], {
+  const invocation = detachedInvocation(options.args, process.env);
+  const child = spawn(process.execPath, [...process.execArgv, options.script, "start", ...invocation.args], {
     cwd: options.cwd,
     detached: true,
-    env: { ...process.env, [DAEMON_ENV]: "1" },
+    env: invocation.env,
     stdio: ["ignore", "ignore", errFd, "ipc"],
   });
   fs.closeSync(errFd);

@@ -33,12 +33,22 @@ const MAX_POINTS = 720;
 
 /**
  * Follows a source's changes: coalesces the changes of one tick into one snapshot, records each worker's
- * state and restart history, measures launch latency (process handed the worker -> function entered, as
- * seen here), and tells its subscribers about every snapshot that differs from the last.
+ * state and restart history, measures launch latency (process handed the worker -> function entered), and
+ * tells its subscribers about every snapshot that differs from the last.
+ *
+ * Launch latency is measured once per run (a worker key with one pid and restart count) in the first
+ * snapshot that shows it running, from the row's own `uptimeMs` (the postmaster's time since it handed the
+ * process the worker), so a run that was never seen `starting` (it entered within one coalesced tick) is
+ * counted all the same, with its real duration. The snapshot is taken in the microtask after the change that
+ * made it running, so its uptime is the latency. Without an uptime it falls back to the time since the run
+ * was first seen `starting`.
  */
 export class StatusTracker {
   private readonly history = new Map<string, HistoryPoint[]>();
-  private readonly startingSince = new Map<string, number>();
+  /** Per worker key: the run whose launch latency has been measured (or was running before we watched). */
+  private readonly measured = new Map<string, string>();
+  /** Per worker key: the run seen `starting`, and when (for rows without an uptime). */
+  private readonly startingSince = new Map<string, { run: string; t: number }>();
   private readonly listeners = new Set<(report: StatusReport) => void>();
   private readonly latencyListeners = new Set<(seconds: number, row: WorkerStatusRow) => void>();
   private readonly unsubscribe: () => void;
@@ -52,7 +62,7 @@ export class StatusTracker {
     private readonly now: () => number = Date.now,
   ) {
     this.latest = source.status();
-    // Launches already under way began before we watched: their latency is unknown.
+    // Runs already running entered before we watched: not measured. Runs still starting are, when they enter.
     this.observe(this.latest, false);
     this.unsubscribe = source.onChange(() => this.schedule());
   }
@@ -123,24 +133,29 @@ export class StatusTracker {
         this.trim(points, t);
         this.history.set(key, points);
       }
-      if (measure) this.measureLaunch(key, row, t);
+      this.measureLaunch(key, row, t, measure);
     }
-    // A slot reused by another worker, or a row gone: its history goes with it.
+    // A slot reused by another worker, or a row gone: its history (and launch bookkeeping) goes with it.
     for (const key of this.history.keys()) if (!live.has(key)) this.history.delete(key);
+    for (const key of this.measured.keys()) if (!live.has(key)) this.measured.delete(key);
+    for (const key of this.startingSince.keys()) if (!live.has(key)) this.startingSince.delete(key);
   }
 
-  private measureLaunch(key: string, row: WorkerStatusRow, t: number): void {
-    const pidKey = `${key}:${row.pid ?? ""}`;
-    if (row.state === "starting" && row.pid !== null) {
-      // Bounded: a launch that never reports (its row vanished) must not pin memory forever.
-      if (this.startingSince.size > 1024) this.startingSince.clear();
-      if (!this.startingSince.has(pidKey)) this.startingSince.set(pidKey, t);
+  private measureLaunch(key: string, row: WorkerStatusRow, t: number, measure: boolean): void {
+    if (row.pid === null) return;
+    const run = `${row.pid}:${row.restarts}`;
+    if (row.state === "starting") {
+      if (this.startingSince.get(key)?.run !== run) this.startingSince.set(key, { run, t });
       return;
     }
-    const since = this.startingSince.get(pidKey);
-    if (since === undefined) return;
-    this.startingSince.delete(pidKey);
-    if (row.state === "running") for (const listener of this.latencyListeners) listener((t - since) / 1000, row);
+    if (row.state !== "running" || this.measured.get(key) === run) return;
+    this.measured.set(key, run);
+    const starting = this.startingSince.get(key);
+    this.startingSince.delete(key);
+    if (!measure) return;
+    const ms = row.uptimeMs ?? (starting?.run === run ? t - starting.t : undefined);
+    if (ms === undefined) return;
+    for (const listener of this.latencyListeners) listener(ms / 1000, row);
   }
 
   private trim(points: HistoryPoint[], t: number): void {

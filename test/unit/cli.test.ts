@@ -9,12 +9,14 @@ import os from "node:os";
 import path from "node:path";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { whereToLook } from "../../src/cli/launch.js";
 import type { ControlHandler } from "../../src/control/handler.js";
 import { ControlServer } from "../../src/control/server.js";
 import { decodeDatum, type WorkerDefinition } from "../../src/definition.js";
 import { BackgroundWorkerStatus, NoFreeWorkerSlotError } from "../../src/errors.js";
 import type { HandleRef, HandleState } from "../../src/launcher.js";
 import { Logger } from "../../src/log.js";
+import { register } from "../../src/ops/registry.js";
 import type { ShutdownMode, StatusReport } from "../../src/status.js";
 
 const TSX = import.meta.resolve("tsx");
@@ -27,9 +29,9 @@ interface Run {
 }
 
 /** Runs the CLI asynchronously (the test process serves its socket meanwhile). */
-function cli(args: string[], cwd: string): Promise<Run> {
+function cli(args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", TSX, MAIN, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--import", TSX, MAIN, ...args], { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
@@ -76,7 +78,8 @@ class InstantPostmaster implements ControlHandler {
   launch(definition: WorkerDefinition): HandleRef {
     if (this.definitions.length >= 2) throw new NoFreeWorkerSlotError("no free background worker slot (max_worker_processes = 2)");
     this.definitions.push(definition);
-    this.live.add(this.definitions.length - 1);
+    // A function named "broken" never starts: its worker stops at once.
+    if (definition.function !== "broken") this.live.add(this.definitions.length - 1);
     return { postmaster: this.postmasterId, slot: this.definitions.length - 1, generation: 1 };
   }
   state(ref: HandleRef): HandleState {
@@ -230,6 +233,27 @@ describe("bgworker: commands against a postmaster", () => {
     assert.deepEqual(JSON.parse(json.stdout), { handle: "bgw1:pm-cli:1:1", pid: 5001 });
   });
 
+  it("--wait answers a worker that did not start with the logs command that shows its lines", async () => {
+    // The postmaster's registry entry (`status --all`'s) names its log file; `logs` from here would not find it.
+    const runtime = fs.mkdtempSync(path.join(root, "run-"));
+    const logFile = path.join(root, "srv app", ".bgworker", "log", "bgworker.log");
+    const unregister = register(
+      { pid: process.pid, cwd: path.join(root, "srv app"), socket: null, logFile, http: null, extensions: [], startedAt: new Date().toISOString() },
+      path.join(runtime, "bgworker"),
+    );
+    try {
+      const run = await cli(["launch", "--library", "pkg", "--function", "broken", "--name", "b1", "--type", "ingest", "--wait"], cwd, {
+        ...process.env,
+        XDG_RUNTIME_DIR: runtime,
+      });
+      failed(run, 1, /^bgworker: background worker "b1" \(bgw1:pm-cli:0:1\) did not start: it is Stopped \(see `bgworker logs --worker ingest --log-file '.*\/srv app\/\.bgworker\/log\/bgworker\.log'`\)$/);
+    } finally {
+      unregister();
+    }
+    const unknown = await cli(["launch", "--library", "pkg", "--function", "broken", "--wait"], cwd, { ...process.env, XDG_RUNTIME_DIR: runtime });
+    failed(unknown, 1, /^bgworker: background worker "broken" \(bgw1:pm-cli:1:1\) did not start: it is Stopped \(see `bgworker logs --worker broken` where the postmaster runs\)$/);
+  });
+
   it("restarts by pid, handle or type; one clear line when nothing matches", async () => {
     assert.equal((await cli(["restart", "5000"], cwd)).code, 0);
     assert.equal((await cli(["restart", "bgw1:pm-cli:0:1"], cwd)).code, 0);
@@ -287,5 +311,30 @@ describe("bgworker: commands against a postmaster", () => {
     assert.equal(handler.reloads, 1);
     failed(await cli(["reload", "now"], cwd), 2, /^bgworker: unexpected argument "now" \(see "bgworker reload --help"\)$/);
     assert.equal(handler.reloads, 1);
+  });
+});
+
+describe("launch: where a failed start's lines are", () => {
+  it("names the logs command, with the log file when logs would not find it from here", () => {
+    const registry = path.join(root, "registry-where");
+    const project = fs.mkdtempSync(path.join(root, "project-"));
+    const logFile = path.join(project, ".bgworker", "log", "bgworker.log");
+    fs.mkdirSync(path.dirname(logFile), { recursive: true });
+    fs.writeFileSync(logFile, "");
+    const entry = { pid: process.pid, cwd: project, socket: null, logFile, http: null, extensions: [], startedAt: new Date().toISOString() };
+    const unregister = register(entry, registry);
+    try {
+      assert.equal(whereToLook("ingest", process.pid, path.join(project, "sub"), registry), `see \`bgworker logs --worker ingest\`; log file ${logFile}`);
+      assert.equal(whereToLook("my type", process.pid, root, registry), `see \`bgworker logs --worker 'my type' --log-file ${logFile}\``);
+      assert.equal(whereToLook("x", process.pid + 1, project, registry), "see `bgworker logs --worker x` where the postmaster runs");
+    } finally {
+      unregister();
+    }
+    const noFile = register({ ...entry, logFile: null }, registry);
+    try {
+      assert.equal(whereToLook("it's", process.pid, project, registry), `the postmaster writes no log file (--log-file none): see its terminal output about "it's"`);
+    } finally {
+      noFile();
+    }
   });
 });

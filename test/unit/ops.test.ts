@@ -1,11 +1,15 @@
-/** Operating pieces without processes: log file rotation, sinks, /proc parsing, HTTP addresses, registry, tracker. */
+/**
+ * Operating pieces without processes: log file rotation, sinks, /proc parsing, HTTP addresses, registry,
+ * tracker, reading the log back by worker, the detached postmaster's invocation.
+ */
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { after, describe, it } from "node:test";
-import { teeSink, terminalSink } from "../../src/log.js";
+import { formatText, Logger, teeSink, terminalSink, type LogRecord } from "../../src/log.js";
+import { DAEMON_ENV, DATABASE_URL_ENV, detachedInvocation } from "../../src/ops/daemon.js";
 import { isLoopback, parseHttpAddress, urlOf } from "../../src/ops/http.js";
 import { parseSize, RotatingLogFile } from "../../src/ops/log-file.js";
 import { LogTail } from "../../src/ops/log-tail.js";
@@ -13,7 +17,7 @@ import { exitStatus, OpsMetrics } from "../../src/ops/metrics.js";
 import { cpuSecondsFromStat, processUsage, rssBytesFromStatus, withUsage } from "../../src/ops/proc-usage.js";
 import { listPostmasters, register } from "../../src/ops/registry.js";
 import { StatusTracker, type OpsSource } from "../../src/ops/source.js";
-import { follow, lastLines, matchesWorker, parseLogLine } from "../../src/ops/log-read.js";
+import { follow, lastLines, LogRenderer, matchesWorker, parseLogLine, WorkerIndex } from "../../src/ops/log-read.js";
 import { systemdQuote, systemdUnit } from "../../src/ops/systemd.js";
 import type { StatusReport, WorkerStatusRow } from "../../src/status.js";
 
@@ -192,6 +196,44 @@ describe("status tracker", () => {
     tracker.close();
     assert.equal(listeners.size, 0);
   });
+
+  it("measures every launch that reaches running once, from the row's uptime, even one never seen starting", async () => {
+    let workers: WorkerStatusRow[] = [
+      row({ slot: 0, name: "a", state: "running", pid: 10, uptimeMs: 5_000 }),
+      row({ slot: 1, name: "b", state: "starting", pid: 20, uptimeMs: 3 }),
+    ];
+    const listeners = new Set<() => void>();
+    const source: OpsSource = {
+      status: (): StatusReport => ({
+        postmaster: { pid: 1, phase: "running", database: "none", uptimeMs: 0, shmemBytes: 0, maxWorkerProcesses: 8, shutdown: null },
+        workers,
+      }),
+      onChange: (listener) => (listeners.add(listener), () => listeners.delete(listener)),
+      logTail: new LogTail(),
+    };
+    const tracker = new StatusTracker(source, 3_600_000, () => 0);
+    const latencies: Array<[string, number, number | null]> = [];
+    tracker.onLaunchLatency((seconds, r) => latencies.push([r.name, seconds, r.pid]));
+    const snapshot = async (next: WorkerStatusRow[]): Promise<void> => {
+      workers = next;
+      for (const listener of listeners) listener();
+      await new Promise((resolve) => setImmediate(resolve));
+    };
+    // "a" was running before the tracker watched: not a launch it saw. "b" was starting: measured when it enters.
+    await snapshot([row({ slot: 0, name: "a", pid: 10, uptimeMs: 5_010 }), row({ slot: 1, name: "b", pid: 20, uptimeMs: 42 })]);
+    await snapshot([row({ slot: 0, name: "a", pid: 10, uptimeMs: 5_020 }), row({ slot: 1, name: "b", pid: 20, uptimeMs: 52 })]);
+    assert.deepEqual(latencies, [["b", 0.042, 20]]);
+    // "a" restarts, and its new process enters within one coalesced tick: never seen starting, still measured.
+    await snapshot([row({ slot: 0, name: "a", pid: null, state: "backoff", restarts: 1 }), row({ slot: 1, name: "b", pid: 20 })]);
+    await snapshot([row({ slot: 0, name: "a", pid: 11, restarts: 1, uptimeMs: 7 }), row({ slot: 1, name: "b", pid: 20 })]);
+    await snapshot([row({ slot: 0, name: "a", pid: 11, restarts: 1, uptimeMs: 9 }), row({ slot: 1, name: "b", pid: 20 })]);
+    // A restart straight from running to running (an administrator's restart seen only at both ends).
+    await snapshot([row({ slot: 0, name: "a", pid: 12, restarts: 2, uptimeMs: 15 }), row({ slot: 1, name: "b", pid: 20 })]);
+    // A slot reused by another worker whose pid is the old one's: a new worker key, measured.
+    await snapshot([row({ slot: 0, name: "a", pid: 12, restarts: 2 }), row({ slot: 1, name: "c", pid: 20, uptimeMs: 1 })]);
+    assert.deepEqual(latencies, [["b", 0.042, 20], ["a", 0.007, 11], ["a", 0.015, 12], ["c", 0.001, 20]]);
+    tracker.close();
+  });
 });
 
 describe("reading the log back", () => {
@@ -216,6 +258,92 @@ describe("reading the log back", () => {
       assert.ok(!matchesWorker(line, parseLogLine(line), { type: "v" }), line);
       assert.ok(!matchesWorker(line, parseLogLine(line), { pid: 44 }), line);
     }
+  });
+
+  it("selects every line about a worker type in a text log: its name's lines, its pid's, continuations", () => {
+    // A worker named "n1" of type "ingest" (DEBUG lines use the name), pid 43; another worker "other", pid 44.
+    const at = "2026-01-02 03:04:05.678 UTC";
+    const lines = [
+      `${at} [42] DEBUG:  registering background worker "n1"`,
+      `${at} [42] DEBUG:  registering background worker "other"`,
+      `${at} [42] DEBUG:  started background worker "n1" (PID 43)`,
+      `${at} [42] DEBUG:  started background worker "other" (PID 44)`,
+      `${at} [43] ingest: hello`,
+      `${at} [44] other: hello`,
+      `${at} [43] ERROR:  background worker "ingest": boom`,
+      `${at} [43] DETAIL:  Error: boom`,
+      "    at main (/app/worker.ts:3:9)",
+      `${at} [44] LOG:  a line of its own`,
+      `${at} [44] DETAIL:  about other`,
+      `${at} [43] FATAL:  terminating background worker "ingest" due to administrator command`,
+      `${at} [42] WARNING:  malformed request from background worker (PID 43): bad`,
+      `${at} [42] LOG:  background worker "ingest" (PID 43) exited with exit code 1`,
+      `${at} [42] DETAIL:  it ran 5 ms`,
+      `${at} [42] LOG:  background worker "other" (PID 44) exited with exit code 0`,
+      `${at} [42] DEBUG:  unregistering background worker "n1"`,
+      `${at} [42] LOG:  postmaster ready: 1 extension(s), 2 static worker(s)`,
+    ];
+    const file = join(dir, "filter-text", "bgworker.log");
+    const writer = new RotatingLogFile(file, { rotationSize: 0, files: 1 });
+    for (const line of lines) writer.write(line);
+    writer.close();
+    const ingest = lastLines(file, 100, { json: false, filter: { type: "ingest" } }).lines;
+    assert.deepEqual(ingest, [0, 2, 4, 6, 7, 8, 11, 12, 13, 14, 16].map((i) => lines[i]));
+    const other = lastLines(file, 100, { json: false, filter: { type: "other" } }).lines;
+    assert.deepEqual(other, [1, 3, 5, 9, 10, 15].map((i) => lines[i]));
+    const pid43 = lastLines(file, 100, { json: false, filter: { pid: 43 } }).lines;
+    assert.deepEqual(pid43, [2, 4, 6, 7, 8, 11, 12, 13, 14].map((i) => lines[i]));
+    // The last lines count selected lines only.
+    assert.deepEqual(lastLines(file, 2, { json: false, filter: { type: "ingest" } }).lines, [lines[14], lines[16]]);
+  });
+
+  it("selects the same lines in a JSON log, and goes on knowing the worker when following", () => {
+    const records: LogRecord[] = [];
+    const logger = new Logger({ format: "json", pid: 42, debug: true, sink: (line) => records.push(JSON.parse(line) as LogRecord) });
+    const ingest = { name: "n1", type: "ingest", pid: 43 };
+    logger.log("DEBUG", 'registering background worker "n1"');
+    logger.log("DEBUG", 'started background worker "n1" (PID 43)', { worker: ingest });
+    logger.output(ingest, "stdout", "hello");
+    logger.output({ name: "other", type: "other", pid: 44 }, "stdout", "hello");
+    logger.fromWorker(ingest, "ERROR", 'background worker "ingest": boom', "Error: boom\n    at main");
+    logger.log("WARNING", "malformed request from background worker (PID 43): bad");
+    logger.log("LOG", 'background worker "ingest" (PID 43) exited with exit code 1', { worker: ingest });
+    logger.log("LOG", "postmaster ready");
+    const file = join(dir, "filter-json", "bgworker.log");
+    const writer = new RotatingLogFile(file, { rotationSize: 0, files: 1 });
+    for (const record of records) writer.write(JSON.stringify(record));
+    writer.close();
+    const { lines, renderer } = lastLines(file, 100, { json: true, filter: { type: "ingest" } });
+    assert.deepEqual(lines.map((l) => (JSON.parse(l) as LogRecord).message), [0, 1, 2, 4, 5, 6].map((i) => records[i]!.message));
+    assert.deepEqual(lastLines(file, 100, { json: false, filter: { pid: 43 } }).lines, [1, 2, 4, 5, 6].map((i) => formatText(records[i]!)));
+    // Following: what the lines read taught carries on (pid 43 is "ingest", and a DETAIL continues its line).
+    const textRenderer = lastLines(file, 0, { json: false, filter: { type: "ingest" } }).renderer;
+    const at = "2026-01-02 03:04:05.678 UTC";
+    assert.equal(textRenderer.render(`${at} [43] LOG:  a line of its own`), `${at} [43] LOG:  a line of its own`);
+    assert.equal(textRenderer.render(`${at} [43] DETAIL:  more`), `${at} [43] DETAIL:  more`);
+    assert.equal(textRenderer.render(`${at} [44] LOG:  not it`), undefined);
+    assert.equal(textRenderer.render(`${at} [44] DETAIL:  not it either`), undefined);
+    assert.ok(renderer.render(JSON.stringify({ ...records[2], message: "again" })) !== undefined);
+  });
+
+  it("learns pids and names from the postmaster's messages, a new process forgetting an old one", () => {
+    const at = "2026-01-02 03:04:05.678 UTC";
+    const index = new WorkerIndex();
+    for (const line of [
+      `${at} [42] DEBUG:  started background worker "n1" (PID 43)`,
+      `${at} [42] LOG:  restarting background worker "ingest" (PID 43) at administrator request`,
+      `${at} [42] DEBUG:  started background worker "x" (PID 44)`,
+      `${at} [44] FATAL:  terminating background worker "tx" due to administrator command`,
+      `${at} [42] DEBUG:  started background worker "other" (PID 44)`,
+    ]) {
+      index.learn(line);
+    }
+    assert.deepEqual([...index.typeOfName], [["n1", "ingest"], ["x", "tx"]]);
+    assert.deepEqual([...index.typeOfPid], [[43, "ingest"]], "pid 44 is another process now, of a type not known yet");
+    const line = `${at} [42] DEBUG:  unregistering background worker "n1"`;
+    assert.ok(matchesWorker(line, parseLogLine(line), { type: "ingest" }, index));
+    assert.ok(!matchesWorker(line, parseLogLine(line), { type: "ingest" }), "without the index, the name says nothing");
+    assert.equal(new LogRenderer({ json: false }).render("no prefix"), "no prefix");
   });
 
   it("takes the last lines back through rotated files", () => {
@@ -248,6 +376,24 @@ describe("following the log", () => {
     stop();
     writer.close();
     assert.deepEqual(got, Array.from({ length: 9 }, (_, k) => line(k + 3)));
+  });
+});
+
+describe("daemon", () => {
+  it("moves --database URL to the environment of the detached postmaster, and drops --daemon", () => {
+    const url = "postgres://app:s3cret@db/app";
+    const env = { PATH: "/bin" };
+    assert.deepEqual(detachedInvocation(["ext.ts", "--daemon", "--database", url, "--http", "9187"], env), {
+      args: ["ext.ts", "--http", "9187"],
+      env: { PATH: "/bin", [DAEMON_ENV]: "1", [DATABASE_URL_ENV]: url },
+    });
+    const equals = detachedInvocation(["-d", `--database=${url}`, "ext.ts"], { [DATABASE_URL_ENV]: "postgres://old" });
+    assert.deepEqual(equals, { args: ["ext.ts"], env: { [DAEMON_ENV]: "1", [DATABASE_URL_ENV]: url } });
+    assert.ok(!equals.args.join(" ").includes("s3cret"));
+    // No --database: the environment is left as it is; after `--` everything is an extension.
+    assert.deepEqual(detachedInvocation(["--pgdata", "/d", "-d", "--", "--daemon"], {}), { args: ["--pgdata", "/d", "--", "--daemon"], env: { [DAEMON_ENV]: "1" } });
+    assert.equal(DATABASE_URL_ENV, "BGWORKER_DATABASE_URL", "what start reads");
+    assert.deepEqual(env, { PATH: "/bin" }, "the starter's environment is not changed");
   });
 });
 
