@@ -1,4 +1,5 @@
 /** `bgworker logs [-f] [-n N] [--worker TYPE|PID] [--json] [--log-file PATH]`: the postmaster's log file. */
+import { statSync } from "node:fs";
 import path from "node:path";
 import { writeToTerminal } from "../log.js";
 import { findLogFile, follow, lastLines, type LogView, type WorkerFilter } from "../ops/log-read.js";
@@ -34,6 +35,9 @@ export async function run(args: string[]): Promise<number> {
   if (file === undefined) {
     throw new Error(`no log file found: no .bgworker/log/bgworker.log here or in a parent directory (give --log-file PATH)`);
   }
+  // A path given by hand that names nothing (a typo, a directory) is said, not shown as an empty log.
+  const kind = fileKind(file);
+  if (kind !== "file") throw new Error(`no log file at ${file}: ${kind === "missing" ? "it does not exist" : "it is not a regular file"}`);
   const view: LogView = { filter, json: values.json === true };
   const last = lastLines(file, Number(linesText), view);
   for (const line of last.lines) writeToTerminal(process.stdout, `${line}\n`);
@@ -55,4 +59,12 @@ export async function run(args: string[]): Promise<number> {
     process.stdout.once("error", end);
   });
   return EXIT_OK;
+}
+
+function fileKind(file: string): "file" | "missing" | "other" {
+  try {
+    return statSync(file).isFile() ? "file" : "other";
+  } catch {
+    return "missing";
+  }
 }

@@ -75,6 +75,13 @@ describe("log file", () => {
       assert.match(none.stderr, /^bgworker: no log file found: .*--log-file PATH\)\n$/);
       const usage = await bgworker(["logs", "-n", "x"], { cwd: pm.dir });
       assert.equal(usage.code, 2);
+      // A --log-file that names nothing, or a directory, is said in one line, not shown as an empty log.
+      const missing = await bgworker(["logs", "--log-file", join(scratch, "nothing.log")], { cwd: pm.dir });
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /^bgworker: no log file at .*nothing\.log: it does not exist\n$/);
+      const directory = await bgworker(["logs", "--log-file", scratch], { cwd: pm.dir });
+      assert.equal(directory.code, 1);
+      assert.match(directory.stderr, /^bgworker: no log file at .*: it is not a regular file\n$/);
     } finally {
       await pm.close();
     }
