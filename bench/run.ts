@@ -3,17 +3,23 @@
  * time). It measures what users run: the built package (`dist/`), a postmaster started with the CLI
  * (`node dist/cli/main.js start`) in a plain `node` process, driven from here over its control socket with
  * `import "bgworker"` of the built package, and worker libraries in a user's project in a temp dir, outside
- * this package. Every figure is set against a peer measured in the same run on the same machine:
+ * this package. Every figure is set against a peer measured in the same run on the same machine.
  *
- *   launch    dynamic launch to Started (.ts/.js, first/repeat) vs cold fork, PM2's start (measures/launch.ts)
- *   burst     50 launches at once, the pool refilling (measures/burst.ts)
- *   restart   restart time 0, exit to replacement running, vs PM2 restart_delay 0 (measures/restart.ts)
+ * The groups run in this order: first those that need a quiet machine, then those that load it heavily:
+ *
+ *   launch    dynamic launch to Started (.ts/.js, first/repeat) vs cold fork, PM2's start; esbuild's first
+ *             start in a process (measures/launch.ts, measures/apart.ts)
+ *   restart   restart time 0, exit to replacement running, vs PM2 restart_delay 0; `process.exit()` to the
+ *             parent's 'exit' event, bare and worker-shaped (measures/restart.ts, measures/apart.ts)
  *   latch     latch wake-up vs process.send and a raw futex (measures/latch.ts)
  *   database  PostgreSQL's parallel worker; SPI first query; SPI overhead vs pg, postgres.js (measures/database.ts)
+ *   burst     50 launches at once (quick: 12), the pool refilling (measures/burst.ts)
  *   scale     many static workers: start, RSS, idle CPU, status; launch/terminate cycles (measures/scale.ts)
  *
- * Prints a table of medians, p99 and ratios and writes bench/results/latest.json (or --out FILE).
- * `--only a,b` runs some groups (the file then holds only those).
+ * Before the first group, the database, the burst and the scale groups, the bench waits (bounded) for the
+ * machine to go quiet (lib/quiet.ts). Prints a table of medians, p99 and ratios, the facts, and the same as
+ * markdown for docs/performance.md; writes bench/results/latest.json (or --out FILE). `--only a,b` runs some
+ * groups (the file then holds only those).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
@@ -23,23 +29,27 @@ import { FULL, QUICK, type Context, type Sizes } from "./lib/context.js";
 import { writeLibraries } from "./lib/libraries.js";
 import { CliPostmaster } from "./lib/postmaster.js";
 import { builtPackage, Project, REPO } from "./lib/project.js";
-import { addFact, addRow, allFacts, allRows, printTable, progress } from "./lib/report.js";
+import { waitQuiet, type Quiet } from "./lib/quiet.js";
+import { addFact, addRow, allFacts, allRows, markdownTable, orderRows, printTable, progress } from "./lib/report.js";
 import { median, round, summarize, type Summary } from "./lib/stats.js";
+import { measureEsbuildFirstStart, measureProcessExit } from "./measures/apart.js";
 import { measureBurst } from "./measures/burst.js";
 import { measureDatabase, type DatabaseResults } from "./measures/database.js";
 import { measureLatch } from "./measures/latch.js";
 import { measureLaunch, type LaunchResults } from "./measures/launch.js";
 import { measureRestart } from "./measures/restart.js";
-import { measureScale } from "./measures/scale.js";
+import { measureScale, type ScaleResults } from "./measures/scale.js";
 
-const GROUPS = ["launch", "burst", "restart", "latch", "database", "scale"] as const;
+const GROUPS = ["launch", "restart", "latch", "database", "burst", "scale"] as const;
 
 const { values } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" }, out: { type: "string" } } });
 const quick = values.quick === true;
 const only = new Set(values.only === undefined ? GROUPS : values.only.split(","));
+for (const group of only) if (!(GROUPS as readonly string[]).includes(group)) throw new Error(`bench: no group "${group}" (groups: ${GROUPS.join(", ")})`);
 const OUT = values.out ?? join(REPO, "bench", "results", "latest.json");
 
 const ratio = (peer: Summary, ours: Summary): number => peer.p50 / ours.p50;
+const mb = (kb: number): number => round(kb / 1024, 1);
 
 function launchRows(launch: LaunchResults, database: DatabaseResults | undefined): void {
   const configs: [string, number[]][] = [
@@ -61,7 +71,15 @@ function launchRows(launch: LaunchResults, database: DatabaseResults | undefined
   addRow({ group: "launch", measure: "launch -> Started (all four)", unit: "ms", bgworker: all, peer: fork, peerLabel: "cold child_process.fork to first message", ratio: ratio(fork, all), target: ">= 20x faster", met: ratio(fork, all) >= 20 });
   const pm2 = summarize(launch.pm2);
   addRow({ group: "launch", measure: "launch -> Started (all four)", unit: "ms", bgworker: all, peer: pm2, peerLabel: "PM2 programmatic start to script running", ratio: ratio(pm2, all), target: "faster", met: ratio(pm2, all) > 1 });
+  addFact("fork", { callMs: roundSummary(summarize(launch.forkCallMs)), forkerRssMb: mb(launch.forkerRssKb) });
 }
+
+const PEER_LABELS = {
+  pg: "raw pg, same statements",
+  pgPrepared: "pg, named prepared statement",
+  postgres: "postgres.js, same statements",
+  postgresUnsafe: "postgres.js, sql.unsafe(text, params) as SPI would call it",
+} as const;
 
 function databaseRows(database: DatabaseResults, sizes: Sizes): void {
   const pg = summarize(database.parallelWorkerMs);
@@ -69,15 +87,84 @@ function databaseRows(database: DatabaseResults, sizes: Sizes): void {
   const fresh = summarize(database.spiFirstFreshMs);
   addRow({ group: "database", measure: "SPI worker: launch -> first query answered", unit: "ms", bgworker: preopened, peer: pg, peerLabel: "PostgreSQL parallel worker to first tuple", ratio: ratio(pg, preopened), target: "no slower (ratio >= 1.0)", met: ratio(pg, preopened) >= 1 });
   addRow({ group: "database", measure: "SPI worker, new connection (another database)", unit: "ms", bgworker: fresh, peer: pg, peerLabel: "PostgreSQL parallel worker to first tuple", ratio: ratio(pg, fresh), note: `the pre-opened session saves ${(fresh.p50 - preopened.p50).toFixed(2)} ms at the median` });
-  const { spi, pg: raw, postgres } = database.overhead;
+  const { spi } = database.overhead;
   for (const [what, label, count] of [["selectsMs", "single-row selects", sizes.selects], ["transactionsMs", "small transactions", sizes.selects / 10]] as const) {
     const ours = summarize(spi[what]);
-    const peer = summarize(raw[what]);
-    const js = summarize(postgres[what]);
-    addRow({ group: "database", measure: `SPI, ${count} ${label}`, unit: "ms", bgworker: ours, peer, peerLabel: "raw pg, same statements", ratio: ratio(peer, ours), target: "overhead <= 5%", met: ours.p50 <= peer.p50 * 1.05 });
-    addRow({ group: "database", measure: `SPI, ${count} ${label}`, unit: "ms", bgworker: ours, peer: js, peerLabel: "postgres.js, same statements", ratio: ratio(js, ours) });
+    for (const driver of ["pg", "pgPrepared", "postgres", "postgresUnsafe"] as const) {
+      const peer = summarize(database.overhead[driver][what]);
+      const target = driver === "pg" ? { target: "overhead <= 5%", met: ours.p50 <= peer.p50 * 1.05 } : {};
+      addRow({ group: "database", measure: `SPI, ${count} ${label}`, unit: "ms", bgworker: ours, peer, peerLabel: PEER_LABELS[driver], ratio: ratio(peer, ours), ...target });
+    }
   }
-  addFact("postgresParallelQuery", { serialMs: summarize(database.serialQueryMs), parallelMs: summarize(database.parallelQueryMs) });
+  addFact("postgresParallelQuery", { serialMs: roundSummary(summarize(database.serialQueryMs)), parallelMs: roundSummary(summarize(database.parallelQueryMs)) });
+}
+
+/**
+ * The cycles' tail: which launches were slow (over five times the median), and what the runner that became the
+ * worker was doing when each began: forked for the launch (it did not exist yet), a spare still booting (it
+ * used more than a tick of CPU before Started), or a warm spare (what is left is the postmaster or the machine).
+ */
+function cycleTail(scale: ScaleResults): Record<string, unknown> {
+  const p50 = median(scale.cycleLaunchMs);
+  const thresholdMs = Math.max(5 * p50, 20);
+  const kind = (i: number): "forked" | "booting" | "warm" =>
+    scale.cycleRunnerAgeMs[i]! <= 10 ? "forked" : scale.cycleRunnerCpuMs[i]! > 10 ? "booting" : "warm";
+  const cycles = scale.cycleLaunchMs.map((ms, i) => ({ cycle: i, ms, runner: kind(i), sparesListed: scale.cycleSpares[i]!, runnerAgeMs: scale.cycleRunnerAgeMs[i]!, runnerCpuMs: scale.cycleRunnerCpuMs[i]! }));
+  const count = (list: typeof cycles): Record<string, number> => ({
+    forked: list.filter((c) => c.runner === "forked").length,
+    bootingSpare: list.filter((c) => c.runner === "booting").length,
+    warmSpare: list.filter((c) => c.runner === "warm").length,
+    noSpareListed: list.filter((c) => c.sparesListed === 0).length,
+  });
+  const slow = cycles.filter((c) => c.ms > thresholdMs);
+  const fast = cycles.filter((c) => c.ms <= thresholdMs);
+  return {
+    thresholdMs: round(thresholdMs, 1),
+    cycles: cycles.length,
+    slow: slow.length,
+    slowBy: count(slow),
+    fastBy: count(fast),
+    slowMedianMs: round(median(slow.map((c) => c.ms)), 1),
+    slowMedianRunnerCpuMs: round(median(slow.map((c) => c.runnerCpuMs)), 0),
+    slowIndices: slow.map((c) => c.cycle),
+    slowest: [...slow].sort((a, b) => b.ms - a.ms).slice(0, 10).map((c) => ({ ...c, ms: round(c.ms, 1), runnerAgeMs: round(c.runnerAgeMs, 0) })),
+  };
+}
+
+function cycleTailNote(tail: Record<string, unknown>): string {
+  const by = tail.slowBy as Record<string, number>;
+  return `${tail.slow} slower than ${tail.thresholdMs} ms: ${by.forked} took a runner forked for the launch, ${by.bootingSpare} a spare still booting, ${by.warmSpare} a warm spare`;
+}
+
+/** The facts as sentences for docs/performance.md ("Last run"), each naming where its figure comes from. */
+function factLines(facts: Record<string, any>): string[] {
+  const f = (s: Summary | undefined, unit = "ms"): string => (s === undefined ? "-" : `${s.p50 < 10 ? s.p50.toFixed(2) : s.p50.toFixed(1)} ${unit} (p99 ${s.p99 < 10 ? s.p99.toFixed(2) : s.p99.toFixed(1)}, n ${s.n})`);
+  const lines: string[] = [];
+  if (facts.memory !== undefined) {
+    const m = facts.memory;
+    lines.push(`**Memory**: postmaster RSS ${m.postmasterRssMb} MB with ${m.staticWorkers} workers; an idle worker RSS ${m.idleWorkerRssMb} MB (PSS ${m.idleWorkerPssMb} MB) against a bare \`node\` doing nothing, RSS ${m.shapes.bare.rssMb} MB (PSS ${m.shapes.bare.pssMb} MB). Idle plain processes side by side, PSS over the bare one: \`import "bgworker"\` +${m.adds.package} MB, tsx registered +${m.adds.tsx} MB, one worker thread +${m.adds.thread} MB.`);
+  }
+  if (facts.esbuildFirstStart !== undefined) {
+    const e = facts.esbuildFirstStart;
+    lines.push(`**esbuild's first start** in a process (a fresh \`node\` with tsx warmed as a spare's: its first \`.ts\` import never transformed, minus a second one): ${f(e.firstStartMs)}; the second import ${f(e.secondImportMs)}; the service process's RSS ${e.serviceRssMb} MB.`);
+  }
+  if (facts.fork !== undefined) lines.push(`**fork**: \`child_process.fork()\` itself blocks the forking process (the bench's, RSS ${facts.fork.forkerRssMb} MB) for ${f(facts.fork.callMs)}.`);
+  if (facts.processExit !== undefined) {
+    lines.push(`**process exit**: \`process.exit()\` to the parent's 'exit' event: a bare \`node\` ${f(facts.processExit.bareMs)}; with tsx's loader thread and a worker thread, as a worker has, ${f(facts.processExit.workerShapedMs)}.`);
+  }
+  if (facts.postgresParallelQuery !== undefined) lines.push(`**PostgreSQL's query**: serial ${f(facts.postgresParallelQuery.serialMs)}, with one parallel worker ${f(facts.postgresParallelQuery.parallelMs)}.`);
+  if (facts.burstRefill !== undefined) {
+    const b = facts.burstRefill;
+    lines.push(`**burst**: after the burst, the pool held its target of ${b.target} warm spares ${Number.isFinite(b.refilledMs) ? `${(b.refilledMs / 1000).toFixed(2)} s` : "not within 120 s"} after the last Started (${b.allStartedMs} ms after the burst began); ${b.sparesForkedDuringBurst} of them were forked while launches were still starting, the first ${b.firstSpareForkedMs} ms in; a spare's boot took ${f(b.spareBootCpuMs, "ms of CPU")}.`);
+  }
+  if (facts.cycleTail !== undefined) {
+    const t = facts.cycleTail;
+    lines.push(`**cycles**: of the launch/terminate cycles, ${t.slow} of ${t.cycles} slower than ${t.thresholdMs} ms (median of those ${t.slowMedianMs} ms): ${t.slowBy.forked} took a runner forked for the launch, ${t.slowBy.bootingSpare} a spare still booting (median ${t.slowMedianRunnerCpuMs} ms of CPU before Started), ${t.slowBy.warmSpare} a warm spare; ${t.slowBy.noSpareListed} began with no spare in the pool. Of the others, ${t.fastBy.warmSpare} took a warm spare.`);
+  }
+  if (facts.quiet !== undefined) {
+    lines.push(`**quiet**: waits for a quiet machine (busy below 0.3 CPU): ${(facts.quiet as Quiet[]).map((q) => `before ${q.before} ${q.waitedSeconds} s${q.quiet ? "" : ` (bound reached, ${q.busyCpus} CPUs busy)`}`).join(", ")}.`);
+  }
+  return lines;
 }
 
 async function main(): Promise<void> {
@@ -87,31 +174,46 @@ async function main(): Promise<void> {
   const project = new Project();
   const ctx: Context = { project, libraries: writeLibraries(project), bgw: await builtPackage(), sizes, quick };
   const raw: Record<string, unknown> = {};
+  const quiet: Quiet[] = [];
+  const settle = async (before: string): Promise<void> => {
+    const q = await waitQuiet(before, sizes.quietSeconds);
+    quiet.push(q);
+    progress(`${before}: machine ${q.quiet ? "quiet" : `still busy (${q.busyCpus} CPUs)`} after ${q.waitedSeconds} s`);
+  };
   let launch: LaunchResults | undefined;
   let database: DatabaseResults | undefined;
   progress(`${quick ? "quick" : "full"} run; user project in ${project.dir}`);
   try {
-    if (only.has("launch") || only.has("burst") || only.has("restart") || only.has("latch")) {
-      const pm = await CliPostmaster.start(project, [ctx.libraries.extension], ["--no-database", "--max-worker-processes", String(sizes.burst + 14)]);
+    // Quiet-machine groups first.
+    if (only.has("launch") || only.has("restart") || only.has("latch")) {
+      await settle(only.has("launch") ? "launch" : only.has("restart") ? "restart" : "latch");
+      const pm = await CliPostmaster.start(project, [ctx.libraries.extension], ["--no-database", "--max-worker-processes", "16"]);
       try {
         if (only.has("launch")) {
           progress("launch");
           launch = await measureLaunch(ctx, pm);
           raw.launch = launch;
-        }
-        if (only.has("burst")) {
-          progress("burst");
-          const burst = await measureBurst(ctx, pm);
-          raw.burst = burst;
-          addRow({ group: "burst", measure: `burst of ${burst.started} launches at once -> each Started`, unit: "ms", bgworker: summarize(burst.launchMs), note: `${burst.started}/${sizes.burst} Started, all within ${burst.allStartedMs.toFixed(0)} ms; spares ${burst.sparesBefore} before, ${burst.sparesAfter} after (refilled ${(burst.refilledMs / 1000).toFixed(1)} s after the last exit)` });
+          progress("launch: esbuild's first start in a process");
+          const esbuild = await measureEsbuildFirstStart(ctx);
+          raw.esbuild = esbuild;
+          addFact("esbuildFirstStart", {
+            firstStartMs: roundSummary(summarize(esbuild.firstStartMs)),
+            firstImportMs: roundSummary(summarize(esbuild.firstImportMs)),
+            secondImportMs: roundSummary(summarize(esbuild.secondImportMs)),
+            serviceRssMb: mb(median(esbuild.serviceRssKb)),
+            dropped: esbuild.dropped,
+          });
         }
         if (only.has("restart")) {
           progress("restart");
           const restart = await measureRestart(ctx, pm);
-          raw.restart = restart;
+          progress("restart: process.exit() to the parent's 'exit' event");
+          const exits = await measureProcessExit(ctx);
+          raw.restart = { ...restart, exits };
           const ours = summarize(restart.bgworker);
           const peer = summarize(restart.pm2);
           addRow({ group: "restart", measure: "restart time 0: exit -> replacement running", unit: "ms", bgworker: ours, peer, peerLabel: "PM2, restart_delay 0", ratio: ratio(peer, ours), target: "p50 <= 10 ms", met: ours.p50 <= 10 });
+          addFact("processExit", { bareMs: roundSummary(summarize(exits.bareMs)), workerShapedMs: roundSummary(summarize(exits.workerShapedMs)) });
         }
         if (only.has("latch")) {
           progress("latch");
@@ -126,38 +228,71 @@ async function main(): Promise<void> {
       }
     }
     if (only.has("database")) {
+      await settle("database");
       progress("database");
       database = await measureDatabase(ctx);
       raw.database = database;
       databaseRows(database, sizes);
     }
     if (launch !== undefined) launchRows(launch, database);
+    // Then the groups that load the machine heavily, each after the machine has gone quiet again.
+    if (only.has("burst")) {
+      await settle("burst");
+      progress("burst");
+      const pm = await CliPostmaster.start(project, [ctx.libraries.extension], ["--no-database", "--max-worker-processes", String(sizes.burst + 14)]);
+      try {
+        const burst = await measureBurst(ctx, pm);
+        raw.burst = burst;
+        const refilled = Number.isFinite(burst.refilledMs) ? `refilled to ${burst.sparesAfter} warm spares ${(burst.refilledMs / 1000).toFixed(2)} s after the last Started` : `not refilled to ${burst.target} warm spares within 120 s`;
+        addRow({ group: "burst", measure: `burst of ${burst.started} launches at once -> each Started`, unit: "ms", bgworker: summarize(burst.launchMs), note: `${burst.started}/${sizes.burst} Started, all within ${burst.allStartedMs.toFixed(0)} ms; spares ${burst.sparesBefore} before; ${refilled}` });
+        addFact("burstRefill", {
+          target: burst.target,
+          sparesAfter: burst.sparesAfter,
+          refilledMs: round(burst.refilledMs, 0),
+          spareBootCpuMs: roundSummary(summarize(burst.spareBootCpuMs)),
+          allStartedMs: round(burst.allStartedMs, 0),
+          /** The refilled spares forked while the burst's launches were still starting. */
+          sparesForkedDuringBurst: burst.spareForkedMs.filter((ms) => ms < burst.allStartedMs).length,
+          firstSpareForkedMs: round(Math.min(...burst.spareForkedMs), 0),
+        });
+      } finally {
+        await pm.stop();
+      }
+    }
     if (only.has("scale")) {
+      await settle("scale");
       progress("scale");
       const scale = await measureScale(ctx);
       raw.scale = scale;
+      const tail = cycleTail(scale);
       addRow({ group: "scale", measure: `${scale.workers} static workers: start -> all running`, unit: "ms", bgworker: summarize([scale.allRunningMs]) });
       addRow({ group: "scale", measure: `status over the socket, ${scale.workers} workers`, unit: "ms", bgworker: summarize(scale.statusMs), target: "< 50 ms", met: median(scale.statusMs) < 50, note: `the CLI's \`bgworker status\` (a Node start included): ${median(scale.cliStatusMs).toFixed(0)} ms` });
       addRow({ group: "scale", measure: `idle CPU of the whole tree over ${scale.idleSeconds.toFixed(0)} s`, unit: "%", bgworker: summarize([scale.idleCpuPercent]), target: "< 1% of one CPU", met: scale.idleCpuPercent < 1 });
-      addRow({ group: "scale", measure: `${scale.cycles} sequential launch/terminate cycles: launch -> Started`, unit: "ms", bgworker: summarize(scale.cycleLaunchMs), note: `postmaster RSS ${(scale.rssKb.start / 1024).toFixed(1)} -> ${(scale.rssKb.end / 1024).toFixed(1)} MB, open fds ${scale.fds.start} -> ${scale.fds.end}, ${scale.cyclesSeconds.toFixed(0)} s` });
+      addRow({ group: "scale", measure: `${scale.cycles} sequential launch/terminate cycles: launch -> Started`, unit: "ms", bgworker: summarize(scale.cycleLaunchMs), note: `postmaster RSS ${(scale.rssKb.start / 1024).toFixed(1)} -> ${(scale.rssKb.end / 1024).toFixed(1)} MB, open fds ${scale.fds.start} -> ${scale.fds.end}, ${scale.cyclesSeconds.toFixed(0)} s; ${cycleTailNote(tail)}` });
+      const shapes = Object.fromEntries(Object.entries(scale.shapes).map(([name, shape]) => [name, { rssMb: mb(shape.rssKb), pssMb: mb(shape.pssKb) }]));
       addFact("memory", {
-        postmasterRssMb: round(scale.postmasterRssKb / 1024, 1),
-        idleWorkerRssMb: round(scale.workerRssKb / 1024, 1),
-        idleWorkerPssMb: round(scale.workerPssKb / 1024, 1),
-        bareNodeRssMb: round(scale.bareNodeRssKb / 1024, 1),
-        bareNodePssMb: round(scale.bareNodePssKb / 1024, 1),
+        staticWorkers: scale.workers,
+        postmasterRssMb: mb(scale.postmasterRssKb),
+        idleWorkerRssMb: mb(scale.workerRssKb),
+        idleWorkerPssMb: mb(scale.workerPssKb),
+        shapes,
+        /** PSS each part adds to a bare node, from the side-by-side idle processes. */
+        adds: Object.fromEntries((["package", "tsx", "thread"] as const).map((name) => [name, mb(scale.shapes[name].pssKb - scale.shapes.bare.pssKb)])),
       });
+      addFact("cycleTail", tail);
     }
   } finally {
     project.remove();
   }
+  addFact("quiet", quiet);
+  orderRows(GROUPS);
   printTable();
   for (const [name, value] of Object.entries(allFacts())) console.log(`${name}: ${JSON.stringify(value)}`);
   const loadAtEnd = loadavg();
   const result = {
     date: new Date().toISOString(),
     mode: quick ? "quick" : "full",
-    groups: [...only],
+    groups: GROUPS.filter((group) => only.has(group)),
     configuration: "built package (dist/) through the CLI, plain node, libraries in a temp project outside the package",
     machine: {
       platform: `${process.platform} ${process.arch}`,
@@ -182,7 +317,14 @@ async function main(): Promise<void> {
   };
   mkdirSync(dirname(OUT), { recursive: true });
   writeFileSync(OUT, JSON.stringify(result, null, 2) + "\n");
-  console.log(`wrote ${OUT} (${result.seconds} s; load average ${loadAtStart[0]!.toFixed(2)} -> ${loadAtEnd[0]!.toFixed(2)} on ${result.machine.cpus} CPUs)`);
+  const when = `${result.date.slice(0, 10)} ${result.date.slice(11, 16)} UTC`;
+  console.log("\nmarkdown for docs/performance.md (\"Last run\"):\n");
+  console.log(
+    `${when}, ${result.mode} run (${result.seconds} s): ${result.machine.cpus} CPUs (${result.machine.cpuModel}), ${result.machine.memoryMb} MB memory, ${result.machine.platform}, Node ${result.node}, PostgreSQL ${result.postgresql ?? "-"}; load average (1, 5, 15 min) [${result.loadAverage.start.join(", ")}] at the start, [${result.loadAverage.end.join(", ")}] at the end.\n`,
+  );
+  for (const line of factLines(allFacts() as Record<string, any>)) console.log(`${line}\n`);
+  console.log(markdownTable());
+  console.log(`\nwrote ${OUT} (${result.seconds} s; load average ${loadAtStart[0]!.toFixed(2)} -> ${loadAtEnd[0]!.toFixed(2)} on ${result.machine.cpus} CPUs)`);
 }
 
 function roundSummary(s: Summary): Summary {

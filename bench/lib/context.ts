@@ -3,46 +3,79 @@ import type { Libraries } from "./libraries.js";
 import type { Bgworker, Project } from "./project.js";
 
 export interface Sizes {
-  /** Samples per launch configuration (first and repeat, .ts and .js, each peer). */
+  /** Samples per launch configuration (first and repeat, .ts and .js) and of PM2's start. */
   readonly launches: number;
+  /** Cold `child_process.fork` samples (cheap: more of them than launches in quick mode). */
+  readonly coldForks: number;
+  /** Fresh Node processes that time esbuild's first start (a first `.ts` import against a second one). */
+  readonly esbuildStarts: number;
   readonly burst: number;
   readonly restarts: number;
+  /** `process.exit()` -> the parent's 'exit' event, per kind of process (bare, and shaped as a worker). */
+  readonly exits: number;
   readonly pingRounds: number;
   readonly parallelQueries: number;
   readonly spiLaunches: number;
   readonly selects: number;
+  /** Rounds of the SPI overhead measure, and the pause before each driver measures (as the SPI worker's). */
+  readonly overheadRounds: number;
+  readonly overheadPauseMs: number;
   readonly staticWorkers: number;
+  /** After every static worker runs, before idle CPU and memory are read: V8's post-start-up work passes. */
+  readonly settleSeconds: number;
   readonly idleSeconds: number;
   readonly statusSamples: number;
   readonly cycles: number;
+  /** The longest wait for the machine to go quiet before a group (see quiet.ts). */
+  readonly quietSeconds: number;
 }
 
+/** About 10 minutes on 2 CPUs. */
 export const FULL: Sizes = {
   launches: 21,
+  coldForks: 21,
+  esbuildStarts: 11,
   burst: 50,
   restarts: 15,
+  exits: 21,
   pingRounds: 1000,
   parallelQueries: 51,
   spiLaunches: 21,
   selects: 10_000,
+  overheadRounds: 3,
+  overheadPauseMs: 3000,
   staticWorkers: 200,
+  settleSeconds: 20,
   idleSeconds: 30,
   statusSamples: 21,
   cycles: 1000,
+  quietSeconds: 60,
 };
 
+/**
+ * About a minute on 2 quiet CPUs (the build aside): every measure runs, with at least 11 samples where a sample
+ * is cheap; a launch (it waits for its spare's replacement to boot), a restart (a worker runs a second) and an
+ * SPI first query take 3 each, and the cycles 15.
+ */
 export const QUICK: Sizes = {
-  launches: 7,
-  burst: 50,
-  restarts: 4,
+  launches: 3,
+  coldForks: 11,
+  esbuildStarts: 3,
+  burst: 12,
+  restarts: 3,
+  exits: 5,
   pingRounds: 300,
   parallelQueries: 15,
-  spiLaunches: 7,
+  spiLaunches: 3,
   selects: 2_000,
-  staticWorkers: 40,
-  idleSeconds: 5,
-  statusSamples: 9,
-  cycles: 100,
+  overheadRounds: 1,
+  overheadPauseMs: 500,
+  staticWorkers: 6,
+  settleSeconds: 2,
+  idleSeconds: 2,
+  statusSamples: 11,
+  cycles: 15,
+  quietSeconds: 3,
 };
 
 export interface Context {

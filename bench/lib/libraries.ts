@@ -33,7 +33,7 @@ export function _PG_init() {
 }
 `;
 
-const WORKERS = `import { appendFileSync } from "node:fs";
+const WORKERS = `import { appendFileSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { BackgroundWorker, SignalWakeFlags, Spi } from "bgworker";
 import { PING_PID, PONG_PID, PHASE } from "./shared.js";
@@ -130,13 +130,17 @@ export async function spiFirstOther() {
   await firstQuery("bench_other");
 }
 
-/** SPI overhead: the same statements as the raw-driver peers (peers/sql.mjs). */
+/**
+ * SPI overhead: the same statements as the raw-driver peers (peers/sql.mjs). The report file's first line,
+ * written by the bench, is the pause before measuring ("pause MS"), the peers' too.
+ */
 export async function spiOverhead(selects) {
   const n = Number(selects);
+  const pauseMs = Number(/^pause (\\d+)/.exec(readFileSync(BackgroundWorker.getExtra(), "utf8"))?.[1] ?? 3000);
   await BackgroundWorker.connectWorkerToSpi();
   await BackgroundWorker.transaction(() => Spi.run("SELECT 1"));
   // Let the spare pool settle (the launch that took this process forks its replacement) before measuring.
-  await sleep(3000);
+  await sleep(pauseMs);
   let t0 = performance.now();
   await BackgroundWorker.transaction(async () => {
     for (let i = 0; i < n; i++) await Spi.getOne("SELECT $1::int AS v", [i]);

@@ -8,6 +8,12 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { CLI, type Project } from "./project.js";
 import { progress } from "./report.js";
+import { now } from "./stats.js";
+
+/** A spare that used no CPU for this long has booted and warmed (no timer of its own wakes it). */
+const QUIET_MS = 200;
+/** USER_HZ: /proc's CPU times are in these ticks, 100 a second on Linux. */
+export const TICKS_PER_SECOND = 100;
 
 export interface LogRecord {
   readonly level?: string;
@@ -81,19 +87,11 @@ export class CliPostmaster {
 
   /** The postmaster's children: spares (still running the bootstrap) and workers (titled "bgworker: NAME"). */
   children(): { pid: number; spare: boolean }[] {
-    return childrenOf(this.pid).map((pid) => {
-      let cmdline = "";
-      try {
-        cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-      } catch {
-        // gone
-      }
-      return { pid, spare: cmdline.includes("bootstrap.js") };
-    });
+    return childrenOf(this.pid).map((pid) => ({ pid, spare: isSpare(pid) }));
   }
 
   /**
-   * Waits until the pool holds at least one spare and no spare used any CPU for 200 ms: booted, loader
+   * Waits until the pool holds at least one spare and no spare used any CPU for QUIET_MS: booted, loader
    * warmed, libraries preloaded. The postmaster does not publish its pool; /proc shows it.
    */
   async sparesWarm(timeoutMs = 10_000): Promise<void> {
@@ -101,9 +99,35 @@ export class CliPostmaster {
     for (;;) {
       const spares = this.children().filter((child) => child.spare).map((child) => child.pid);
       const before = spares.map(cpuTicks);
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await new Promise((resolve) => setTimeout(resolve, QUIET_MS));
       if (spares.length > 0 && spares.every((pid, i) => cpuTicks(pid) === before[i])) return;
       if (Date.now() > deadline) return;
+    }
+  }
+
+  /**
+   * Watches the pool until it holds `target` spares, each quiet (no CPU for QUIET_MS: booted and warm, as
+   * sparesWarm judges it). Resolves with the moment the last of them went quiet (wall-clock ms, to the
+   * watch's 50 ms), their pids, and the CPU each had used by then (its boot); undefined at the timeout.
+   * Spares already quiet when the watch begins count from then: `at` is never before the watch's start.
+   */
+  async poolRefilled(target: number, timeoutMs = 120_000): Promise<{ at: number; pids: number[]; bootCpuMs: number[] } | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    const seen = new Map<number, { ticks: number; changed: number }>();
+    for (;;) {
+      const t = now();
+      const spares = this.children().filter((child) => child.spare).map((child) => child.pid);
+      for (const pid of spares) {
+        const ticks = cpuTicks(pid);
+        const entry = seen.get(pid);
+        if (entry === undefined || entry.ticks !== ticks) seen.set(pid, { ticks, changed: t });
+      }
+      const states = spares.map((pid) => seen.get(pid)!);
+      if (spares.length >= target && states.every((state) => t - state.changed >= QUIET_MS)) {
+        return { at: Math.max(...states.map((state) => state.changed)), pids: spares, bootCpuMs: states.map((state) => (state.ticks * 1000) / TICKS_PER_SECOND) };
+      }
+      if (Date.now() > deadline) return undefined;
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
 
@@ -126,7 +150,7 @@ export function pssKb(pid: number): number {
   return match === null ? Number.NaN : Number(match[1]);
 }
 
-/** user + system CPU time of a process, in clock ticks (USER_HZ, 100 a second on Linux). */
+/** user + system CPU time of a process, in clock ticks (TICKS_PER_SECOND). */
 export function cpuTicks(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -134,6 +158,30 @@ export function cpuTicks(pid: number): number {
     return Number(fields[11]) + Number(fields[12]);
   } catch {
     return 0;
+  }
+}
+
+/**
+ * When a process started, in wall-clock ms (to /proc's tick): its start time in ticks since boot (stat field
+ * 22) against /proc/uptime. NaN once it is gone.
+ */
+export function startedAt(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const startTicks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    const uptimeSeconds = Number(readFileSync("/proc/uptime", "utf8").split(" ")[0]);
+    return now() - uptimeSeconds * 1000 + (startTicks * 1000) / TICKS_PER_SECOND;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** A runner still running the bootstrap: a spare (a worker's process is titled "bgworker: NAME"). */
+export function isSpare(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("bootstrap.js");
+  } catch {
+    return false; // gone
   }
 }
 

@@ -27,6 +27,13 @@ export function allRows(): readonly Row[] {
   return rows;
 }
 
+/** Puts the rows in the order of `groups` (rows are added as measures finish; launch waits for the database's peer). */
+export function orderRows(groups: readonly string[]): void {
+  const rank = (row: Row): number => groups.indexOf(row.group);
+  const sorted = rows.map((row, i) => ({ row, i })).sort((a, b) => rank(a.row) - rank(b.row) || a.i - b.i);
+  rows.splice(0, rows.length, ...sorted.map(({ row }) => row));
+}
+
 /** Extra figures that are not a comparison (RSS, file descriptors, counts), by name. */
 const facts: Record<string, unknown> = {};
 
@@ -69,4 +76,31 @@ export function printTable(): void {
   console.log(widths.map((w) => "-".repeat(w)).join("  "));
   for (const line of lines.slice(1)) console.log(format(line));
   console.log("ratio: how many times faster (or more) bgworker is than the peer, from the medians of the same run");
+}
+
+/** A figure as docs/performance.md writes it: µs for us, seconds from 10 s up. */
+function docFigure(value: number, unit: string): string {
+  if (!Number.isFinite(value)) return "-";
+  if (unit === "ms" && value >= 10_000) return `${(value / 1000).toFixed(2)} s`;
+  const shown = unit === "us" ? "µs" : unit;
+  return `${value < 10 ? value.toFixed(2) : value.toFixed(1)} ${shown}`;
+}
+
+/** The table of docs/performance.md ("Last run"), from the rows. */
+export function markdownTable(): string {
+  const lines = ["| measure | bgworker p50 | p99 | peer | peer p50 | p99 | ratio | target |", "| --- | --- | --- | --- | --- | --- | --- | --- |"];
+  for (const row of rows) {
+    const cells = [
+      row.note === undefined ? row.measure : `${row.measure} (${row.note})`,
+      docFigure(row.bgworker.p50, row.unit),
+      docFigure(row.bgworker.p99, row.unit),
+      row.peerLabel ?? "",
+      row.peer === undefined ? "" : docFigure(row.peer.p50, row.unit),
+      row.peer === undefined ? "" : docFigure(row.peer.p99, row.unit),
+      row.ratio === undefined ? "" : `${Number(row.ratio.toFixed(2))}x`,
+      row.target === undefined ? "" : `${row.met === true ? "met" : "**missed**"}: ${row.target}`,
+    ];
+    lines.push(`| ${cells.join(" | ")} |`);
+  }
+  return lines.join("\n");
 }

@@ -2,7 +2,8 @@
  * On the managed server of a postmaster (`--pgdata`): PostgreSQL launching its own dynamic background worker
  * (a parallel worker of a parallel-forced query, against the same query without parallelism); an SPI worker
  * from launch until its first query is answered, with the session its spare opened ahead of time and with a
- * fresh connection (another database); and SPI's overhead over raw `pg` and postgres.js.
+ * fresh connection (another database); and SPI's overhead over raw `pg` and postgres.js, each driver both as
+ * SPI would use it (SQL text and parameters, nothing prepared) and at its fastest (a named, prepared statement).
  */
 import { execFile } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
@@ -12,7 +13,7 @@ import { promisify } from "node:util";
 import pg from "pg";
 import type { Context } from "../lib/context.js";
 import { CliPostmaster } from "../lib/postmaster.js";
-import { REPO, reportLines } from "../lib/project.js";
+import { appendLine, REPO, reportLines } from "../lib/project.js";
 import { progress } from "../lib/report.js";
 import { median, now, sleep, until } from "../lib/stats.js";
 
@@ -28,8 +29,13 @@ export interface DatabaseResults {
   readonly parallelQueryMs: number[];
   readonly spiFirstPreopenedMs: number[];
   readonly spiFirstFreshMs: number[];
-  readonly overhead: Record<"spi" | "pg" | "postgres", { selectsMs: number[]; transactionsMs: number[] }>;
+  readonly overhead: Record<OverheadDriver, { selectsMs: number[]; transactionsMs: number[] }>;
 }
+
+/** SPI, and the drivers of peers/sql.mjs (whose names they take in kebab case). */
+export const PEER_DRIVERS = ["pg", "pgPrepared", "postgres", "postgresUnsafe"] as const;
+export type OverheadDriver = "spi" | (typeof PEER_DRIVERS)[number];
+const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 export async function withManagedPostmaster<T>(ctx: Context, use: (pm: CliPostmaster, params: pg.ClientConfig) => Promise<T>): Promise<T> {
   // The server runs as the postgres user: its data directory's parent must be reachable by it.
@@ -121,19 +127,20 @@ export async function measureDatabase(ctx: Context): Promise<DatabaseResults> {
       progress("database: SPI first query measured");
 
       // SPI's overhead: the same statements through the worker's session, raw pg and postgres.js.
-      const overhead: DatabaseResults["overhead"] = { spi: { selectsMs: [], transactionsMs: [] }, pg: { selectsMs: [], transactionsMs: [] }, postgres: { selectsMs: [], transactionsMs: [] } };
-      const rounds = ctx.quick ? 1 : 3;
+      const overhead = Object.fromEntries(["spi", ...PEER_DRIVERS].map((name) => [name, { selectsMs: [], transactionsMs: [] }])) as unknown as DatabaseResults["overhead"];
+      const rounds = ctx.sizes.overheadRounds;
       for (let round = 0; round < rounds; round++) {
         const file = ctx.project.reportFile();
+        appendLine(file, `pause ${ctx.sizes.overheadPauseMs}`);
         const builder = new ctx.bgw.BackgroundWorkerBuilder("bench spi overhead").setLibrary(ctx.libraries.workers).setFunction("spiOverhead").enableSpiAccess().setExtra(file).setArgument(ctx.sizes.selects);
         await (await client.loadDynamic(builder)).waitForShutdown();
-        const spi = JSON.parse(reportLines(file)[0] ?? "{}") as { selectsMs: number; transactionsMs: number };
+        const spi = JSON.parse(reportLines(file).find((line) => line.startsWith("{")) ?? "{}") as { selectsMs: number; transactionsMs: number };
         overhead.spi.selectsMs.push(spi.selectsMs);
         overhead.spi.transactionsMs.push(spi.transactionsMs);
-        for (const driver of ["pg", "postgres"] as const) {
-          const env = { ...process.env };
+        for (const driver of PEER_DRIVERS) {
+          const env: NodeJS.ProcessEnv = { ...process.env, BENCH_PAUSE: String(ctx.sizes.overheadPauseMs) };
           delete env.NODE_OPTIONS;
-          const { stdout } = await run(process.execPath, [SQL_PEER, driver, "127.0.0.1", String(params.port), "postgres", "postgres", String(ctx.sizes.selects)], { env });
+          const { stdout } = await run(process.execPath, [SQL_PEER, kebab(driver), "127.0.0.1", String(params.port), "postgres", "postgres", String(ctx.sizes.selects)], { env });
           const peer = JSON.parse(stdout.trim()) as { selectsMs: number; transactionsMs: number };
           overhead[driver].selectsMs.push(peer.selectsMs);
           overhead[driver].transactionsMs.push(peer.transactionsMs);

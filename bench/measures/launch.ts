@@ -1,15 +1,16 @@
 /**
  * Dynamic launch to Started with a warm spare (`loadDynamic()` + `waitForStartup()` from a client process over
  * the control socket), `.ts` and `.js` libraries, first launch of a library and repeats; against a cold
- * `child_process.fork` of a plain script until its first message, and PM2's programmatic start of a plain
- * script until its first line runs. PostgreSQL's own dynamic worker is measured in ./database.ts.
+ * `child_process.fork` of a plain script until its first message (and how long the `fork()` call itself
+ * blocks the forking process), and PM2's programmatic start of a plain script until its first line runs.
+ * PostgreSQL's own dynamic worker is measured in ./database.ts.
  */
 import { fork } from "node:child_process";
 import { join } from "node:path";
 import type { StartOptions } from "pm2";
 import type { Context } from "../lib/context.js";
 import { freshIdleLibrary } from "../lib/libraries.js";
-import { CliPostmaster } from "../lib/postmaster.js";
+import { statusField, type CliPostmaster } from "../lib/postmaster.js";
 import { REPO, reportLines } from "../lib/project.js";
 import { progress } from "../lib/report.js";
 import { now, sleep, until } from "../lib/stats.js";
@@ -25,6 +26,10 @@ export interface LaunchResults {
   readonly firstJs: number[];
   readonly repeatJs: number[];
   readonly coldFork: number[];
+  /** How long `child_process.fork()` itself blocked the bench's process (the spawn, before any event). */
+  readonly forkCallMs: number[];
+  /** The bench process's RSS when it forked: a fork's cost grows with the forking process's memory. */
+  readonly forkerRssKb: number;
   readonly pm2: number[];
 }
 
@@ -40,9 +45,9 @@ async function launchOnce(ctx: Context, client: Awaited<ReturnType<Context["bgw"
 
 export async function measureLaunch(ctx: Context, pm: CliPostmaster): Promise<LaunchResults> {
   const client = await ctx.bgw.connect(pm.socket);
-  const results: LaunchResults = { firstTs: [], repeatTs: [], firstJs: [], repeatJs: [], coldFork: [], pm2: [] };
+  const results = { firstTs: [] as number[], repeatTs: [] as number[], firstJs: [] as number[], repeatJs: [] as number[], coldFork: [] as number[], forkCallMs: [] as number[], pm2: [] as number[] };
   try {
-    await sleep(2_000);
+    await pm.sparesWarm();
     // Interleaved, so that the load of the machine weighs alike on every configuration.
     for (let i = 0; i < ctx.sizes.launches; i++) {
       for (const ts of [true, false]) {
@@ -58,18 +63,22 @@ export async function measureLaunch(ctx: Context, pm: CliPostmaster): Promise<La
   } finally {
     await client.close();
   }
-  for (let i = 0; i < ctx.sizes.launches; i++) {
+  for (let i = 0; i < ctx.sizes.coldForks; i++) {
     await sleep(200);
-    results.coldFork.push(await coldFork());
+    const sample = await coldFork();
+    results.coldFork.push(sample.ms);
+    results.forkCallMs.push(sample.callMs);
   }
+  const forkerRssKb = statusField(process.pid, "VmRSS");
   results.pm2.push(...(await pm2Starts(ctx)));
-  return results;
+  return { ...results, forkerRssKb };
 }
 
 /** A cold fork of a plain Node script (no tsx, no bgworker), until its first message arrives. */
-async function coldFork(): Promise<number> {
+async function coldFork(): Promise<{ ms: number; callMs: number }> {
   const t0 = now();
   const child = fork(PEER, ["hello"], { execArgv: [], stdio: ["ignore", "ignore", "inherit", "ipc"] });
+  const callMs = now() - t0;
   await new Promise<void>((resolve, reject) => {
     child.once("message", () => resolve());
     child.once("exit", () => reject(new Error("bench: the forked peer exited early")));
@@ -78,7 +87,7 @@ async function coldFork(): Promise<number> {
   const exited = new Promise((resolve) => child.once("exit", resolve));
   child.disconnect();
   await exited;
-  return ms;
+  return { ms, callMs };
 }
 
 type Pm2 = typeof import("pm2");
