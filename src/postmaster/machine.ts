@@ -672,6 +672,11 @@ export class PostmasterMachine {
     return this.#shutdownMode;
   }
 
+  /** Whether the slot's `spawn` still waits for its process (`forked` or `spawnFailed`). */
+  awaitsProcess(slotIndex: number, generation: number): boolean {
+    return this.#slotAt(slotIndex, generation)?.run.state === "spawning";
+  }
+
   /**
    * The worker a process runs, or ran last in a slot not reused since, for naming its output and log lines;
    * undefined for any other process (a spare runner).

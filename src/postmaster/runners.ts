@@ -6,6 +6,7 @@
  */
 import { fork, type ChildProcess } from "node:child_process";
 import type { Socket } from "node:net";
+import { availableParallelism } from "node:os";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { ConnectionParams } from "../database/types.js";
@@ -33,6 +34,13 @@ const DRAIN_MS = 200;
 const REFILL_DELAY_MS = 1_000;
 /** How often the pool's target is reconsidered (it shrinks only after a quiet period). */
 const POLICY_TICK_MS = 5_000;
+/**
+ * How many launches may wait on runners that are still booting. A runner's boot is a few hundred ms of CPU
+ * (Node, the TypeScript loader, the runtime): fifty booting at once on two CPUs share them and all enter
+ * late, while booting a few at a time lets the first launches enter at once and the others follow in
+ * order, in the same total time. One more than the CPUs covers a boot's waits on the disk and the loader.
+ */
+const BOOT_LIMIT = availableParallelism() + 1;
 
 export interface RunnerEvents {
   message(runner: Runner, message: FromRunner): void;
@@ -45,6 +53,8 @@ export class Runner {
   ready = false;
   /** Set when taking this runner left the pool short: it is refilled once this worker has entered. */
   refillOnEntry = false;
+  /** Handed a worker before it was ready: counts against BOOT_LIMIT until it has entered (or exited). */
+  coldBoot = false;
   exited = false;
 
   constructor(private readonly child: ChildProcess) {
@@ -77,8 +87,23 @@ export interface RunnersOptions {
   readonly cwd: string;
 }
 
+/** A worker waiting for a runner; see `Runners.request`. */
+export interface RunnerRequest {
+  readonly definition: WorkerDefinition;
+  /** The runner for the worker: the caller sends it the worker and it becomes that worker. */
+  deliver(runner: Runner): void;
+  /** No runner could be had (the fork failed), or the request was withdrawn: the reason. */
+  fail(reason: string): void;
+  /** Asked before a queued request is served: a reason to withdraw it (the postmaster shuts down), or undefined. */
+  withdrawn(): string | undefined;
+}
+
 export class Runners {
   private readonly spares: Runner[] = [];
+  /** Requests waiting for a warm spare or for a cold boot under BOOT_LIMIT, oldest first. */
+  private readonly queue: RunnerRequest[] = [];
+  /** Runners handed a worker before they were ready, until they enter. */
+  private coldBoots = 0;
   private readonly policy: SparePolicy;
   private readonly libraries = new Set<string>();
   private shmem: ShmemAttachment | null = null;
@@ -145,20 +170,64 @@ export class Runners {
   }
 
   /**
-   * A runner to become `definition`'s worker now: a warm spare if there is one, else one still booting,
-   * else a new one. The pool is refilled once this worker has entered its function.
+   * A runner for `definition`'s worker: a warm spare if there is one, else a booting or new one while fewer
+   * than BOOT_LIMIT launches wait on boots, else the first of those to come free, in the order asked. The
+   * pool is refilled once the launches in progress have entered their function.
    */
-  take(definition: WorkerDefinition): Runner {
+  request(request: RunnerRequest): void {
     // The spares hear of a new library with the refill, after this launch: importing it now would take CPU
     // from the launch, which imports it too.
-    if (this.learn(definition)) this.untold = true;
-    const index = this.spares.findIndex((spare) => spare.ready);
-    if (index < 0) this.policy.missed(Date.now());
-    const runner = (index >= 0 ? this.spares.splice(index, 1)[0] : this.spares.shift()) ?? this.fork();
-    runner.refillOnEntry = true;
-    this.launching += 1;
-    this.refillTimer ??= setTimeout(() => this.replenish(), REFILL_DELAY_MS);
-    return runner;
+    if (this.learn(request.definition)) this.untold = true;
+    if (!this.spares.some((spare) => spare.ready)) this.policy.missed(Date.now());
+    this.queue.push(request);
+    this.serve();
+  }
+
+  /** Serves queued requests while runners can be had; withdraws the ones that ask to be. */
+  reconsider(): void {
+    this.serve();
+  }
+
+  private serve(): void {
+    const failed: { request: RunnerRequest; reason: string }[] = [];
+    while (this.queue.length > 0) {
+      const request = this.queue[0]!;
+      const reason = this.closed ? "the postmaster is shutting down" : request.withdrawn();
+      if (reason !== undefined) {
+        this.queue.shift();
+        failed.push({ request, reason });
+        continue;
+      }
+      const index = this.spares.findIndex((spare) => spare.ready);
+      if (index < 0 && this.coldBoots >= BOOT_LIMIT) break;
+      let runner: Runner;
+      try {
+        runner = index >= 0 ? this.spares.splice(index, 1)[0]! : (this.spares.shift() ?? this.fork());
+      } catch (error) {
+        this.queue.shift();
+        failed.push({ request, reason: error instanceof Error ? error.message : String(error) });
+        continue;
+      }
+      this.queue.shift();
+      if (!runner.ready) {
+        runner.coldBoot = true;
+        this.coldBoots += 1;
+      }
+      runner.refillOnEntry = true;
+      this.launching += 1;
+      this.refillTimer ??= setTimeout(() => this.replenish(), REFILL_DELAY_MS);
+      request.deliver(runner);
+    }
+    // After the loop: a failure is fed to the postmaster's machine, which may ask for runners again.
+    for (const { request, reason } of failed) request.fail(reason);
+  }
+
+  /** A runner handed a worker before it was ready has entered or exited: the next queued request may boot. */
+  private booted(runner: Runner): void {
+    if (!runner.coldBoot) return;
+    runner.coldBoot = false;
+    this.coldBoots -= 1;
+    this.serve();
   }
 
   /** Stops making spares and ends the idle ones; workers are the postmaster's to stop. */
@@ -167,6 +236,7 @@ export class Runners {
     clearInterval(this.tick);
     clearTimeout(this.refillTimer);
     for (const spare of this.spares.splice(0)) spare.kill("SIGKILL");
+    this.serve();
   }
 
   private preparation(): PrepareMessage {
@@ -199,6 +269,8 @@ export class Runners {
       this.untold = false;
       this.broadcast();
     }
+    // Launches still queued take the CPUs first; the pool is refilled once they have entered.
+    if (this.queue.length > 0) return;
     while (!this.closed && this.spares.length < this.policy.target) {
       try {
         this.spares.push(this.fork());
@@ -241,7 +313,11 @@ export class Runners {
     }
     child.on("message", (message: unknown) => {
       if (!isFromRunner(message)) return;
-      if (message.t === "ready") runner.ready = true;
+      if (message.t === "ready") {
+        runner.ready = true;
+        // A queued launch may take this spare.
+        if (this.spares.includes(runner)) this.serve();
+      }
       if (message.t === "preloadFailed") {
         // Its module cache holds the failed evaluation: it retires, and later spares leave the library to the launch.
         this.libraries.delete(message.library);
@@ -253,7 +329,10 @@ export class Runners {
       }
       this.events.message(runner, message);
       // After the postmaster has told the waiters: a fork blocks this thread for milliseconds.
-      if (message.t === "entered") this.launched(runner, () => setImmediate(() => this.replenish()));
+      if (message.t === "entered") {
+        this.booted(runner);
+        this.launched(runner, () => setImmediate(() => this.replenish()));
+      }
     });
     // A send to a runner that just died fails with EPIPE; its exit is reported below.
     child.on("error", () => undefined);
@@ -263,8 +342,9 @@ export class Runners {
         runner.exited = true;
         const spare = this.spares.indexOf(runner);
         if (spare >= 0) this.spares.splice(spare, 1);
-        this.launched(runner, () => this.replenish());
         this.events.exit(runner, code, signal);
+        this.booted(runner);
+        this.launched(runner, () => this.replenish());
       };
       // Report after the output has drained, so a worker's last lines come before its exit in the log.
       child.once("close", report);

@@ -382,6 +382,8 @@ export class PostmasterShell implements ControlHandler {
     }
     this.#settleWaiters();
     for (const listener of this.#changeListeners) listener();
+    // Workers still queued for a runner are told at once that they will not start.
+    if (this.#machine.shuttingDown !== null) this.#runners.reconsider();
   }
 
   #perform(action: Action): void {
@@ -433,27 +435,32 @@ export class PostmasterShell implements ControlHandler {
   }
 
   #spawn(slot: number, generation: number, definition: WorkerDefinition): void {
-    let runner: Runner;
-    try {
-      runner = this.#runners.take(definition);
-    } catch (error) {
-      // PostgreSQL counts a failed fork as exit code 1; the machine applies that rule.
-      const reason = error instanceof Error ? error.message : String(error);
-      this.#feed((m) => m.spawnFailed(slot, generation, reason, Date.now()));
-      return;
-    }
-    runner.send({
-      t: "start",
+    this.#runners.request({
       definition,
-      slot,
-      generation,
-      postmasterId: this.postmasterId,
-      postmasterPid: process.pid,
-      cwd: this.#options.cwd,
-      database: definition.spi && this.#database !== undefined ? this.#database.connectionParams() : null,
-      shmem: definition.shmem ? this.#shmemAttachment : null,
+      deliver: (runner) => {
+        runner.send({
+          t: "start",
+          definition,
+          slot,
+          generation,
+          postmasterId: this.postmasterId,
+          postmasterPid: process.pid,
+          cwd: this.#options.cwd,
+          database: definition.spi && this.#database !== undefined ? this.#database.connectionParams() : null,
+          shmem: definition.shmem ? this.#shmemAttachment : null,
+        });
+        this.#feed((m) => m.forked(slot, generation, runner.pid, Date.now()));
+      },
+      // PostgreSQL counts a failed fork as exit code 1; the machine applies that rule.
+      fail: (reason) => this.#feed((m) => m.spawnFailed(slot, generation, reason, Date.now())),
+      // A worker still queued for a runner when the postmaster shuts down never starts.
+      withdrawn: () =>
+        !this.#machine.awaitsProcess(slot, generation)
+          ? "the worker no longer waits for a process"
+          : this.#machine.shuttingDown !== null
+            ? "the postmaster is shutting down"
+            : undefined,
     });
-    this.#feed((m) => m.forked(slot, generation, runner.pid, Date.now()));
   }
 
   #wait(ref: HandleRef, until: Waiter["until"], callerPid: number): Promise<HandleState> {
