@@ -148,7 +148,7 @@ describe("bgworker CLI against a running postmaster", () => {
       fails(
         await bgworker("launch", "--library", LIBRARY, "--function", "noSuchFunction", "--name", "broken", "--wait", "--socket", socket),
         1,
-        /^bgworker: background worker "broken" \(bgw1:\S+\) did not start: it is Stopped \(see the postmaster's log\)$/,
+        /^bgworker: background worker "broken" \(bgw1:\S+\) did not start: it is Stopped \(see `bgworker logs --worker broken --log-file '?\/\S+\/\.bgworker\/log\/bgworker\.log'?`\)$/,
       );
       await pm.waitForLog(/^background worker "broken": function "noSuchFunction" not found in library "\/.*workers\.ts"$/);
 
