@@ -7,6 +7,7 @@
 import { writeFileSync } from "node:fs";
 import pg from "pg";
 import { BackgroundWorkerBuilder } from "../../../src/index.js";
+import { IGNORED_SIGNALS } from "../../../src/runtime/signals.js";
 import { connect, type PostmasterClient } from "../../../src/control/client.js";
 import { createTestCluster, type TestCluster } from "../../helpers/cluster.js";
 import { PATIENCE_MS, type RunningPostmaster } from "../../helpers/postmaster.js";
@@ -73,7 +74,7 @@ async function run(scale: FaultScale, log: (line: string) => void): Promise<Retu
       await sleep(rng.int(30, 200));
       // Now and then, a signal without a shutdown meaning to the postmaster itself: it must disturb nothing.
       if (rng.next() < 0.1) {
-        const signal = rng.pick(["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGPIPE"] as const);
+        const signal = rng.pick(["SIGHUP", ...IGNORED_SIGNALS] as const);
         postmasterSignals.set(signal, (postmasterSignals.get(signal) ?? 0) + 1);
         process.kill(pm.pid, signal);
       }
