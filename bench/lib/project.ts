@@ -4,13 +4,15 @@
  * worker libraries and extensions written there, `.ts` and `.js`.
  */
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const CLI = join(REPO, "dist", "cli", "main.js");
-export const ADDON = join(REPO, "build", "Release", "bgworker_shm.node");
+/** The shared-memory addon as the package loads it (node-gyp-build: a local build, else the prebuilt binary). */
+export const ADDON = (createRequire(import.meta.url)("node-gyp-build") as { path(dir: string): string }).path(REPO);
 
 export type Bgworker = typeof import("bgworker");
 
