@@ -177,6 +177,12 @@ describe("dynamic workers", { concurrency: 2 }, () => {
           assert.equal(outcome.status, Untracked);
         }
         assert.equal(untracked?.value, "8", "the untracked worker ran and was terminated too");
+        const [refused] = await withLauncher.waitForEvents("inner-refused");
+        assert.equal(refused?.ok, false, "a foreign notify pid is refused over IPC as on every path");
+        assert.equal(refused?.name, "TypeError");
+        assert.equal(refused?.code, "ERR_BGWORKER_NOTIFY_PID");
+        assert.match(String(refused?.message), /notify pid \d+ of background worker "inner foreign" must be 0 or the launching process's pid/);
+        assert.match(String(refused?.stack), /fixtures\/dynamic\/workers\.ts/, "the stack shows the line that launched");
         await withLauncher.waitForLog(new RegExp(`^background worker "launcher" \\(PID ${launcherPid}\\) exited with exit code 0$`));
         await withLauncher.waitForLog(new RegExp(`^background worker "inner counter" \\(PID ${childPid}\\) exited with exit code 0$`));
       } finally {
