@@ -15,6 +15,7 @@ import { writeScaleExtension } from "../lib/libraries.js";
 import { childrenOf, CliPostmaster, cpuTicks, isSpare, pssKb, startedAt, statusField, TICKS_PER_SECOND } from "../lib/postmaster.js";
 import { CLI } from "../lib/project.js";
 import { progress } from "../lib/report.js";
+import { waitQuiet } from "../lib/quiet.js";
 import { now, sleep, until } from "../lib/stats.js";
 import { measureMemoryShapes, type MemoryShape } from "./apart.js";
 
@@ -60,7 +61,11 @@ export async function measureScale(ctx: Context): Promise<ScaleResults> {
     await until("every static worker running", async () => ((await client.status()).filter((row) => row.state === "running").length >= count ? true : undefined), 600_000, 20);
     const allRunningMs = now() - t0;
     progress(`scale: ${count} static workers running after ${(allRunningMs / 1000).toFixed(1)} s`);
-    // Let spares finish booting and V8's post-start-up garbage collections pass: idle means settled.
+    // Idle means settled: the spares the start-up asked for have booted, the machine has gone quiet (the
+    // last workers' post-start-up compilation and garbage collection are done), and then some more time.
+    await pm.sparesWarm(120_000);
+    const settled = await waitQuiet("idle CPU", ctx.sizes.quietSeconds);
+    progress(`scale: tree ${settled.quiet ? "quiet" : `still busy (${settled.busyCpus} CPUs)`} after ${settled.waitedSeconds} s; settling ${ctx.sizes.settleSeconds} s more`);
     await sleep(ctx.sizes.settleSeconds * 1000);
     const workers = pm.children().filter((child) => !child.spare).map((child) => child.pid);
     const workerRss = workers.map((pid) => statusField(pid, "VmRSS")).filter(Number.isFinite);
