@@ -135,9 +135,13 @@ export const BackgroundWorker = Object.freeze({
         dbname: dbname ?? null,
         username: username ?? null,
         applicationName: definition.type,
-        // pg_terminate_backend() on this session is SIGTERM to the worker (SPEC §6): raise the real signal, so
-        // the runtime's one SIGTERM path decides (flag and latch when attached, else FATAL and exit 1).
-        onTerminated: () => process.kill(process.pid, "SIGTERM"),
+        // pg_terminate_backend() on this session is SIGTERM to the worker (SPEC §6). Attached, the flag and
+        // the latch are set now, before the statement that was running rejects, so a worker that catches that
+        // rejection already sees sigtermReceived(). Otherwise the real signal takes the runtime's one default
+        // path: FATAL and exit 1.
+        onTerminated: () => {
+          if (!role.deliver("SIGTERM")) process.kill(process.pid, "SIGTERM");
+        },
       });
     } catch (error) {
       role.fatal(error instanceof Error ? error.message : String(error));
