@@ -21,8 +21,7 @@
  */
 import { START_TIME_NAMES, type WorkerDefinition } from "../definition.js";
 import { BackgroundWorkerStatus, makeError, NoFreeWorkerSlotError } from "../errors.js";
-import type { HandleRef, HandleState } from "../launcher.js";
-import { formatHandle } from "../launcher.js";
+import { formatHandle, type HandleRef, type HandleState } from "../handle-format.js";
 import type { LogLevel } from "../log.js";
 import type { LastExit, Phase, ShutdownMode, WorkerState, WorkerStatusRow } from "../status.js";
 import {
