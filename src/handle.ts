@@ -1,6 +1,20 @@
 /** `DynamicBackgroundWorker`: a handle to a dynamic worker, usable from any process that reaches the postmaster. */
 import { BackgroundWorkerStatus, BackgroundWorkerStatusError } from "./errors.js";
-import { formatHandle, type HandleBackend, type HandleRef, type HandleState } from "./launcher.js";
+import { formatHandle, type HandleRef, type HandleState } from "./handle-format.js";
+
+/** What a `DynamicBackgroundWorker` asks about its worker: the launcher of its process answers. */
+export interface HandleBackend {
+  state(ref: HandleRef): Promise<HandleState>;
+  /**
+   * Resolves once the worker has started (with its pid) or stopped, or the postmaster has gone. Only the
+   * worker's notify pid may wait: the postmaster judges a wait by the pid it knows the caller by, and
+   * answers Untracked to any other.
+   */
+  waitForStartup(ref: HandleRef): Promise<HandleState>;
+  /** Resolves once the worker has stopped, or the postmaster has gone; Untracked as above. */
+  waitForShutdown(ref: HandleRef): Promise<HandleState>;
+  terminate(ref: HandleRef): Promise<void>;
+}
 
 /** Set by the classes below: only this package makes handles (from `loadDynamic()` or `attach()`). */
 let makeHandle: (ref: HandleRef, notifyPid: number, backend: HandleBackend) => DynamicBackgroundWorker;

@@ -1,6 +1,6 @@
 /** `bgworker restart TYPE|PID|HANDLE`: a new process for that worker now, whatever its restart time. */
 import { connect } from "../control/client.js";
-import { parseHandle } from "../launcher.js";
+import { parseHandle } from "../handle-format.js";
 import { HELP } from "./help.js";
 import { EXIT_OK, expectPositionals, parseOrUsage, validating } from "./usage.js";
 import { parsePid, parseSocket } from "./values.js";

@@ -2,7 +2,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type PostmasterClient } from "../control/client.js";
 import { BackgroundWorkerStatus } from "../errors.js";
-import { parseHandle } from "../launcher.js";
+import { parseHandle } from "../handle-format.js";
 import { HELP } from "./help.js";
 import { EXIT_OK, expectPositionals, parseOrUsage, validating } from "./usage.js";
 import { parsePid, parseSocket } from "./values.js";

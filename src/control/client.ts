@@ -7,8 +7,9 @@ import * as net from "node:net";
 import { launchWith, type BackgroundWorkerBuilder } from "../builder.js";
 import { leaveRole, processRole, takeRole, type ClientRole } from "../context.js";
 import { makeError } from "../errors.js";
+import { formatHandle, parseHandle } from "../handle-format.js";
 import type { DynamicBackgroundWorker } from "../handle.js";
-import { formatHandle, Launcher, parseHandle } from "../launcher.js";
+import { Launcher } from "../launcher.js";
 import type { ShutdownMode, StatusReport, WorkerStatusRow } from "../status.js";
 import { RequestChannel } from "./channel.js";
 import {

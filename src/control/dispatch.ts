@@ -5,7 +5,7 @@
  */
 import { admitLaunch } from "../admission.js";
 import { errorToWire, type WireError } from "../errors.js";
-import { formatHandle } from "../launcher.js";
+import { formatHandle } from "../handle-format.js";
 import type { ControlHandler } from "./handler.js";
 import { handleStateToWire, requestFromValue, type LaunchResult, type Request, type RequestId, type RestartResult } from "./protocol.js";
 

@@ -5,7 +5,7 @@
  * `Postmaster` does not expose it.
  */
 import type { WorkerDefinition } from "../definition.js";
-import type { HandleRef, HandleState } from "../launcher.js";
+import type { HandleRef, HandleState } from "../handle-format.js";
 import type { ShutdownMode, StatusReport } from "../status.js";
 import type { RestartTargetOf } from "./protocol.js";
 

@@ -14,7 +14,7 @@ import {
   type WireError,
 } from "../errors.js";
 import { MAX_PID, type WorkerDefinition } from "../definition.js";
-import { parseHandle, type HandleRef, type HandleState } from "../launcher.js";
+import { parseHandle, type HandleRef, type HandleState } from "../handle-format.js";
 import { SHUTDOWN_MODES, type ShutdownMode } from "../status.js";
 import { definitionFromWire } from "./wire-definition.js";
 

@@ -18,7 +18,8 @@ import type { ControlHandler } from "../../src/control/handler.js";
 import { ControlServer } from "../../src/control/server.js";
 import type { WorkerDefinition } from "../../src/definition.js";
 import { BackgroundWorkerStatus } from "../../src/errors.js";
-import { Launcher, type HandleRef } from "../../src/launcher.js";
+import type { HandleRef } from "../../src/handle-format.js";
+import { Launcher } from "../../src/launcher.js";
 import { Logger } from "../../src/log.js";
 import { Postmaster } from "../../src/postmaster/postmaster.js";
 

@@ -14,7 +14,7 @@ import type { ControlHandler } from "../../src/control/handler.js";
 import { ControlServer } from "../../src/control/server.js";
 import { decodeDatum, type WorkerDefinition } from "../../src/definition.js";
 import { BackgroundWorkerStatus, NoFreeWorkerSlotError } from "../../src/errors.js";
-import type { HandleRef, HandleState } from "../../src/launcher.js";
+import type { HandleRef, HandleState } from "../../src/handle-format.js";
 import { Logger } from "../../src/log.js";
 import { register } from "../../src/ops/registry.js";
 import type { ShutdownMode, StatusReport } from "../../src/status.js";

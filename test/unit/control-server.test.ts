@@ -19,7 +19,7 @@ import { ControlServer } from "../../src/control/server.js";
 import { defaultSocketPath, socketAddress } from "../../src/control/socket-path.js";
 import type { WorkerDefinition } from "../../src/definition.js";
 import { BackgroundWorkerStatus, BackgroundWorkerStatusError, NoFreeWorkerSlotError } from "../../src/errors.js";
-import { formatHandle, type HandleRef, type HandleState } from "../../src/launcher.js";
+import { formatHandle, type HandleRef, type HandleState } from "../../src/handle-format.js";
 import { Logger } from "../../src/log.js";
 import type { ShutdownMode, StatusReport } from "../../src/status.js";
 

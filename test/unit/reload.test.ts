@@ -59,7 +59,7 @@ describe("the reload op", () => {
 
 describe("handles from the outside", () => {
   it("are read only in their canonical spelling, so no other spelling names a live worker", async () => {
-    const { parseHandle } = await import("../../src/launcher.js");
+    const { parseHandle } = await import("../../src/handle-format.js");
     assert.deepEqual(parseHandle("bgw1:pm.x:1:2"), { postmaster: "pm.x", slot: 1, generation: 2 });
     for (const spelling of ["bgw1:pm.x:0x1:2", "bgw1:pm.x:1e0:2", "bgw1:pm.x: 1:2", "bgw1:pm.x::2", "bgw1:pm.x:1:", "bgw1:pm.x:01:2", "bgw1:pm.x:1:+2"]) {
       assert.throws(() => parseHandle(spelling), { code: "ERR_BGWORKER_INVALID_HANDLE" }, spelling);
