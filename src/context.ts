@@ -38,48 +38,48 @@ export type ProcessRole = PostmasterRole | WorkerRole | ClientRole;
 const INIT = Symbol.for("bgworker.init");
 const PROCESS = Symbol.for("bgworker.process");
 
-type Slots = { [INIT]?: InitContext; [PROCESS]?: ProcessRole };
-const slots = globalThis as typeof globalThis & Slots;
+type ProcessGlobals = { [INIT]?: InitContext; [PROCESS]?: ProcessRole };
+const globals = globalThis as typeof globalThis & ProcessGlobals;
 
 export function currentInit(): InitContext | undefined {
-  return slots[INIT];
+  return globals[INIT];
 }
 
 /** Runs `fn` (an extension's `_PG_init`) with `context` as the current initialisation. */
 export async function withInit<T>(context: InitContext, fn: () => T | Promise<T>): Promise<T> {
-  if (slots[INIT] !== undefined) {
-    throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `cannot initialise "${context.extension}" while "${slots[INIT].extension}" is initialising`);
+  if (globals[INIT] !== undefined) {
+    throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `cannot initialise "${context.extension}" while "${globals[INIT].extension}" is initialising`);
   }
-  slots[INIT] = context;
+  globals[INIT] = context;
   try {
     return await fn();
   } finally {
-    delete slots[INIT];
+    delete globals[INIT];
   }
 }
 
 /** The role of this process, if it has one. */
 export function processRole(): ProcessRole | undefined {
-  return slots[PROCESS];
+  return globals[PROCESS];
 }
 
 /** The launcher `loadDynamic()` uses in this process: the postmaster's, the worker's, or the latest client's. */
 export function currentLauncher(): Launcher | undefined {
-  return slots[PROCESS]?.launcher;
+  return globals[PROCESS]?.launcher;
 }
 
 /** This process's worker role, when it is a worker. */
 export function workerRole(): WorkerRole | undefined {
-  const role = slots[PROCESS];
+  const role = globals[PROCESS];
   return role?.kind === "worker" ? role : undefined;
 }
 
 /** Takes `role` for this process. A postmaster or a worker keeps its role; a client gives way to each. */
 export function takeRole(role: ProcessRole): void {
-  slots[PROCESS] = role;
+  globals[PROCESS] = role;
 }
 
 /** Gives up `role`, if it is still this process's role (a later client may have replaced it). */
 export function leaveRole(role: ProcessRole): void {
-  if (slots[PROCESS] === role) delete slots[PROCESS];
+  if (globals[PROCESS] === role) delete globals[PROCESS];
 }

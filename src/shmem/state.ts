@@ -49,10 +49,10 @@ export interface ShmemProcessState {
 }
 
 const STATE = Symbol.for("bgworker.shmem");
-type Slots = { [STATE]?: ShmemProcessState };
-const slots = globalThis as typeof globalThis & Slots;
+type ProcessGlobals = { [STATE]?: ShmemProcessState };
+const globals = globalThis as typeof globalThis & ProcessGlobals;
 
-export const shmemState: ShmemProcessState = (slots[STATE] ??= {
+export const shmemState: ShmemProcessState = (globals[STATE] ??= {
   epoch: 0,
   mapping: undefined,
   denied: undefined,
