@@ -62,7 +62,6 @@ export function fieldOf(error: unknown): BuilderField | undefined {
 function fail(
   Ctor: new (message: string) => Error,
   message: string,
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   caller: Function,
   code: ErrorCode = defaultCode(Ctor),
 ): never {
@@ -93,7 +92,6 @@ function shortStringRule(value: unknown): Broken | undefined {
 }
 
 /** Checks a short string field (name, type, function), failing with its field, value and rule. */
-// eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
 function checkShortString(where: string, field: string, value: unknown, caller: Function): void {
   const broken = shortStringRule(value);
   if (broken !== undefined) fail(broken.Ctor, `${where}: ${field} ${show(value)} ${broken.rule}`, caller, broken.code);
@@ -103,7 +101,6 @@ let definitionOfBuilder: (builder: BackgroundWorkerBuilder, notifyPid: number) =
 let launchOfBuilder: (
   builder: BackgroundWorkerBuilder,
   launcher: Launcher | undefined,
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   caller: Function,
 ) => Promise<DynamicBackgroundWorker>;
 
@@ -116,7 +113,6 @@ export function definitionOf(builder: BackgroundWorkerBuilder, notifyPid = 0): W
 }
 
 /** `loadDynamic()` through a given launcher (`PostmasterClient#loadDynamic(builder)`). */
-// eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
 export function launchWith(builder: BackgroundWorkerBuilder, launcher: Launcher | undefined, caller: Function): Promise<DynamicBackgroundWorker> {
   return launchOfBuilder(builder, launcher, caller);
 }
@@ -325,7 +321,6 @@ export class BackgroundWorkerBuilder {
     return this.#launch(currentLauncher(), this.loadDynamic);
   }
 
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   #launch(launcher: Launcher | undefined, caller: Function): Promise<DynamicBackgroundWorker> {
     if (this.#library === undefined) {
       fail(TypeError, `loadDynamic: library of background worker ${show(this.#name)} is not set: call setLibrary(module)`, caller, "ERR_BGWORKER_MISSING_FIELD");
@@ -343,7 +338,6 @@ export class BackgroundWorkerBuilder {
     return launcher.launch(definition, this.#shmemStartup);
   }
 
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   #definition(library: string, notifyPid: number, caller: Function, where: string = caller.name): WorkerDefinition {
     if (this.#function === undefined) {
       fail(TypeError, `${where}: function of background worker ${show(this.#name)} is not set: call setFunction(name)`, caller, "ERR_BGWORKER_MISSING_FIELD");

@@ -85,13 +85,14 @@ export class NoFreeWorkerSlotError extends Error {
 /**
  * Makes an error of class `Ctor` with `code` and `message`. With `caller`, the stack starts at the caller of
  * that function (the public method), so a user's stack trace points at their own line rather than at
- * validation internals.
+ * validation internals. `caller` is typed `Function`, as `Error.captureStackTrace` takes it, because any
+ * function, method or accessor a user calls can be that boundary; every `caller` parameter in the package
+ * is such a boundary, passed down to here.
  */
 export function makeError<E extends Error>(
   Ctor: new (message: string) => E,
   code: ErrorCode,
   message: string,
-  // eslint-disable-next-line @typescript-eslint/ban-types -- any function is a valid stack boundary
   caller?: Function,
 ): CodedError<E> {
   const error = new Ctor(message);
@@ -113,7 +114,6 @@ export function defaultCode(Ctor: new (message: string) => Error): ErrorCode {
 export function fail(
   Ctor: new (message: string) => Error,
   message: string,
-  // eslint-disable-next-line @typescript-eslint/ban-types -- any function is a valid stack boundary
   caller: Function,
   code: ErrorCode = defaultCode(Ctor),
 ): never {

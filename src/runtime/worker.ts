@@ -10,7 +10,6 @@ import { signalsOf, type SignalWakeFlags, type WorkerSignal } from "./signals.js
 import { connectSpi, spiBackendPid, transaction as spiTransaction } from "./spi.js";
 import type { WorkerRole } from "./worker-role.js";
 
-// eslint-disable-next-line @typescript-eslint/ban-types -- any public function is a stack boundary
 function worker(caller: Function): WorkerRole {
   const role = workerRole();
   if (role === undefined) fail(Error, `BackgroundWorker.${caller.name}: not in a background worker`, caller, "ERR_BGWORKER_NOT_IN_WORKER");

@@ -88,7 +88,6 @@ export class PgAtomic<const T extends AtomicType = AtomicType> {
     return `PgAtomic(${this.type})`;
   }
 
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   #bind(caller: Function): void {
     if (this.#epoch === shmemState.epoch && shmemState.denied === undefined) return;
     const { mapping, entry } = locate("PgAtomic", this.name, this.#signature(), caller);
@@ -104,7 +103,6 @@ export class PgAtomic<const T extends AtomicType = AtomicType> {
     this.#epoch = shmemState.epoch;
   }
 
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   #check(method: string, what: string, value: unknown, signed: boolean, caller: Function): void {
     const where = `PgAtomic ${JSON.stringify(this.name)}: ${method} ${what} ${show(value)}`;
     if (this.type === "u64") {

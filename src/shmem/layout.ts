@@ -134,7 +134,6 @@ function countRule(value: unknown): string | undefined {
  * Checks `layout` and places its fields. `owner` (e.g. `PgLwLock "state"`) starts every error message;
  * `caller` is the public function the error's stack starts at.
  */
-// eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
 export function placeLayout(owner: string, layout: unknown, caller: Function): PlacedLayout {
   if (layout === null || typeof layout !== "object" || Array.isArray(layout)) {
     fail(TypeError, `${owner}: layout ${show(layout)} must be an object of field types, e.g. { count: "u64" }`, caller);

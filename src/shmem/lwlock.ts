@@ -79,7 +79,6 @@ export class PgLwLock<const L extends Layout> {
     return `PgLwLock${this.#placed.signature}`;
   }
 
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   #section(mode: Mode, fn: (struct: object) => unknown, caller: Function): unknown {
     const section = mode === Mode.Shared ? "share" : "exclusive";
     if (typeof fn !== "function") fail(TypeError, `${this.#owner}: ${section} section ${show(fn)} must be a function`, caller);
@@ -117,7 +116,6 @@ export class PgLwLock<const L extends Layout> {
     return result;
   }
 
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   #bind(caller: Function): LockWord {
     if (this.#lock !== undefined && this.#epoch === shmemState.epoch && shmemState.denied === undefined) return this.#lock;
     const { mapping, entry } = locate("PgLwLock", this.name, this.#signature(), caller);

@@ -9,7 +9,6 @@ const MAX_STRUCTURE_SIZE = 2 ** 30;
  * Throws unless every request is well-formed and every name is used once. The postmaster calls it over
  * the requests of all extensions together, so two extensions cannot claim one name.
  */
-// eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
 export function validateRequests(requests: readonly ShmemRequest[], caller: Function = validateRequests): void {
   if (!Array.isArray(requests)) fail(TypeError, `shared memory requests ${show(requests)} must be an array`, caller);
   const seen = new Map<string, string>();

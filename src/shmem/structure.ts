@@ -56,7 +56,6 @@ export function structureNameRule(name: unknown): string | undefined {
  * This process's mapping and the entry of structure `name`, checked against what this process declares.
  * Throws one clear line when the process has no access, no mapping, or a different layout.
  */
-// eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
 export function locate(kind: string, name: string, signature: string, caller: Function): { mapping: Mapping; entry: ShmemLayoutEntry } {
   const owner = `${kind} ${JSON.stringify(name)}`;
   if (shmemState.denied !== undefined) {
@@ -90,7 +89,6 @@ export function locate(kind: string, name: string, signature: string, caller: Fu
   return { mapping, entry };
 }
 
-// eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
 export function checkName(kind: string, name: unknown, caller: Function): asserts name is string {
   const rule = structureNameRule(name);
   if (rule !== undefined) fail(TypeError, `${kind}: name ${show(name)} ${rule}`, caller);

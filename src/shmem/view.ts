@@ -48,7 +48,6 @@ function scalarWriter(type: ScalarType): Writer {
 }
 
 /** Throws unless `value` fits the scalar type; `what` names the field (e.g. `field ring[3]`). */
-// eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
 function checkScalar(owner: string, what: string, type: ScalarType, value: unknown, caller: Function): void {
   const info = SCALARS[type];
   const where = `${owner}: ${what} ${show(value)}`;
@@ -67,14 +66,12 @@ function checkScalar(owner: string, what: string, type: ScalarType, value: unkno
 /** Makes the struct view for `layout`, reading through `binding`. `owner` starts every error message. */
 export function makeView(owner: string, layout: PlacedLayout, binding: Binding): object {
   const view = Object.create(null) as object;
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   const views = (caller: Function): MappingViews => {
     if (binding.mode === Mode.None || binding.views === undefined) {
       fail(Error, `${owner}: the struct was used outside its share()/exclusive() section: read and write it only inside the section`, caller);
     }
     return binding.views;
   };
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   const writable = (what: string, caller: Function): MappingViews => {
     const v = views(caller);
     if (binding.mode !== Mode.Exclusive) {
@@ -92,9 +89,7 @@ function accessors(
   owner: string,
   field: PlacedField,
   binding: Binding,
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   views: (caller: Function) => MappingViews,
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   writable: (what: string, caller: Function) => MappingViews,
 ): { get(): unknown; set(value: unknown): void } {
   const what = `field ${field.name}`;
@@ -154,9 +149,7 @@ function makeArray(
   owner: string,
   field: PlacedField,
   binding: Binding,
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   views: (caller: Function) => MappingViews,
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   writable: (what: string, caller: Function) => MappingViews,
 ): object {
   const type = field.scalar!;
@@ -164,7 +157,6 @@ function makeArray(
   const read = scalarReader(type);
   const write = scalarWriter(type);
   const last = field.count - 1;
-  // eslint-disable-next-line @typescript-eslint/ban-types -- stack boundary for the error
   const element = (key: string, caller: Function): number => {
     const i = INDEX.test(key) ? Number(key) : -1;
     if (i < 0 || i > last) {
