@@ -29,12 +29,19 @@ import { socketAddress } from "./socket-path.js";
 const MAX_QUEUED_REPLY_BYTES = 8 * 1024 * 1024;
 /** How long the stale-socket probe waits for a connection before calling the file's owner alive. */
 const PROBE_TIMEOUT_MS = 2000;
+/**
+ * How long a connection refused with an error reply waits for the client to close its end before it is
+ * dropped anyway: a client that reads the reply closes at once, one that never closes must not be kept.
+ */
+const CLOSE_LINGER_MS = 2000;
 
 export interface ControlServerOptions {
   /** Where to create the socket; relative paths are taken from the working directory. */
   readonly path: string;
   readonly handler: ControlHandler;
   readonly logger: Logger;
+  /** Overrides CLOSE_LINGER_MS, so that a test of a client that never closes does not wait for it. */
+  readonly closeLingerMs?: number;
 }
 
 interface Connection {
@@ -42,7 +49,7 @@ interface Connection {
   /** The client's pid, once it has said hello. */
   pid: number | undefined;
   inFlight: number;
-  /** Set once a fatal error has been replied: nothing more is read or written. */
+  /** Set once a fatal error has been replied: nothing more is written, and what arrives is read and discarded. */
   ending: boolean;
 }
 
@@ -91,6 +98,7 @@ export class ControlServer {
   readonly path: string;
   readonly #handler: ControlHandler;
   readonly #logger: Logger;
+  readonly #closeLingerMs: number;
   readonly #connections = new Set<Connection>();
   /** Open connections per client pid: a process's notifications are cancelled when its last one closes. */
   readonly #pids = new Map<number, number>();
@@ -102,6 +110,7 @@ export class ControlServer {
     this.path = path.resolve(options.path);
     this.#handler = options.handler;
     this.#logger = options.logger;
+    this.#closeLingerMs = options.closeLingerMs ?? CLOSE_LINGER_MS;
   }
 
   /**
@@ -185,6 +194,8 @@ export class ControlServer {
     this.#connections.add(connection);
     const decoder = new FrameDecoder(MAX_FRAME_BYTES);
     socket.on("data", (chunk: Buffer) => {
+      // After a fatal error the rest of the stream is read only so that the connection can close cleanly (#fatal).
+      if (connection.ending) return;
       for (const event of decoder.push(chunk)) {
         if (socket.destroyed || connection.ending) return;
         if ("frame" in event) this.#frame(connection, event.frame);
@@ -220,13 +231,31 @@ export class ControlServer {
     }
   }
 
-  /** Replies with a protocol error and closes the connection: used when the stream cannot be trusted any more. */
+  /**
+   * Replies with a protocol error and closes the connection: used when the stream cannot be trusted any more
+   * (an oversized frame, a bad first frame). Every close that follows an error reply goes through here.
+   *
+   * The socket is not destroyed here, even once the reply is flushed: the client may still be writing (the
+   * rest of an oversized frame, frames pipelined behind a bad hello). Closing with its bytes unread, or while
+   * it writes, loses the reply: the client's next write fails (EPIPE on a Unix socket, an RST over TCP) and
+   * tears its socket down before it has read what is already there. Instead the server ends its half after
+   * the reply, so the client reads the reply and then end of stream, and keeps reading, discarding, until
+   * the client ends its half; the socket then closes with nothing unread (the server's sockets are not
+   * half-open, so Node destroys it once both halves are done). A client that never closes is dropped after
+   * the linger time.
+   */
   #fatal(connection: Connection, message: string, id: RequestId | null = null): void {
     this.#logger.log("WARNING", `control socket: closing connection of client ${connection.pid ?? "(before hello)"}: ${message}`);
     this.#reply(connection, { id, ok: false, error: errorToWire(new ProtocolError(message)) });
     connection.ending = true;
-    // Ends once the error reply is flushed, so the client reads why it was disconnected.
-    connection.socket.destroySoon();
+    const socket = connection.socket;
+    // The reply may already have dropped a client that does not read its replies.
+    if (socket.destroyed) return;
+    socket.end();
+    const linger = setTimeout(() => socket.destroy(), this.#closeLingerMs);
+    // The postmaster's exit never waits for a refused client; close() destroys every connection anyway.
+    linger.unref();
+    socket.once("close", () => clearTimeout(linger));
   }
 
   #reply(connection: Connection, reply: Reply): void {
