@@ -1,7 +1,9 @@
 /**
  * The postmaster's log: one line per event, in the shape of PostgreSQL's server log
- * (`log_line_prefix = '%m [%p] '`), or one JSON object per line.
+ * (`log_line_prefix = '%m [%p] '`), or one JSON object per line. The postmaster's own events are data
+ * (log-events.ts): the text is their rendering, and a JSON line carries their kind and fields as well.
  */
+import { levelOf, renderEvent, type LogEvent } from "./log-events.js";
 
 /** PostgreSQL's message severities, as they appear in the log. */
 export type LogLevel = "DEBUG" | "LOG" | "INFO" | "NOTICE" | "WARNING" | "ERROR" | "FATAL" | "PANIC";
@@ -28,6 +30,10 @@ export interface LogRecord {
   /** Set for lines a worker wrote to its own stdout or stderr. */
   readonly stream?: "stdout" | "stderr";
   readonly detail?: string;
+  /** For the postmaster's own events: the kind (log-events.ts), in JSON lines only. */
+  readonly event?: LogEvent["event"];
+  /** The event's fields beside its kind, in JSON lines only. */
+  readonly fields?: Readonly<Record<string, unknown>>;
 }
 
 export type LogSink = (line: string) => void;
@@ -79,6 +85,12 @@ export function teeSink(...sinks: LogSink[]): LogSink {
   };
 }
 
+/** An event's kind and fields as a JSON line carries them. */
+function structured(event: LogEvent): { event: LogEvent["event"]; fields: Record<string, unknown> } {
+  const { event: kind, ...fields } = event;
+  return { event: kind, fields };
+}
+
 const defaultSink: LogSink = (line) => writeToTerminal(process.stderr, line + "\n");
 
 /** `2026-11-24 13:10:00.123 UTC`, PostgreSQL's `%m`. */
@@ -111,9 +123,14 @@ export class Logger {
     this.debug = options.debug ?? process.env.BGWORKER_DEBUG !== undefined;
   }
 
-  /** A postmaster event, optionally about one worker. */
+  /** A line of prose, optionally about one worker (the postmaster's own events go through `event`). */
   log(level: LogLevel, message: string, extra: { worker?: WorkerRef; detail?: string } = {}): void {
     this.record(this.pid, level, message, extra);
+  }
+
+  /** One of the postmaster's events, optionally about one worker: its level and text come from its kind. */
+  event(event: LogEvent, extra: { worker?: WorkerRef } = {}): void {
+    this.record(this.pid, levelOf(event), renderEvent(event), { ...extra, event });
   }
 
   /** A message a worker's runtime reported about itself (e.g. its FATAL on SIGTERM): the worker's pid. */
@@ -121,7 +138,7 @@ export class Logger {
     this.record(worker.pid, level, message, detail === undefined ? { worker } : { worker, detail });
   }
 
-  private record(pid: number, level: LogLevel, message: string, extra: { worker?: WorkerRef; detail?: string }): void {
+  private record(pid: number, level: LogLevel, message: string, extra: { worker?: WorkerRef; detail?: string; event?: LogEvent }): void {
     if (level === "DEBUG" && !this.debug) return;
     this.emit({
       time: new Date().toISOString(),
@@ -130,6 +147,7 @@ export class Logger {
       message,
       ...(extra.worker === undefined ? {} : { worker: extra.worker }),
       ...(extra.detail === undefined ? {} : { detail: extra.detail }),
+      ...(extra.event === undefined || this.format !== "json" ? {} : structured(extra.event)),
     });
   }
 

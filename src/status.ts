@@ -57,7 +57,11 @@ export interface PostmasterStatusRow {
   readonly uptimeMs: number;
   readonly shmemBytes: number;
   readonly maxWorkerProcesses: number;
-  /** Set while shutting down. */
+  /**
+   * Set from a shutdown request on: the mode asked for, or the stronger one a later request upgraded it to
+   * (smart to fast or immediate, fast to immediate; a milder request never downgrades it). A smart shutdown
+   * stays `smart` after its dynamic workers have finished and the others are being stopped.
+   */
   readonly shutdown: ShutdownMode | null;
 }
 

@@ -3,32 +3,33 @@
  * terminate, shutdown), with no I/O.
  *
  * Who may change what (as bgworker.c says of its BackgroundWorkerSlot array):
- * - This machine is the only writer of the postmaster's lifecycle, its phase, the slots, the pid -> slot map,
- *   what is known of each worker process (its pid, when it was forked, its database session's backend pid)
- *   and the set of timers; it changes them only inside its event methods (`registerStatic`, `start`,
- *   `launch`, `forked`, `entered`, `session`, `exited`, `timer`, ...), each of which returns the actions the
- *   change calls for.
+ * - This machine is the only writer of the postmaster's state (its stage, a shutdown in progress, a
+ *   crash-restart in progress), its phase, the slots, the pid -> slot map, what is known of each worker
+ *   process (its pid, when its runner was handed the worker, its database session's backend pid) and the
+ *   set of timers. It changes them only in `handle(event)`: every input is a `MachineEvent`, plain data, and
+ *   every answer is one shape, `{ actions, result }`. Events can therefore be logged and replayed: the same
+ *   events from a new machine give the same actions.
  * - The shell (shell.ts) never writes any of it and keeps no worker state of its own: it feeds every event
  *   through one queue, one at a time, and carries out the returned actions (fork, signal, arm or disarm a
  *   timer, log, reset shared memory). What an action leads to (a pid, a failed fork, a timer firing) comes
  *   back as a later event, never by calling in while actions are being carried out. `Postmaster`
  *   (postmaster.ts) is only the public front of the shell and never reaches the machine.
- * - A slot's run is a tagged union replaced whole on each transition: each variant carries exactly the data
- *   that is true in it (only a forked process has a pid; only a pending restart has a delay).
+ * - The postmaster's state and a slot's run are tagged unions replaced whole on each transition: each variant
+ *   carries exactly the data that is true in it (only a shutdown has a mode; only a process has a pid; only a
+ *   pending restart has a delay).
  * - Everyone else reads through the queries (`rows`, `handleState`, `notifyPidOf`, `workerOfPid`,
- *   `sinceOf`, `lifecycle`, `currentPhase`, `shuttingDown`).
+ *   `handedOverAt`, `state`, `lifecycle`, `currentPhase`, `shuttingDown`).
  * PostgreSQL's postmaster is likewise the only writer of its `BackgroundWorkerList`.
  */
 import { START_TIME_NAMES, type WorkerDefinition } from "../definition.js";
 import { BackgroundWorkerStatus, makeError, NoFreeWorkerSlotError } from "../errors.js";
 import { formatHandle, type HandleRef, type HandleState } from "../handle-format.js";
-import type { LogLevel } from "../log.js";
+import type { LogEvent } from "../log-events.js";
 import type { LastExit, Phase, ShutdownMode, WorkerState, WorkerStatusRow } from "../status.js";
 import {
   classifyExit,
   dampingDelay,
   DEFAULT_RESTART_BACKOFF,
-  describeExit,
   mayStart,
   nextFastFailures,
   type RestartBackoff,
@@ -44,8 +45,9 @@ export type Action =
   | { readonly type: "signal"; readonly pid: number; readonly signal: "SIGTERM" | "SIGKILL" | "SIGHUP" }
   | { readonly type: "setTimer"; readonly key: TimerKey; readonly delayMs: number }
   | { readonly type: "clearTimer"; readonly key: TimerKey }
-  | { readonly type: "log"; readonly level: LogLevel; readonly message: string; readonly worker?: WorkerName }
-  /** Every shared-memory worker is gone after a crash: re-create the segment, re-run startup hooks, then feed `shmemReset`. */
+  /** A log line: the event's kind gives its level and text (log-events.ts). */
+  | { readonly type: "log"; readonly event: LogEvent; readonly worker?: WorkerName }
+  /** Every shared-memory worker is gone after a crash: re-create the segment, re-run startup hooks, then feed `shmem-reset`. */
   | { readonly type: "resetShmem" }
   /** Shutdown finished: every worker process is gone. The shell closes up, then feeds `closed`. */
   | { readonly type: "shutdownComplete"; readonly mode: ShutdownMode };
@@ -53,11 +55,103 @@ export type Action =
 /** What `bgworker restart` names: a worker's pid, its handle, or every registered worker of a type. */
 export type RestartTarget = { readonly pid: number } | { readonly handle: HandleRef } | { readonly type: string };
 
+/** What a termination names: a worker's pid (`bgworker terminate`) or its handle. */
+export type TerminateTarget = { readonly pid: number } | { readonly handle: HandleRef };
+
 /**
- * The postmaster's own life: `new`, `loading` while extensions run `_PG_init` (static registration is open),
- * `starting` once workers may start, `running` once everything is served, then `stopping` and `stopped`.
+ * Everything that can happen to the postmaster, as data. Times (`at`, ms since the epoch) travel in the
+ * events, so the machine reads no clock and a replay of the same events gives the same actions.
+ */
+export type MachineEvent =
+  /** The postmaster begins to start: extensions are loaded next. Refused unless it is new. */
+  | { readonly kind: "begin" }
+  /** A static worker from `_PG_init`; refused after `start`, or when it cannot be registered. */
+  | { readonly kind: "register-static"; readonly definition: WorkerDefinition }
+  /** Extensions are loaded and shared memory made: workers may start as the phase allows. */
+  | { readonly kind: "start" }
+  /** Everything the postmaster serves is open (control socket, database). */
+  | { readonly kind: "ready" }
+  /** The shell has closed up after `shutdownComplete`, or the postmaster was stopped before it started. */
+  | { readonly kind: "closed" }
+  /** A dynamic worker; refused when every slot is taken, while shutting down, or for SPI without a database. */
+  | { readonly kind: "launch"; readonly definition: WorkerDefinition }
+  /** A runner was handed the worker of a `spawn` action: from `at` on, process `pid` is that worker. */
+  | { readonly kind: "handed-over"; readonly slot: number; readonly generation: number; readonly pid: number; readonly at: number }
+  /** The worker with this pid has entered its function: it counts as Started. */
+  | { readonly kind: "entered"; readonly pid: number; readonly at: number }
+  /** The worker with this pid has opened its database session, served by the server process `backendPid`. */
+  | { readonly kind: "session"; readonly pid: number; readonly backendPid: number }
+  /** No runner could be had for a `spawn` action (PostgreSQL counts a failed fork as exit code 1). */
+  | { readonly kind: "spawn-failed"; readonly slot: number; readonly generation: number; readonly reason: string; readonly at: number }
+  /** A process ended: a worker (its slot decides what follows) or any other (its notifications are cancelled). */
+  | { readonly kind: "exited"; readonly pid: number; readonly code: number | null; readonly signal: string | null; readonly at: number }
+  /** The segment has been re-created and the startup hooks re-run after a crash. */
+  | { readonly kind: "shmem-reset" }
+  /** A timer the machine set has fired. */
+  | { readonly kind: "timer"; readonly key: TimerKey }
+  /** The served database's phase. */
+  | { readonly kind: "phase"; readonly phase: Phase }
+  /** Terminate a worker: SIGTERM if it has a process, unregistered if not; never restarted. */
+  | { readonly kind: "terminate"; readonly target: TerminateTarget }
+  /** `bgworker restart`; refused while starting or shutting down. */
+  | { readonly kind: "restart"; readonly target: RestartTarget }
+  /** A process that may be a notify pid is gone (a client's last connection): its notifications are cancelled. */
+  | { readonly kind: "client-gone"; readonly pid: number }
+  /** SIGHUP or `bgworker reload`. */
+  | { readonly kind: "reload" }
+  /**
+   * Smart, fast or immediate shutdown. `startupFailure`, when nobody asked for a shutdown (a start-up that
+   * failed), is logged as a FATAL line instead of "received MODE shutdown request".
+   */
+  | { readonly kind: "shutdown"; readonly mode: ShutdownMode; readonly startupFailure?: string };
+
+export type MachineEventKind = MachineEvent["kind"];
+type EventOf<K extends MachineEventKind> = Extract<MachineEvent, { readonly kind: K }>;
+
+/** The events that answer with more than their actions, and what they answer. */
+export interface EventResults {
+  /** The new worker's handle. */
+  readonly launch: HandleRef;
+  /** Whether a registered worker was found (false: no worker has that pid, or the handle is stale). */
+  readonly terminate: boolean;
+  /** How many registered workers matched (0: none). */
+  readonly restart: number;
+}
+
+export type ResultOf<K extends MachineEventKind> = K extends keyof EventResults ? EventResults[K] : undefined;
+
+/** What `handle` returns for every event: the actions it calls for, and its result. */
+export interface Outcome<K extends MachineEventKind = MachineEventKind> {
+  readonly actions: Action[];
+  readonly result: ResultOf<K>;
+}
+
+/**
+ * The postmaster's own life, as the shell and `status` see it: `new`, `loading` while extensions run
+ * `_PG_init` (static registration is open), `starting` once workers may start, `running` once everything is
+ * served, then `stopping` and `stopped`.
  */
 export type Lifecycle = "new" | "loading" | "starting" | "running" | "stopping" | "stopped";
+
+/**
+ * The postmaster's state, one tagged union:
+ * - `recovering`: between a shared-memory worker's crash and the re-creation of the segment (only once
+ *   workers may start, and carried into a shutdown that begins meanwhile);
+ * - `mode`: the shutdown asked for; a stronger request upgrades it (smart to fast or immediate, fast to
+ *   immediate), a milder one never downgrades it. It is what `status` reports;
+ * - `sent`: what every worker process has been sent so far: nothing (a smart shutdown whose dynamic workers
+ *   may still finish), SIGTERM (fast, or smart once no dynamic worker is left), SIGKILL (immediate). A
+ *   process handed over from now on gets the same;
+ * - `closing`: every worker process is gone (`shutdownComplete`), the shell closes up until `closed`.
+ */
+export type PostmasterState =
+  | { readonly stage: "new" }
+  | { readonly stage: "loading" }
+  | { readonly stage: "starting"; readonly recovering: boolean }
+  | { readonly stage: "running"; readonly recovering: boolean }
+  | { readonly stage: "stopping"; readonly mode: ShutdownMode; readonly sent: null | "SIGTERM" | "SIGKILL"; readonly recovering: boolean }
+  | { readonly stage: "closing"; readonly mode: ShutdownMode }
+  | { readonly stage: "stopped"; readonly mode: ShutdownMode | null };
 
 export interface MachineOptions {
   readonly postmasterId: string;
@@ -103,11 +197,11 @@ type Stopping = null | "restart" | "crash";
  */
 interface ProcessFacts extends RunFacts {
   readonly pid: number;
-  /** When the process was forked for this worker: the start of its uptime in the status. */
-  readonly since: number;
+  /** When its runner was handed the worker: the start of its uptime in the status. */
+  readonly handedOverAt: number;
   /**
-   * When the run began, for the restart-storm rule: when its function was entered, or when the process was
-   * forked if it never got that far. Import time is not held against the worker.
+   * When the run began, for the restart-storm rule: when its function was entered, or when its runner was
+   * handed the worker if it never got that far. Import time is not held against the worker.
    */
   readonly runStartedAt: number;
   readonly stopping: Stopping;
@@ -121,9 +215,9 @@ type Run =
   | { readonly state: "waiting" }
   /** Registered; a restart is pending until its timer fires. */
   | { readonly state: "backoff"; readonly delayMs: number }
-  /** A spawn was asked for and its pid is not known yet. */
+  /** A spawn was asked for and no runner has been handed the worker yet. */
   | ({ readonly state: "spawning" } & RunFacts)
-  /** The process exists; its function has not been entered yet. */
+  /** A runner has been handed the worker; its function has not been entered yet. */
   | ({ readonly state: "starting" } & ProcessFacts)
   /** The function has been entered: Started. */
   | ({ readonly state: "running" } & ProcessFacts)
@@ -152,6 +246,16 @@ type Occupied = Slot & { run: Extract<Run, { terminated: boolean }> };
 
 const SHUTDOWN_ORDER: Readonly<Record<ShutdownMode, number>> = { smart: 1, fast: 2, immediate: 3 };
 const SHUTDOWN_KILL: TimerKey = Object.freeze({ kind: "shutdown-kill" });
+
+const LIFECYCLE: Readonly<Record<PostmasterState["stage"], Lifecycle>> = {
+  new: "new",
+  loading: "loading",
+  starting: "starting",
+  running: "running",
+  stopping: "stopping",
+  closing: "stopping",
+  stopped: "stopped",
+};
 
 function restartTimer(slot: Slot): TimerKey {
   return { kind: "restart", slot: slot.index, generation: slot.generation };
@@ -195,13 +299,32 @@ export class PostmasterMachine {
   readonly #slots: Slot[] = [];
   /** Which slot each live worker process occupies. */
   readonly #slotByPid = new Map<number, Slot>();
-  #lifecycle: Lifecycle = "new";
+  #state: PostmasterState = { stage: "new" };
   #phase: Phase = "starting";
-  #shutdownMode: ShutdownMode | null = null;
-  #shutdownDone = false;
-  /** Set between a shared-memory crash and the re-creation of the segment. */
-  #crashRecovery = false;
   #actions: Action[] = [];
+
+  /** One handler per event kind; the mapped type ties each kind to its event and its result. */
+  readonly #handlers: { readonly [K in MachineEventKind]: (event: EventOf<K>) => ResultOf<K> } = {
+    begin: () => this.#begin(),
+    "register-static": (e) => this.#registerStatic(e.definition),
+    start: () => this.#start(),
+    ready: () => this.#ready(),
+    closed: () => this.#closed(),
+    launch: (e) => this.#launch(e.definition),
+    "handed-over": (e) => this.#handedOver(e),
+    entered: (e) => this.#entered(e.pid, e.at),
+    session: (e) => this.#session(e.pid, e.backendPid),
+    "spawn-failed": (e) => this.#spawnFailed(e),
+    exited: (e) => this.#exited(e),
+    "shmem-reset": () => this.#shmemReset(),
+    timer: (e) => this.#timer(e.key),
+    phase: (e) => this.#setPhase(e.phase),
+    terminate: (e) => this.#terminate(e.target),
+    restart: (e) => this.#restart(e.target),
+    "client-gone": (e) => this.#releaseNotifications(e.pid),
+    reload: () => this.#reload(),
+    shutdown: (e) => this.#shutdown(e.mode, e.startupFailure),
+  };
 
   constructor(options: MachineOptions) {
     this.postmasterId = options.postmasterId;
@@ -211,19 +334,28 @@ export class PostmasterMachine {
     this.#shutdownTimeoutMs = options.shutdownTimeoutMs;
   }
 
-  // ----- registration -------------------------------------------------------------------------------
-
-  /** The postmaster begins to start: extensions are loaded next. Throws unless it is new. */
-  begin(): Action[] {
-    if (this.#lifecycle !== "new") {
-      throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `Postmaster.start: this postmaster is already ${this.#lifecycle}`);
-    }
-    this.#lifecycle = "loading";
-    return this.#flush();
+  /**
+   * The one way in: applies `event` and returns the actions it calls for, with its result (`EventResults`).
+   * A refused event (a launch with no free slot, a registration after start...) throws, changing nothing.
+   */
+  handle<E extends MachineEvent>(event: E): Outcome<E["kind"]> {
+    // TypeScript cannot correlate `event.kind` with the handler it indexes; the table's type checks each pair.
+    const handler = this.#handlers[event.kind] as unknown as (event: E) => ResultOf<E["kind"]>;
+    const result = handler(event);
+    return { actions: this.#flush(), result };
   }
 
-  /** A static worker from `_PG_init`. Only before `start`; throws, as `launch`, when it cannot be registered. */
-  registerStatic(definition: WorkerDefinition): Action[] {
+  // ----- registration -------------------------------------------------------------------------------
+
+  #begin(): undefined {
+    if (this.#state.stage !== "new") {
+      throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `Postmaster.start: this postmaster is already ${this.lifecycle}`);
+    }
+    this.#state = { stage: "loading" };
+    return undefined;
+  }
+
+  #registerStatic(definition: WorkerDefinition): undefined {
     if (!this.#registering()) {
       throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `background worker "${definition.name}": static workers can only be registered before the postmaster starts`);
     }
@@ -237,37 +369,30 @@ export class PostmasterMachine {
       );
     }
     this.#slots.push(this.#newSlot(this.#slots.length, definition, "static", 0));
-    return this.#flush();
+    return undefined;
   }
 
-  /** The postmaster is up (extensions loaded, shared memory made): start what the current phase allows. */
-  start(): Action[] {
-    if (this.#registering()) this.#lifecycle = "starting";
+  #start(): undefined {
+    if (this.#registering()) this.#state = { stage: "starting", recovering: false };
     for (const slot of this.#slots) {
-      this.#emit({ type: "log", level: "DEBUG", message: `registering background worker "${slot.definition.name}"` });
+      this.#log({ event: "worker-registering", name: slot.definition.name });
       this.#startIfAllowed(slot);
     }
-    return this.#flush();
+    return undefined;
   }
 
-  /** Everything the postmaster serves is open (control socket, database). */
-  ready(): Action[] {
-    if (this.#lifecycle === "starting") this.#lifecycle = "running";
-    return this.#flush();
+  #ready(): undefined {
+    if (this.#state.stage === "starting") this.#state = { stage: "running", recovering: this.#state.recovering };
+    return undefined;
   }
 
-  /** The shell has closed up after `shutdownComplete`, or the postmaster was stopped before it started. */
-  closed(): Action[] {
-    this.#lifecycle = "stopped";
-    return this.#flush();
+  #closed(): undefined {
+    this.#state = { stage: "stopped", mode: this.shuttingDown };
+    return undefined;
   }
 
-  /**
-   * A dynamic worker. Throws `NoFreeWorkerSlotError` when every slot is taken, an Error while shutting down
-   * or stopped, a TypeError for SPI without a database.
-   */
-  launch(definition: WorkerDefinition): { ref: HandleRef; actions: Action[] } {
-    if (this.#shutdownMode !== null || this.#lifecycle === "stopping" || this.#lifecycle === "stopped") {
+  #launch(definition: WorkerDefinition): HandleRef {
+    if (this.#shutdownMode() !== null || this.#state.stage === "stopping" || this.#state.stage === "closing" || this.#state.stage === "stopped") {
       throw makeError(Error, "ERR_BGWORKER_SHUTTING_DOWN", `cannot register background worker "${definition.name}": the postmaster is shutting down`);
     }
     this.#checkDatabaseAccess(definition);
@@ -287,7 +412,7 @@ export class PostmasterMachine {
       this.#slots[slot.index] = slot;
     }
     this.#startIfAllowed(slot);
-    return { ref: this.#refOf(slot), actions: this.#flush() };
+    return this.#refOf(slot);
   }
 
   #newSlot(index: number, definition: WorkerDefinition, kind: "static" | "dynamic", previousGeneration: number): Slot {
@@ -317,61 +442,59 @@ export class PostmasterMachine {
 
   // ----- process life -------------------------------------------------------------------------------
 
-  /** The process for a `spawn` action exists. */
-  forked(slotIndex: number, generation: number, pid: number, now: number): Action[] {
+  #handedOver({ slot: slotIndex, generation, pid, at }: EventOf<"handed-over">): undefined {
     const slot = this.#slotAt(slotIndex, generation);
-    if (slot === undefined || slot.run.state !== "spawning") return this.#flush();
+    if (slot === undefined || slot.run.state !== "spawning") return undefined;
     const { terminated } = slot.run;
-    slot.run = { state: "starting", pid, since: now, runStartedAt: now, terminated, stopping: null, backendPid: null };
+    slot.run = { state: "starting", pid, handedOverAt: at, runStartedAt: at, terminated, stopping: null, backendPid: null };
     this.#slotByPid.set(pid, slot);
-    this.#emit({ type: "log", level: "DEBUG", message: `started background worker "${slot.definition.name}" (PID ${pid})`, worker: workerOf(slot) });
-    // Decisions taken while the process did not exist yet apply to it now.
-    if (this.#shutdownMode === "immediate") this.#emit({ type: "signal", pid, signal: "SIGKILL" });
-    else if (this.#shutdownMode === "fast" || terminated) this.#emit({ type: "signal", pid, signal: "SIGTERM" });
-    else if (this.#crashRecovery && slot.definition.shmem) {
+    this.#log({ event: "worker-started", name: slot.definition.name, pid }, slot);
+    // Decisions taken while the worker had no process yet apply to it now: what a shutdown sent every
+    // worker, a termination, a crash-restart of shared memory.
+    const sent = this.#state.stage === "stopping" ? this.#state.sent : null;
+    if (sent === "SIGKILL") this.#emit({ type: "signal", pid, signal: "SIGKILL" });
+    else if (sent === "SIGTERM" || terminated) this.#emit({ type: "signal", pid, signal: "SIGTERM" });
+    else if (this.#recovering() && slot.definition.shmem) {
       slot.run = { ...slot.run, stopping: "crash" };
       this.#emit({ type: "signal", pid, signal: "SIGKILL" });
     }
-    return this.#flush();
+    return undefined;
   }
 
-  /** The function of the worker with this pid has been entered: it counts as Started. */
-  entered(pid: number, now: number): Action[] {
+  #entered(pid: number, at: number): undefined {
     const slot = this.#slotByPid.get(pid);
-    if (slot !== undefined && slot.run.state === "starting") slot.run = { ...slot.run, state: "running", runStartedAt: now };
-    return this.#flush();
+    if (slot !== undefined && slot.run.state === "starting") slot.run = { ...slot.run, state: "running", runStartedAt: at };
+    return undefined;
   }
 
-  /** The worker with this pid has opened its database session, served by the server process `backendPid`. */
-  session(pid: number, backendPid: number): Action[] {
+  #session(pid: number, backendPid: number): undefined {
     const slot = this.#slotByPid.get(pid);
     if (slot !== undefined && hasProcess(slot)) slot.run = { ...slot.run, backendPid };
-    return this.#flush();
+    return undefined;
   }
 
-  /** A spawn failed before a process existed; PostgreSQL counts a failed fork as exit code 1. */
-  spawnFailed(slotIndex: number, generation: number, error: string, now: number): Action[] {
+  #spawnFailed({ slot: slotIndex, generation, reason, at }: EventOf<"spawn-failed">): undefined {
     const slot = this.#slotAt(slotIndex, generation);
-    if (slot === undefined || slot.run.state !== "spawning") return this.#flush();
+    if (slot === undefined || slot.run.state !== "spawning") return undefined;
     const { terminated } = slot.run;
-    this.#emit({ type: "log", level: "LOG", message: `could not fork background worker process "${slot.definition.name}": ${error}`, worker: workerOf(slot) });
-    this.#afterExit(slot, { code: 1, signal: null, at: new Date(now).toISOString() }, 0, terminated);
+    this.#log({ event: "fork-failed", name: slot.definition.name, reason }, slot);
+    this.#afterExit(slot, { code: 1, signal: null, at: new Date(at).toISOString() }, 0, terminated);
     this.#afterAnyExit();
-    return this.#flush();
+    return undefined;
   }
 
-  /** A process ended: a worker (its slot decides what follows) or any other (its notifications are cancelled). */
-  exited(pid: number, code: number | null, signal: string | null, now: number): Action[] {
+  #exited({ pid, code, signal, at }: EventOf<"exited">): undefined {
     this.#releaseNotifications(pid);
     const slot = this.#slotByPid.get(pid);
-    if (slot === undefined || !("pid" in slot.run)) return this.#flush();
+    if (slot === undefined || !("pid" in slot.run)) return undefined;
     this.#slotByPid.delete(pid);
     slot.lastPid = pid;
     const { terminated, stopping, runStartedAt } = slot.run;
-    const lastExit: LastExit = { code, signal, at: new Date(now).toISOString() };
+    const lastExit: LastExit = { code, signal, at: new Date(at).toISOString() };
     const crashed = classifyExit(code, signal) === "crashed" && slot.definition.shmem;
-    this.#emit({ type: "log", level: "LOG", message: `background worker "${slot.definition.type}" (PID ${pid}) ${describeExit(code, signal)}`, worker: workerOf(slot) });
-    if (stopping === "restart" && !crashed && this.#shutdownMode === null) {
+    const shuttingDown = this.#shutdownMode() !== null;
+    this.#log({ event: "worker-exited", type: slot.definition.type, pid, code, signal }, slot);
+    if (stopping === "restart" && !crashed && !shuttingDown) {
       // An administrator's restart: a new process now; its stop was asked for, so it is no failure.
       slot.lastExit = lastExit;
       slot.fastFailures = 0;
@@ -380,22 +503,22 @@ export class PostmasterMachine {
     } else if (stopping === "crash") {
       slot.lastExit = lastExit;
       // Killed as part of a crash-restart: restartable workers come back when the segment is re-created.
-      if (slot.definition.restartTimeMs === null || terminated || this.#shutdownMode !== null) this.#unregister(slot, terminated);
+      if (slot.definition.restartTimeMs === null || terminated || shuttingDown) this.#unregister(slot, terminated);
       else slot.run = { state: "waiting" };
-    } else if (crashed && this.#shutdownMode === null) {
-      this.#crash(slot, lastExit, now - runStartedAt, terminated);
+    } else if (crashed && !shuttingDown) {
+      this.#crash(slot, lastExit, at - runStartedAt, terminated);
     } else {
-      this.#afterExit(slot, lastExit, now - runStartedAt, terminated);
+      this.#afterExit(slot, lastExit, at - runStartedAt, terminated);
     }
     this.#afterAnyExit();
-    return this.#flush();
+    return undefined;
   }
 
   /** Exit 0, exit 1, or a crash that does not involve shared memory (handled like exit 1). */
   #afterExit(slot: Slot, lastExit: LastExit, runMs: number, terminated: boolean): void {
     slot.lastExit = lastExit;
     const kind = classifyExit(lastExit.code, lastExit.signal);
-    if (kind === "done" || terminated || slot.definition.restartTimeMs === null || this.#shutdownMode !== null) {
+    if (kind === "done" || terminated || slot.definition.restartTimeMs === null || this.#shutdownMode() !== null) {
       this.#unregister(slot, terminated);
       return;
     }
@@ -407,14 +530,10 @@ export class PostmasterMachine {
     const extra = dampingDelay(slot.fastFailures, this.#backoff);
     const delay = Math.max(restartTimeMs, extra);
     if (extra > 0 && extra > restartTimeMs) {
-      this.#emit({
-        type: "log",
-        level: "LOG",
-        message:
-          `background worker "${slot.definition.type}" failed ${slot.fastFailures} times in a row within ` +
-          `${this.#backoff.fastFailureMs} ms of starting; delaying its restart by ${delay} ms`,
-        worker: workerOf(slot),
-      });
+      this.#log(
+        { event: "restart-damped", type: slot.definition.type, failures: slot.fastFailures, withinMs: this.#backoff.fastFailureMs, delayMs: delay },
+        slot,
+      );
     }
     this.#backoffFor(slot, delay);
   }
@@ -427,8 +546,8 @@ export class PostmasterMachine {
   /** PostgreSQL's crash rule, narrowed to the workers that share memory with the one that crashed. */
   #crash(slot: Slot, lastExit: LastExit, runMs: number, terminated: boolean): void {
     slot.lastExit = lastExit;
-    this.#emit({ type: "log", level: "LOG", message: "terminating any other active server processes that use shared memory" });
-    this.#crashRecovery = true;
+    this.#log({ event: "crash-stopping-others" });
+    this.#setRecovering(true);
     for (const other of this.#slots) {
       if (other === slot || !other.definition.shmem) continue;
       if (hasProcess(other)) {
@@ -449,44 +568,43 @@ export class PostmasterMachine {
   }
 
   /** The segment has been re-created and the startup hooks re-run: bring the shared-memory workers back. */
-  shmemReset(): Action[] {
-    if (!this.#crashRecovery) return this.#flush();
-    this.#crashRecovery = false;
+  #shmemReset(): undefined {
+    if (!this.#recovering()) return undefined;
+    this.#setRecovering(false);
     for (const slot of this.#slots) {
       if (!slot.definition.shmem || slot.run.state !== "waiting") continue;
       const extra = dampingDelay(slot.fastFailures, this.#backoff);
       if (extra > 0) this.#backoffFor(slot, extra);
       else this.#startIfAllowed(slot);
     }
-    return this.#flush();
+    return undefined;
   }
 
   #afterAnyExit(): void {
-    if (this.#crashRecovery && !this.#slots.some((s) => s.definition.shmem && occupied(s))) {
-      this.#emit({ type: "log", level: "LOG", message: "all shared-memory workers terminated; reinitializing shared memory" });
+    if (this.#recovering() && !this.#slots.some((s) => s.definition.shmem && occupied(s))) {
+      this.#log({ event: "shmem-reinitializing" });
       this.#emit({ type: "resetShmem" });
     }
     this.#advanceShutdown();
   }
 
-  /** A timer the machine set has fired. */
-  timer(key: TimerKey): Action[] {
+  #timer(key: TimerKey): undefined {
     if (key.kind === "shutdown-kill") {
       for (const slot of this.#slots) if (hasProcess(slot)) this.#emit({ type: "signal", pid: slot.run.pid, signal: "SIGKILL" });
-      return this.#flush();
+      return undefined;
     }
     const slot = this.#slotAt(key.slot, key.generation);
     if (slot !== undefined && slot.run.state === "backoff") {
       slot.run = { state: "waiting" };
       this.#startIfAllowed(slot);
     }
-    return this.#flush();
+    return undefined;
   }
 
   // ----- database -----------------------------------------------------------------------------------
 
-  setPhase(phase: Phase): Action[] {
-    if (phase === this.#phase) return this.#flush();
+  #setPhase(phase: Phase): undefined {
+    if (phase === this.#phase) return undefined;
     const rising = rank(phase) > rank(this.#phase);
     this.#phase = phase;
     if (rising) {
@@ -499,26 +617,15 @@ export class PostmasterMachine {
         }
       }
     }
-    return this.#flush();
+    return undefined;
   }
 
   // ----- requests -----------------------------------------------------------------------------------
 
-  /** Terminate through a handle: SIGTERM if running, unregister if not started; never restarted. */
-  terminate(ref: HandleRef): Action[] {
-    const slot = this.#liveSlot(ref);
-    if (slot !== undefined) this.#terminateSlot(slot);
-    return this.#flush();
-  }
-
-  /** Terminate the worker with this pid; false when no worker has it. */
-  terminatePid(pid: number): { found: boolean; actions: Action[] } {
-    const slot = this.#slotByPid.get(pid);
-    if (slot !== undefined) this.#terminateSlot(slot);
-    return { found: slot !== undefined, actions: this.#flush() };
-  }
-
-  #terminateSlot(slot: Slot): void {
+  /** SIGTERM if it has a process, unregistered at once if not started; never restarted. */
+  #terminate(target: TerminateTarget): boolean {
+    const slot = "pid" in target ? this.#slotByPid.get(target.pid) : this.#liveSlot(target.handle);
+    if (slot === undefined) return false;
     if (occupied(slot)) {
       slot.run = { ...slot.run, terminated: true };
       if (hasProcess(slot)) {
@@ -529,21 +636,23 @@ export class PostmasterMachine {
     } else if (registered(slot)) {
       this.#unregister(slot, true);
     }
+    return true;
   }
 
   /**
    * `bgworker restart`: a new process for each worker matched, now, whatever its restart time, counted in its
    * restarts. A running worker gets SIGTERM and starts again as soon as it exits; one in backoff starts at
-   * once; one starting already is left to start; one waiting for its start time keeps waiting. Returns how
+   * once; one starting already is left to start; one waiting for its start time keeps waiting. Answers how
    * many registered workers matched; a terminated one is not restarted.
    */
-  restart(target: RestartTarget): { matched: number; actions: Action[] } {
-    if (this.#shutdownMode !== null || this.#registering()) {
-      throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `cannot restart background workers: the postmaster is ${this.#shutdownMode !== null ? "shutting down" : "starting"}`);
+  #restart(target: RestartTarget): number {
+    const mode = this.#shutdownMode();
+    if (mode !== null || this.#registering()) {
+      throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `cannot restart background workers: the postmaster is ${mode !== null ? "shutting down" : "starting"}`);
     }
     const slots = this.#restartTargets(target);
     for (const slot of slots) this.#restartSlot(slot);
-    return { matched: slots.length, actions: this.#flush() };
+    return slots.length;
   }
 
   #restartTargets(target: RestartTarget): Slot[] {
@@ -562,25 +671,21 @@ export class PostmasterMachine {
     if (hasProcess(slot)) {
       if (slot.run.terminated || slot.run.stopping !== null) return;
       slot.run = { ...slot.run, stopping: "restart" };
-      this.#emit({ type: "log", level: "LOG", message: `restarting background worker "${slot.definition.type}" (PID ${slot.run.pid}) at administrator request`, worker: workerOf(slot) });
+      this.#log({ event: "worker-restart-requested", type: slot.definition.type, pid: slot.run.pid }, slot);
       this.#emit({ type: "signal", pid: slot.run.pid, signal: "SIGTERM" });
     } else if (slot.run.state === "backoff") {
       this.#emit({ type: "clearTimer", key: restartTimer(slot) });
-      this.#emit({ type: "log", level: "LOG", message: `restarting background worker "${slot.definition.type}" now at administrator request`, worker: workerOf(slot) });
+      this.#log({ event: "worker-restart-requested", type: slot.definition.type, pid: null }, slot);
       slot.fastFailures = 0;
       slot.run = { state: "waiting" };
       this.#startIfAllowed(slot);
     }
   }
 
-  /** A process that may be a notify pid is gone (a worker, or a client's last connection): its notifications are cancelled. */
-  clientGone(pid: number): Action[] {
-    this.#releaseNotifications(pid);
-    return this.#flush();
-  }
-
-  #releaseNotifications(pid: number): void {
+  /** A process that may be a notify pid is gone (a worker, or a client's last connection). */
+  #releaseNotifications(pid: number): undefined {
     for (const slot of this.#slots) if (slot.notifyPid === pid) slot.notifyPid = 0;
+    return undefined;
   }
 
   /**
@@ -589,54 +694,60 @@ export class PostmasterMachine {
    * worker still starting is left out: a process still booting Node has no handler yet and SIGHUP would kill
    * it (PostgreSQL blocks signals there), and it reads its settings as it starts anyway.
    */
-  reload(): Action[] {
-    if (this.#lifecycle === "new" || this.#lifecycle === "stopped") return this.#flush();
-    this.#emit({ type: "log", level: "LOG", message: "received SIGHUP, reloading configuration files" });
+  #reload(): undefined {
+    if (this.#state.stage === "new" || this.#state.stage === "stopped") return undefined;
+    this.#log({ event: "reload-requested" });
     for (const slot of this.#slots) {
       if (slot.run.state === "running") this.#emit({ type: "signal", pid: slot.run.pid, signal: "SIGHUP" });
     }
-    return this.#flush();
+    return undefined;
   }
 
   /**
-   * Smart, fast or immediate shutdown; a stronger mode may follow a weaker one, as with pg_ctl. `cause` replaces
-   * "received MODE shutdown request" in the log, as a FATAL line, when nobody asked for one (a start-up that
-   * failed): the one line that says why the postmaster is going away.
+   * As PostgreSQL's pmdie(): a stronger mode upgrades the shutdown in progress (smart to fast or immediate,
+   * fast to immediate) and is logged; a milder or equal one changes nothing. An upgrade to fast after a smart
+   * shutdown has already sent SIGTERM to every worker only changes the mode: the kill timer keeps running.
    */
-  shutdown(mode: ShutdownMode, cause?: string): Action[] {
-    if (this.#shutdownMode !== null && SHUTDOWN_ORDER[mode] <= SHUTDOWN_ORDER[this.#shutdownMode]) return this.#flush();
-    this.#shutdownMode = mode;
-    if (this.#lifecycle !== "stopped") this.#lifecycle = "stopping";
-    this.#emit(
-      cause === undefined
-        ? { type: "log", level: "LOG", message: `received ${mode} shutdown request` }
-        : { type: "log", level: "FATAL", message: cause },
-    );
+  #shutdown(mode: ShutdownMode, startupFailure: string | undefined): undefined {
+    const state = this.#state;
+    if (state.stage === "stopped") return undefined;
+    const current = this.#shutdownMode();
+    if (current !== null && SHUTDOWN_ORDER[mode] <= SHUTDOWN_ORDER[current]) return undefined;
+    this.#log(startupFailure === undefined ? { event: "shutdown-requested", mode } : { event: "startup-failed", reason: startupFailure });
+    if (state.stage === "closing") {
+      // Every worker is gone already: only the mode in force changes.
+      this.#state = { stage: "closing", mode };
+      return undefined;
+    }
+    const sent = state.stage === "stopping" ? state.sent : null;
+    this.#state = { stage: "stopping", mode, sent, recovering: this.#recovering() };
     // Nothing new starts from now on: forget what has not started, so its waiters are told.
     for (const slot of this.#slots) if (registered(slot) && !occupied(slot)) this.#unregister(slot, false);
-    if (mode === "fast") this.#stopAll("SIGTERM");
-    else if (mode === "immediate") this.#stopAll("SIGKILL");
+    if (mode === "immediate") this.#stopAll("SIGKILL");
+    else if (mode === "fast" && sent === null) this.#stopAll("SIGTERM");
     this.#advanceShutdown();
-    return this.#flush();
+    return undefined;
   }
 
   #stopAll(signal: "SIGTERM" | "SIGKILL"): void {
+    if (this.#state.stage === "stopping") this.#state = { ...this.#state, sent: signal };
     for (const slot of this.#slots) if (hasProcess(slot)) this.#emit({ type: "signal", pid: slot.run.pid, signal });
     if (signal === "SIGTERM") this.#emit({ type: "setTimer", key: SHUTDOWN_KILL, delayMs: this.#shutdownTimeoutMs });
   }
 
   #advanceShutdown(): void {
-    if (this.#shutdownMode === null || this.#shutdownDone) return;
-    // Smart: dynamic workers may finish their work; once they have, the rest stop as in a fast shutdown.
-    if (this.#shutdownMode === "smart" && !this.#slots.some((s) => s.kind === "dynamic" && occupied(s))) {
-      this.#shutdownMode = "fast";
-      this.#emit({ type: "log", level: "LOG", message: "no dynamic background workers left; stopping the others" });
+    const state = this.#state;
+    if (state.stage !== "stopping") return;
+    // Smart: dynamic workers may finish their work; once they have, the rest stop as in a fast shutdown,
+    // and the shutdown is still the smart one that was asked for.
+    if (state.mode === "smart" && state.sent === null && !this.#slots.some((s) => s.kind === "dynamic" && occupied(s))) {
+      this.#log({ event: "smart-shutdown-stopping-others" });
       this.#stopAll("SIGTERM");
     }
     if (this.#slots.some(occupied)) return;
-    this.#shutdownDone = true;
+    this.#state = { stage: "closing", mode: state.mode };
     this.#emit({ type: "clearTimer", key: SHUTDOWN_KILL });
-    this.#emit({ type: "shutdownComplete", mode: this.#shutdownMode });
+    this.#emit({ type: "shutdownComplete", mode: state.mode });
   }
 
   // ----- queries ------------------------------------------------------------------------------------
@@ -659,19 +770,24 @@ export class PostmasterMachine {
     return slot !== undefined && slot.generation === ref.generation ? slot.notifyPid : undefined;
   }
 
+  get state(): PostmasterState {
+    return this.#state;
+  }
+
   get lifecycle(): Lifecycle {
-    return this.#lifecycle;
+    return LIFECYCLE[this.#state.stage];
   }
 
   get currentPhase(): Phase {
     return this.#phase;
   }
 
+  /** The shutdown mode asked for (upgraded by a stronger request), from the request on; null before any. */
   get shuttingDown(): ShutdownMode | null {
-    return this.#shutdownMode;
+    return this.#shutdownMode();
   }
 
-  /** Whether the slot's `spawn` still waits for its process (`forked` or `spawnFailed`). */
+  /** Whether the slot's `spawn` still waits for a runner (`handed-over` or `spawn-failed`). */
   awaitsProcess(slotIndex: number, generation: number): boolean {
     return this.#slotAt(slotIndex, generation)?.run.state === "spawning";
   }
@@ -685,10 +801,10 @@ export class PostmasterMachine {
     return slot === undefined ? undefined : { name: slot.definition.name, type: slot.definition.type, pid };
   }
 
-  /** When the live worker process with this pid was forked for its worker (ms since the epoch). */
-  sinceOf(pid: number): number | undefined {
+  /** When the runner with this pid was handed its worker (ms since the epoch), while it is that worker. */
+  handedOverAt(pid: number): number | undefined {
     const slot = this.#slotByPid.get(pid);
-    return slot !== undefined && hasProcess(slot) ? slot.run.since : undefined;
+    return slot !== undefined && hasProcess(slot) ? slot.run.handedOverAt : undefined;
   }
 
   rows(): WorkerStatusRow[] {
@@ -716,12 +832,26 @@ export class PostmasterMachine {
 
   /** Before `start`: static registration is open and no worker starts yet. */
   #registering(): boolean {
-    return this.#lifecycle === "new" || this.#lifecycle === "loading";
+    return this.#state.stage === "new" || this.#state.stage === "loading";
+  }
+
+  #shutdownMode(): ShutdownMode | null {
+    return "mode" in this.#state ? this.#state.mode : null;
+  }
+
+  /** Between a shared-memory worker's crash and the re-creation of the segment. */
+  #recovering(): boolean {
+    return "recovering" in this.#state && this.#state.recovering;
+  }
+
+  #setRecovering(recovering: boolean): void {
+    const state = this.#state;
+    if (state.stage === "starting" || state.stage === "running" || state.stage === "stopping") this.#state = { ...state, recovering };
   }
 
   #startIfAllowed(slot: Slot): void {
-    if (this.#registering() || slot.run.state !== "waiting" || this.#shutdownMode !== null) return;
-    if (!mayStart(slot.definition.startTime, this.#phase) || (this.#crashRecovery && slot.definition.shmem)) return;
+    if (this.#registering() || slot.run.state !== "waiting" || this.#shutdownMode() !== null) return;
+    if (!mayStart(slot.definition.startTime, this.#phase) || (this.#recovering() && slot.definition.shmem)) return;
     if (slot.lastExit !== null) slot.restarts += 1;
     slot.run = { state: "spawning", terminated: false };
     this.#emit({ type: "spawn", slot: slot.index, generation: slot.generation, definition: slot.definition });
@@ -730,9 +860,7 @@ export class PostmasterMachine {
   #unregister(slot: Slot, terminated: boolean): void {
     if (slot.run.state === "backoff") this.#emit({ type: "clearTimer", key: restartTimer(slot) });
     slot.run = { state: "stopped" };
-    if (slot.kind === "dynamic" || terminated) {
-      this.#emit({ type: "log", level: "DEBUG", message: `unregistering background worker "${slot.definition.name}"`, worker: workerOf(slot) });
-    }
+    if (slot.kind === "dynamic" || terminated) this.#log({ event: "worker-unregistering", name: slot.definition.name }, slot);
   }
 
   #liveSlot(ref: HandleRef): Slot | undefined {
@@ -748,6 +876,11 @@ export class PostmasterMachine {
 
   #refOf(slot: Slot): HandleRef {
     return { postmaster: this.postmasterId, slot: slot.index, generation: slot.generation };
+  }
+
+  /** A log line, named after the slot's worker when it is about one. */
+  #log(event: LogEvent, slot?: Slot): void {
+    this.#emit(slot === undefined ? { type: "log", event } : { type: "log", event, worker: workerOf(slot) });
   }
 
   #emit(action: Action): void {

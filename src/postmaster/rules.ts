@@ -31,36 +31,6 @@ export function classifyExit(code: number | null, signal: string | null): ExitKi
   return "crashed";
 }
 
-export function describeExit(code: number | null, signal: string | null): string {
-  if (signal !== null) return `was terminated by signal ${signalNumber(signal)}: ${signalDescription(signal)}`;
-  return `exited with exit code ${code ?? "unknown"}`;
-}
-
-const SIGNALS: Readonly<Record<string, readonly [number, string]>> = {
-  SIGHUP: [1, "Hangup"],
-  SIGINT: [2, "Interrupt"],
-  SIGQUIT: [3, "Quit"],
-  SIGILL: [4, "Illegal instruction"],
-  SIGABRT: [6, "Aborted"],
-  SIGBUS: [7, "Bus error"],
-  SIGFPE: [8, "Floating point exception"],
-  SIGKILL: [9, "Killed"],
-  SIGUSR1: [10, "User defined signal 1"],
-  SIGSEGV: [11, "Segmentation fault"],
-  SIGUSR2: [12, "User defined signal 2"],
-  SIGPIPE: [13, "Broken pipe"],
-  SIGALRM: [14, "Alarm clock"],
-  SIGTERM: [15, "Terminated"],
-};
-
-function signalNumber(signal: string): string {
-  return String(SIGNALS[signal]?.[0] ?? signal);
-}
-
-function signalDescription(signal: string): string {
-  return SIGNALS[signal]?.[1] ?? signal;
-}
-
 /**
  * Restart-storm damping. Restart times are honoured exactly until a worker has failed `failures` times in
  * a row, each within `fastFailureMs` of its start; from then on each restart waits the larger of its restart

@@ -16,13 +16,15 @@ import type { WorkerDefinition } from "../definition.js";
 import { BackgroundWorkerStatus, makeError } from "../errors.js";
 import { formatHandle, type HandleRef, type HandleState } from "../handle-format.js";
 import { Launcher } from "../launcher.js";
+import type { ConnectionParams } from "../database/types.js";
+import type { LogEvent } from "../log-events.js";
 import { Logger } from "../log.js";
 import { withUsage } from "../ops/proc-usage.js";
 import { ensureTypeScript, importFrom, missingModule, modulePath } from "../modules.js";
 import type { FromRunner } from "../runtime/ipc.js";
 import { cleanupStaleSegments, ShmemHost, type ShmemAttachment, type ShmemRequest } from "../shmem/index.js";
 import type { Phase, ShutdownMode, StatusReport } from "../status.js";
-import { PostmasterMachine, type Action, type TimerKey } from "./machine.js";
+import { PostmasterMachine, type Action, type MachineEvent, type MachineEventKind, type ResultOf, type TimerKey } from "./machine.js";
 import type { ResolvedOptions } from "./options.js";
 import { Runner, Runners } from "./runners.js";
 
@@ -32,8 +34,9 @@ interface Waiter {
   readonly resolve: (state: HandleState) => void;
 }
 
-/** An event for the machine: a call that returns the actions it decided on. */
-type Event = (machine: PostmasterMachine) => readonly Action[];
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 
 /** The shell's map key for a timer the machine named; only the shell's own map sees it. */
 function timerId(key: TimerKey): string {
@@ -49,7 +52,7 @@ export class PostmasterShell implements ControlHandler {
   readonly #runners: Runners;
   readonly #timers = new Map<string, NodeJS.Timeout>();
   readonly #waiters = new Set<Waiter>();
-  readonly #events: Event[] = [];
+  readonly #events: MachineEvent[] = [];
   #draining = false;
   readonly #shmemRequests: ShmemRequest[] = [];
   readonly #startupHooks: (() => void)[] = [];
@@ -81,7 +84,7 @@ export class PostmasterShell implements ControlHandler {
     this.#runners = new Runners({ spares: options.spareRunners, cwd: options.cwd }, {
       message: (runner, message) => this.#onRunnerMessage(runner, message),
       output: (runner, stream, line) => this.#logger.output(this.#workerRef(runner), stream, line),
-      exit: (runner, code, signal) => this.#feed((m) => m.exited(runner.pid, code, signal, Date.now())),
+      exit: (runner, code, signal) => this.#feed({ kind: "exited", pid: runner.pid, code, signal, at: Date.now() }),
     });
     this.stopped = new Promise((resolve) => (this.#markStopped = resolve));
   }
@@ -97,7 +100,7 @@ export class PostmasterShell implements ControlHandler {
       throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `Postmaster.start: this process is already a ${kind}; one postmaster per process`);
     }
     await this.#checkBeforeStart();
-    this.#feed((m) => m.begin());
+    this.#ask({ kind: "begin" });
     this.#startedAt = Date.now();
     this.#role = { kind: "postmaster", launcher: new Launcher(new InProcessRequester(this)) };
     takeRole(this.#role);
@@ -105,9 +108,9 @@ export class PostmasterShell implements ControlHandler {
       await this.#loadExtensions();
       this.#createShmem();
       // Without a database there is nothing to wait for: every start time has come.
-      if (this.#options.database === false) this.#feed((m) => m.setPhase("running"));
+      if (this.#options.database === false) this.#feed({ kind: "phase", phase: "running" });
       this.#runners.warm();
-      this.#feed((m) => m.start());
+      this.#feed({ kind: "start" });
       if (this.#options.socketPath !== false) {
         this.#control = new ControlServer({ path: this.#options.socketPath, handler: this, logger: this.#logger });
         await this.#control.listen();
@@ -119,18 +122,18 @@ export class PostmasterShell implements ControlHandler {
           restartBackoff: this.#options.restartBackoff,
         });
         await this.#database.start();
-        this.#logger.log("LOG", `serving ${this.#database.description}`);
+        this.#log({ event: "database-served", description: this.#database.description });
         this.#database.watch((phase, reason) => this.#onPhase(phase, reason));
       }
     } catch (error) {
       // Said as what it is: the user asked for no shutdown; whatever started is stopped at once.
       const reason = error instanceof Error ? error.message : String(error);
-      this.#feed((m) => m.shutdown("immediate", `postmaster start-up failed: ${reason}`));
+      this.#feed({ kind: "shutdown", mode: "immediate", startupFailure: reason });
       await this.stopped;
       throw error;
     }
-    this.#feed((m) => m.ready());
-    this.#logger.log("LOG", `postmaster ready: ${this.#options.extensions.length} extension(s), ${this.#machine.rows().length} static worker(s)`);
+    this.#feed({ kind: "ready" });
+    this.#log({ event: "postmaster-ready", extensions: this.#options.extensions.length, staticWorkers: this.#machine.rows().length });
   }
 
   /**
@@ -148,10 +151,10 @@ export class PostmasterShell implements ControlHandler {
   /** Shuts down in `mode`; before `start` it only marks the postmaster stopped. */
   stop(mode: ShutdownMode): void {
     if (this.#machine.lifecycle === "new") {
-      this.#feed((m) => m.closed());
+      this.#feed({ kind: "closed" });
       this.#markStopped();
     } else if (this.#machine.lifecycle !== "stopped") {
-      this.#feed((m) => m.shutdown(mode));
+      this.#feed({ kind: "shutdown", mode });
     }
   }
 
@@ -165,11 +168,11 @@ export class PostmasterShell implements ControlHandler {
     if (lifecycle === "new" || lifecycle === "stopped") {
       throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", `cannot reload: the postmaster is ${lifecycle}`);
     }
-    this.#feed((m) => m.reload());
+    this.#feed({ kind: "reload" });
     try {
-      if (await this.#database?.reload()) this.#logger.log("LOG", "signaled the PostgreSQL server to reload its configuration files");
+      if (await this.#database?.reload()) this.#log({ event: "server-reloaded" });
     } catch (error) {
-      this.#logger.log("WARNING", `could not reload the PostgreSQL server: ${error instanceof Error ? error.message : String(error)}`);
+      this.#log({ event: "server-reload-failed", error: messageOf(error) });
     }
   }
 
@@ -189,7 +192,7 @@ export class PostmasterShell implements ControlHandler {
         maxWorkerProcesses: this.#options.maxWorkerProcesses,
         shutdown: this.#machine.shuttingDown,
       },
-      workers: this.#machine.rows().map((row) => withUsage(row, row.pid === null ? undefined : this.#machine.sinceOf(row.pid))),
+      workers: this.#machine.rows().map((row) => withUsage(row, row.pid === null ? undefined : this.#machine.handedOverAt(row.pid))),
     };
   }
 
@@ -202,17 +205,7 @@ export class PostmasterShell implements ControlHandler {
   // ----- ControlHandler: what the control socket, workers and this process's launcher ask -----------
 
   launch(definition: WorkerDefinition): HandleRef {
-    // Requests are answered from the event loop, never from inside the actions being carried out; a
-    // launch there would be a bug in this file, and would lose its handle.
-    if (this.#draining) throw new Error("internal error: a launch while the postmaster's actions are being carried out");
-    let ref: HandleRef | undefined;
-    this.#feed((m) => {
-      const launched = m.launch(definition);
-      ref = launched.ref;
-      return launched.actions;
-    });
-    if (ref === undefined) throw new Error("internal error: the launch was not carried out");
-    return ref;
+    return this.#ask({ kind: "launch", definition });
   }
 
   state(ref: HandleRef): HandleState {
@@ -228,26 +221,13 @@ export class PostmasterShell implements ControlHandler {
   }
 
   terminate(target: number | HandleRef): void {
-    if (typeof target === "number") {
-      let found = false;
-      this.#feed((m) => {
-        const result = m.terminatePid(target);
-        found = result.found;
-        return result.actions;
-      });
-      if (!found) throw makeError(Error, "ERR_BGWORKER_NO_SUCH_WORKER", `no background worker with pid ${target}`);
-    } else {
-      this.#feed((m) => m.terminate(target));
-    }
+    // A stale handle names a worker that has stopped already: nothing to do. A pid must name a worker.
+    const found = this.#ask({ kind: "terminate", target: typeof target === "number" ? { pid: target } : { handle: target } });
+    if (!found && typeof target === "number") throw makeError(Error, "ERR_BGWORKER_NO_SUCH_WORKER", `no background worker with pid ${target}`);
   }
 
   restart(target: RestartTargetOf<HandleRef>): number {
-    let matched = 0;
-    this.#feed((m) => {
-      const result = m.restart(target);
-      matched = result.matched;
-      return result.actions;
-    });
+    const matched = this.#ask({ kind: "restart", target });
     if (matched === 0) {
       const what = "pid" in target ? `with pid ${target.pid}` : "type" in target ? `of type "${target.type}"` : `with handle ${formatHandle(target.handle)}`;
       throw makeError(Error, "ERR_BGWORKER_NO_SUCH_WORKER", `no registered background worker ${what}`);
@@ -256,7 +236,7 @@ export class PostmasterShell implements ControlHandler {
   }
 
   clientGone(pid: number): void {
-    this.#feed((m) => m.clientGone(pid));
+    this.#feed({ kind: "client-gone", pid });
   }
 
   /** How the log names a runner: the worker the machine knows it as, or a spare that has not become one yet. */
@@ -281,12 +261,11 @@ export class PostmasterShell implements ControlHandler {
       const context: InitContext = {
         extension: path,
         registerStatic: (definition, startup) => {
-          // Through the queue like every event; `_PG_init` runs outside the queue's work (awaited above, never
-          // from an action), so the event is handled at once and a refusal is thrown to the extension.
-          if (this.#draining) throw new Error("internal error: a static registration while the postmaster's actions are being carried out");
-          this.#feed((m) => m.registerStatic(definition));
+          // `_PG_init` runs outside the queue's work (awaited above, never from an action), so the event is
+          // handled at once and a refusal is thrown to the extension.
+          this.#ask({ kind: "register-static", definition });
           this.#runners.know(definition);
-          this.#logger.log("DEBUG", `registered background worker "${definition.name}" from extension "${extension}"`);
+          this.#log({ event: "worker-registered", name: definition.name, extension });
           if (startup !== undefined) this.#startupHooks.push(startup);
         },
         requestShmem: (requests) => {
@@ -300,7 +279,7 @@ export class PostmasterShell implements ControlHandler {
   #createShmem(): void {
     if (this.#shmemRequests.length === 0 && this.#startupHooks.length === 0) return;
     const removed = cleanupStaleSegments();
-    for (const name of removed) this.#logger.log("LOG", `removed shared memory segment "${name}" left by a postmaster that is gone`);
+    for (const segment of removed) this.#log({ event: "stale-segment-removed", segment });
     this.#shmem = new ShmemHost(this.#shmemRequests);
     process.once("exit", this.#removeShmemAtExit);
     this.#resetShmem();
@@ -320,21 +299,38 @@ export class PostmasterShell implements ControlHandler {
     }
   }
 
+  // ----- the served database -------------------------------------------------------------------------
+  // The shell is the one owner of the database's settings: they are read from the served database when
+  // needed, never copied. Spawns and spares both read them here.
+
+  /**
+   * The served database's connection settings for a worker, whatever its phase (an SPI worker started just
+   * as the database goes away gets the database's own error, not "no database is served"); null without one.
+   */
+  #servedDatabase(): ConnectionParams | null {
+    return this.#database?.connectionParams() ?? null;
+  }
+
+  /** The settings spares may open a session with ahead of time: the served database while it accepts sessions. */
+  #sessionDatabase(): ConnectionParams | null {
+    return this.#machine.currentPhase === "starting" ? null : this.#servedDatabase();
+  }
+
   // ----- events from the world ----------------------------------------------------------------------
 
   #onPhase(phase: Phase, reason: string): void {
-    if (phase !== this.#machine.currentPhase) this.#logger.log("LOG", `database phase is now ${phase}: ${reason}`);
+    if (phase !== this.#machine.currentPhase) this.#log({ event: "phase-changed", phase, reason });
     // Why it cannot be reached: said once, and again each time the reason changes (SPEC §6).
-    else if (phase === "starting" && reason !== this.#phaseReason) this.#logger.log("LOG", `database cannot be reached: ${reason}`);
+    else if (phase === "starting" && reason !== this.#phaseReason) this.#log({ event: "database-unreachable", reason });
     this.#phaseReason = phase === "starting" ? reason : null;
-    this.#feed((m) => m.setPhase(phase));
-    this.#runners.setDatabase(phase !== "starting" && this.#database !== undefined ? this.#database.connectionParams() : null);
+    this.#feed({ kind: "phase", phase });
+    this.#runners.setDatabase(this.#sessionDatabase());
   }
 
   #onRunnerMessage(runner: Runner, message: FromRunner): void {
     switch (message.t) {
       case "entered":
-        this.#feed((m) => m.entered(runner.pid, Date.now()));
+        this.#feed({ kind: "entered", pid: runner.pid, at: Date.now() });
         return;
       case "log":
         this.#logger.fromWorker(this.#workerRef(runner), message.level, message.message, message.detail);
@@ -343,7 +339,7 @@ export class PostmasterShell implements ControlHandler {
         void this.#answer(runner, message.request);
         return;
       case "session":
-        this.#feed((m) => m.session(runner.pid, message.backendPid));
+        this.#feed({ kind: "session", pid: runner.pid, backendPid: message.backendPid });
         return;
       case "ready":
       case "exiting":
@@ -360,22 +356,27 @@ export class PostmasterShell implements ControlHandler {
     }
     // Only this package's own runtime sends these; a malformed one is a bug worth a line, not a crash.
     const why = "ok" in answer ? (answer.ok ? "its id is not a number" : answer.error.message) : answer.error.message;
-    this.#logger.log("WARNING", `malformed request from background worker (PID ${runner.pid}): ${why}`);
+    this.#log({ event: "malformed-request", pid: runner.pid, reason: why });
   }
 
   // ----- carrying out the machine's decisions ---------------------------------------------------------
 
   /**
    * Queues `event` and, unless the queue is already being worked, works it: each event's actions are carried
-   * out before the next event is given to the machine. Waiters are told once the queue is empty.
+   * out before the next event is given to the machine. Waiters are told once the queue is empty. Returns
+   * the event's outcome when it was handled now, undefined when it was queued behind the work in progress
+   * (an event fed by an action).
    */
-  #feed(event: Event): void {
+  #feed<E extends MachineEvent>(event: E): { readonly result: ResultOf<E["kind"]> } | undefined {
     this.#events.push(event);
-    if (this.#draining) return;
+    if (this.#draining) return undefined;
     this.#draining = true;
+    let outcome: { readonly result: ResultOf<E["kind"]> } | undefined;
     try {
       for (let next = this.#events.shift(); next !== undefined; next = this.#events.shift()) {
-        for (const action of next(this.#machine)) this.#perform(action);
+        const { actions, result } = this.#machine.handle(next);
+        if (next === event) outcome = { result: result as ResultOf<E["kind"]> };
+        for (const action of actions) this.#perform(action);
       }
     } finally {
       this.#draining = false;
@@ -385,6 +386,22 @@ export class PostmasterShell implements ControlHandler {
     for (const listener of this.#changeListeners) listener();
     // Workers still queued for a runner are told at once that they will not start.
     if (this.#machine.shuttingDown !== null) this.#runners.reconsider();
+    return outcome;
+  }
+
+  /**
+   * An event whose result the caller needs (a request, a registration): handled at once through the queue.
+   * Requests come from the event loop (`InProcessRequester` answers on a later turn), never from inside
+   * the actions being carried out, where the event would wait behind them and its result would be lost.
+   */
+  #ask<K extends MachineEventKind>(event: Extract<MachineEvent, { readonly kind: K }>): ResultOf<K> {
+    const outcome = this.#feed(event);
+    if (outcome === undefined) throw new Error(`internal error: a ${event.kind} event while the postmaster's actions are being carried out`);
+    return outcome.result;
+  }
+
+  #log(event: LogEvent): void {
+    this.#logger.event(event);
   }
 
   #perform(action: Action): void {
@@ -403,7 +420,7 @@ export class PostmasterShell implements ControlHandler {
         clearTimeout(this.#timers.get(id));
         const timer = setTimeout(() => {
           this.#timers.delete(id);
-          this.#feed((m) => m.timer(action.key));
+          this.#feed({ kind: "timer", key: action.key });
         }, action.delayMs);
         this.#timers.set(id, timer);
         return;
@@ -415,7 +432,7 @@ export class PostmasterShell implements ControlHandler {
         return;
       }
       case "log":
-        this.#logger.log(action.level, action.message, action.worker === undefined ? {} : { worker: action.worker });
+        this.#logger.event(action.event, action.worker === undefined ? {} : { worker: action.worker });
         return;
       case "resetShmem":
         try {
@@ -423,11 +440,11 @@ export class PostmasterShell implements ControlHandler {
         } catch (error) {
           // As PostgreSQL when it cannot reinitialise after a crash: give up, stopping everything.
           this.#fatal = error instanceof Error ? error : new Error(String(error));
-          this.#logger.log("FATAL", `${this.#fatal.message}; shutting down`);
-          this.#feed((m) => m.shutdown("immediate"));
+          this.#log({ event: "postmaster-failed", error: this.#fatal.message });
+          this.#feed({ kind: "shutdown", mode: "immediate" });
           return;
         }
-        this.#feed((m) => m.shmemReset());
+        this.#feed({ kind: "shmem-reset" });
         return;
       case "shutdownComplete":
         void this.#finish();
@@ -447,13 +464,13 @@ export class PostmasterShell implements ControlHandler {
           postmasterId: this.postmasterId,
           postmasterPid: process.pid,
           cwd: this.#options.cwd,
-          database: definition.spi && this.#database !== undefined ? this.#database.connectionParams() : null,
+          database: definition.spi ? this.#servedDatabase() : null,
           shmem: definition.shmem ? this.#shmemAttachment : null,
         });
-        this.#feed((m) => m.forked(slot, generation, runner.pid, Date.now()));
+        this.#feed({ kind: "handed-over", slot, generation, pid: runner.pid, at: Date.now() });
       },
       // PostgreSQL counts a failed fork as exit code 1; the machine applies that rule.
-      fail: (reason) => this.#feed((m) => m.spawnFailed(slot, generation, reason, Date.now())),
+      fail: (reason) => this.#feed({ kind: "spawn-failed", slot, generation, reason, at: Date.now() }),
       // A worker still queued for a runner when the postmaster shuts down never starts.
       withdrawn: () =>
         !this.#machine.awaitsProcess(slot, generation)
@@ -500,7 +517,7 @@ export class PostmasterShell implements ControlHandler {
     try {
       await this.#database?.stop();
     } catch (error) {
-      this.#logger.log("WARNING", `during shutdown: ${error instanceof Error ? error.message : String(error)}`);
+      this.#log({ event: "shutdown-problem", error: messageOf(error) });
     }
     this.#shmem?.destroy();
     process.removeListener("exit", this.#removeShmemAtExit);
@@ -514,11 +531,11 @@ export class PostmasterShell implements ControlHandler {
     try {
       await this.#control?.close();
     } catch (error) {
-      this.#logger.log("WARNING", `during shutdown: ${error instanceof Error ? error.message : String(error)}`);
+      this.#log({ event: "shutdown-problem", error: messageOf(error) });
     }
     if (this.#role !== undefined) leaveRole(this.#role);
-    this.#feed((m) => m.closed());
-    this.#logger.log("LOG", "postmaster shut down");
+    this.#feed({ kind: "closed" });
+    this.#log({ event: "postmaster-shut-down" });
     this.#markStopped();
   }
 }

@@ -6,6 +6,7 @@ import { BgWorkerStartTime, type WorkerDefinition } from "../../src/definition.j
 import { BackgroundWorkerStatus, NoFreeWorkerSlotError } from "../../src/errors.js";
 import { PostmasterMachine, type Action } from "../../src/postmaster/machine.js";
 import { classifyExit, dampingDelay, mayStart, nextFastFailures, DEFAULT_RESTART_BACKOFF } from "../../src/postmaster/rules.js";
+import { launch, logLines, restart, terminatePid } from "../helpers/machine.js";
 
 type Configure = (builder: BackgroundWorkerBuilder) => BackgroundWorkerBuilder;
 
@@ -38,8 +39,8 @@ class Harness {
     const all = [...actions];
     for (const spawn of of(actions, "spawn")) {
       const pid = this.nextPid++;
-      all.push(...this.run(this.m.forked(spawn.slot, spawn.generation, pid, this.now)));
-      all.push(...this.run(this.m.entered(pid, this.now)));
+      all.push(...this.run(this.m.handle({ kind: "handed-over", slot: spawn.slot, generation: spawn.generation, pid, at: this.now }).actions));
+      all.push(...this.run(this.m.handle({ kind: "entered", pid, at: this.now }).actions));
     }
     this.log.push(...all);
     return all;
@@ -58,7 +59,7 @@ class Harness {
   exit(name: string, code: number | null, signal: string | null = null): Action[] {
     const pid = this.pidOf(name);
     assert.ok(pid !== null, `${name} has no pid`);
-    return this.run(this.m.exited(pid, code, signal, this.now));
+    return this.run(this.m.handle({ kind: "exited", pid, code, signal, at: this.now }).actions);
   }
 
   fire(actions: readonly Action[]): Action[] {
@@ -67,7 +68,7 @@ class Harness {
     const out: Action[] = [];
     for (const timer of timers) {
       this.now += timer.delayMs;
-      out.push(...this.run(this.m.timer(timer.key)));
+      out.push(...this.run(this.m.handle({ kind: "timer", key: timer.key }).actions));
     }
     return out;
   }
@@ -112,22 +113,22 @@ describe("rules", () => {
 describe("PostmasterMachine", () => {
   it("starts PostmasterStart workers at once and the others when the phase allows", () => {
     const m = machine();
-    m.registerStatic(definition("early"));
-    m.registerStatic(definition("consistent", (b) => b.setStartTime(BgWorkerStartTime.ConsistentState)));
-    m.registerStatic(definition("late", (b) => b.setStartTime(BgWorkerStartTime.RecoveryFinished)));
+    m.handle({ kind: "register-static", definition: definition("early") });
+    m.handle({ kind: "register-static", definition: definition("consistent", (b) => b.setStartTime(BgWorkerStartTime.ConsistentState)) });
+    m.handle({ kind: "register-static", definition: definition("late", (b) => b.setStartTime(BgWorkerStartTime.RecoveryFinished)) });
     const h = new Harness(m);
-    assert.deepEqual(of(h.run(m.start()), "spawn").map((s) => s.definition.name), ["early"]);
+    assert.deepEqual(of(h.run(m.handle({ kind: "start" }).actions), "spawn").map((s) => s.definition.name), ["early"]);
     assert.equal(h.row("late").state, "waiting");
-    assert.deepEqual(of(h.run(m.setPhase("consistent")), "spawn").map((s) => s.definition.name), ["consistent"]);
-    assert.deepEqual(of(h.run(m.setPhase("running")), "spawn").map((s) => s.definition.name), ["late"]);
+    assert.deepEqual(of(h.run(m.handle({ kind: "phase", phase: "consistent" }).actions), "spawn").map((s) => s.definition.name), ["consistent"]);
+    assert.deepEqual(of(h.run(m.handle({ kind: "phase", phase: "running" }).actions), "spawn").map((s) => s.definition.name), ["late"]);
     assert.deepEqual(m.rows().map((r) => r.state), ["running", "running", "running"]);
   });
 
   it("unregisters a worker that exits 0, whatever its restart time", () => {
     const m = machine();
-    m.registerStatic(definition("w", (b) => b.setRestartTime(0)));
+    m.handle({ kind: "register-static", definition: definition("w", (b) => b.setRestartTime(0)) });
     const h = new Harness(m);
-    h.run(m.start());
+    h.run(m.handle({ kind: "start" }).actions);
     const actions = h.exit("w", 0);
     assert.equal(of(actions, "setTimer").length, 0);
     assert.equal(h.row("w").state, "stopped");
@@ -136,9 +137,9 @@ describe("PostmasterMachine", () => {
 
   it("restarts a worker that exits 1 after exactly its restart time, with a new pid", () => {
     const m = machine();
-    m.registerStatic(definition("w", (b) => b.setRestartTime(250)));
+    m.handle({ kind: "register-static", definition: definition("w", (b) => b.setRestartTime(250)) });
     const h = new Harness(m);
-    h.run(m.start());
+    h.run(m.handle({ kind: "start" }).actions);
     const first = h.pidOf("w");
     h.now += 5_000;
     const actions = h.exit("w", 1);
@@ -153,19 +154,19 @@ describe("PostmasterMachine", () => {
 
   it("forgets a never-restart worker that exits 1", () => {
     const m = machine();
-    m.registerStatic(definition("w"));
+    m.handle({ kind: "register-static", definition: definition("w") });
     const h = new Harness(m);
-    h.run(m.start());
+    h.run(m.handle({ kind: "start" }).actions);
     assert.equal(of(h.exit("w", 1), "setTimer").length, 0);
     assert.equal(h.row("w").state, "stopped");
   });
 
   it("handles a crash of a worker without shared memory like exit 1", () => {
     const m = machine();
-    m.registerStatic(definition("plain", (b) => b.setRestartTime(100)));
-    m.registerStatic(definition("other", (b) => b.setRestartTime(100)));
+    m.handle({ kind: "register-static", definition: definition("plain", (b) => b.setRestartTime(100)) });
+    m.handle({ kind: "register-static", definition: definition("other", (b) => b.setRestartTime(100)) });
     const h = new Harness(m);
-    h.run(m.start());
+    h.run(m.handle({ kind: "start" }).actions);
     h.now += 5_000;
     const actions = h.exit("plain", null, "SIGKILL");
     assert.equal(of(actions, "signal").length, 0, "no other worker is touched");
@@ -176,12 +177,12 @@ describe("PostmasterMachine", () => {
 
   it("applies the crash rule to shared-memory workers only", () => {
     const m = machine();
-    m.registerStatic(definition("crasher", (b) => b.enableShmemAccess().setRestartTime(60_000)));
-    m.registerStatic(definition("peer", (b) => b.enableShmemAccess().setRestartTime(60_000)));
-    m.registerStatic(definition("once", (b) => b.enableShmemAccess()));
-    m.registerStatic(definition("bystander", (b) => b.setRestartTime(60_000)));
+    m.handle({ kind: "register-static", definition: definition("crasher", (b) => b.enableShmemAccess().setRestartTime(60_000)) });
+    m.handle({ kind: "register-static", definition: definition("peer", (b) => b.enableShmemAccess().setRestartTime(60_000)) });
+    m.handle({ kind: "register-static", definition: definition("once", (b) => b.enableShmemAccess()) });
+    m.handle({ kind: "register-static", definition: definition("bystander", (b) => b.setRestartTime(60_000)) });
     const h = new Harness(m);
-    h.run(m.start());
+    h.run(m.handle({ kind: "start" }).actions);
     const peer = h.pidOf("peer");
     const once = h.pidOf("once");
     const bystander = h.pidOf("bystander");
@@ -192,10 +193,10 @@ describe("PostmasterMachine", () => {
       [[peer, "SIGKILL"], [once, "SIGKILL"]].sort(),
     );
     assert.equal(of(crash, "resetShmem").length, 0, "the segment is re-created only once every shmem worker is gone");
-    h.run(m.exited(peer!, null, "SIGKILL", h.now));
-    const last = h.run(m.exited(once!, null, "SIGKILL", h.now));
+    h.run(m.handle({ kind: "exited", pid: peer!, code: null, signal: "SIGKILL", at: h.now }).actions);
+    const last = h.run(m.handle({ kind: "exited", pid: once!, code: null, signal: "SIGKILL", at: h.now }).actions);
     assert.equal(of(last, "resetShmem").length, 1);
-    const restart = h.run(m.shmemReset());
+    const restart = h.run(m.handle({ kind: "shmem-reset" }).actions);
     assert.deepEqual(of(restart, "spawn").map((s) => s.definition.name).sort(), ["crasher", "peer"], "restartable ones restart at once");
     assert.equal(h.row("once").state, "stopped", "never-restart ones are forgotten");
     assert.equal(h.pidOf("bystander"), bystander, "workers without shared memory are untouched");
@@ -203,22 +204,22 @@ describe("PostmasterMachine", () => {
 
   it("does not start shared-memory workers while the segment is being re-created", () => {
     const m = machine();
-    m.registerStatic(definition("a", (b) => b.enableShmemAccess().setRestartTime(0)));
-    m.registerStatic(definition("b", (b) => b.enableShmemAccess().setRestartTime(0)));
+    m.handle({ kind: "register-static", definition: definition("a", (b) => b.enableShmemAccess().setRestartTime(0)) });
+    m.handle({ kind: "register-static", definition: definition("b", (b) => b.enableShmemAccess().setRestartTime(0)) });
     const h = new Harness(m);
-    h.run(m.start());
+    h.run(m.handle({ kind: "start" }).actions);
     h.now += 5_000;
     h.exit("a", 3);
     assert.equal(h.row("a").state, "waiting");
-    const dyn = m.launch(definition("late", (b) => b.enableShmemAccess()));
+    const dyn = launch(m, definition("late", (b) => b.enableShmemAccess()));
     assert.equal(of(dyn.actions, "spawn").length, 0);
   });
 
   it("damps a restart storm and resets after a long run", () => {
     const m = machine();
-    m.registerStatic(definition("w", (b) => b.setRestartTime(10)));
+    m.handle({ kind: "register-static", definition: definition("w", (b) => b.setRestartTime(10)) });
     const h = new Harness(m);
-    h.run(m.start());
+    h.run(m.handle({ kind: "start" }).actions);
     const delays: number[] = [];
     for (let i = 0; i < 8; i++) {
       h.now += 50;
@@ -227,7 +228,7 @@ describe("PostmasterMachine", () => {
       h.fire(actions);
     }
     assert.deepEqual(delays, [10, 10, 10, 10, 100, 200, 400, 800]);
-    assert.ok(h.log.some((a) => a.type === "log" && a.message.includes("failed 5 times in a row")));
+    assert.ok(logLines(h.log).some((line) => line.includes("failed 5 times in a row")));
     h.now += 10_000;
     assert.deepEqual(of(h.exit("w", 1), "setTimer").map((t) => t.delayMs), [10]);
   });
@@ -240,28 +241,28 @@ describe("PostmasterMachine", () => {
       shutdownTimeoutMs: 1_000,
       restartBackoff: { failures: 1, fastFailureMs: 1_000, initialDelayMs: 500, maxDelayMs: 30_000, resetAfterMs: 10_000 },
     });
-    m.registerStatic(definition("slow-import", (b) => b.setRestartTime(10)));
-    const [spawn] = of(m.start(), "spawn");
+    m.handle({ kind: "register-static", definition: definition("slow-import", (b) => b.setRestartTime(10)) });
+    const [spawn] = of(m.handle({ kind: "start" }).actions, "spawn");
     assert.ok(spawn);
-    m.forked(spawn.slot, spawn.generation, 100, 0);
-    m.entered(100, 3_000);
-    const exit = m.exited(100, 1, null, 3_200);
+    m.handle({ kind: "handed-over", slot: spawn.slot, generation: spawn.generation, pid: 100, at: 0 });
+    m.handle({ kind: "entered", pid: 100, at: 3_000 });
+    const exit = m.handle({ kind: "exited", pid: 100, code: 1, signal: null, at: 3_200 }).actions;
     assert.deepEqual(of(exit, "setTimer").map((t) => t.delayMs), [500], "200 ms after entering is a fast failure");
   });
 
   it("shares slots between static and dynamic workers and reuses them with a new generation", () => {
     const m = machine({ max: 2 });
-    m.registerStatic(definition("static"));
+    m.handle({ kind: "register-static", definition: definition("static") });
     const h = new Harness(m);
-    h.run(m.start());
-    const { ref, actions } = m.launch(definition("d1", (b) => b, 42));
+    h.run(m.handle({ kind: "start" }).actions);
+    const { ref, actions } = launch(m, definition("d1", (b) => b, 42));
     h.run(actions);
-    assert.throws(() => m.launch(definition("d2")), NoFreeWorkerSlotError);
+    assert.throws(() => launch(m, definition("d2")), NoFreeWorkerSlotError);
     assert.equal(m.handleState(ref).status, BackgroundWorkerStatus.Started);
     h.exit("d1", 0);
     assert.equal(m.handleState(ref).status, BackgroundWorkerStatus.Stopped);
     assert.equal(m.notifyPidOf(ref), 42, "who may wait is still known after the worker stopped");
-    const second = m.launch(definition("d2"));
+    const second = launch(m, definition("d2"));
     h.run(second.actions);
     assert.equal(second.ref.slot, ref.slot);
     assert.equal(second.ref.generation, ref.generation + 1);
@@ -271,56 +272,56 @@ describe("PostmasterMachine", () => {
 
   it("refuses more static workers than slots, and SPI workers without a database", () => {
     const m = machine({ max: 1, database: false });
-    m.registerStatic(definition("one"));
-    assert.throws(() => m.registerStatic(definition("two")), /all 1 worker slots \(maxWorkerProcesses\) are taken/);
+    m.handle({ kind: "register-static", definition: definition("one") });
+    assert.throws(() => m.handle({ kind: "register-static", definition: definition("two") }).actions, /all 1 worker slots \(maxWorkerProcesses\) are taken/);
     const spi = machine({ database: false });
-    assert.throws(() => spi.registerStatic(definition("db", (b) => b.enableSpiAccess())), /serves no database/);
+    assert.throws(() => spi.handle({ kind: "register-static", definition: definition("db", (b) => b.enableSpiAccess()) }).actions, /serves no database/);
   });
 
   it("terminates: SIGTERM when running, never restarted; unregistered at once when not started", () => {
     const m = machine();
     const h = new Harness(m);
-    h.run(m.start());
-    const running = m.launch(definition("r", (b) => b.setRestartTime(0)));
+    h.run(m.handle({ kind: "start" }).actions);
+    const running = launch(m, definition("r", (b) => b.setRestartTime(0)));
     h.run(running.actions);
     const pid = h.pidOf("r");
-    assert.deepEqual(of(h.run(m.terminate(running.ref)), "signal"), [{ type: "signal", pid, signal: "SIGTERM" }]);
+    assert.deepEqual(of(h.run(m.handle({ kind: "terminate", target: { handle: running.ref } }).actions), "signal"), [{ type: "signal", pid, signal: "SIGTERM" }]);
     assert.equal(of(h.exit("r", 1), "setTimer").length, 0, "a terminated worker is not restarted");
     assert.equal(m.handleState(running.ref).status, BackgroundWorkerStatus.Stopped);
-    const waiting = m.launch(definition("w", (b) => b.setStartTime(BgWorkerStartTime.RecoveryFinished)));
+    const waiting = launch(m, definition("w", (b) => b.setStartTime(BgWorkerStartTime.RecoveryFinished)));
     assert.equal(m.handleState(waiting.ref).status, BackgroundWorkerStatus.NotYetStarted);
-    h.run(m.terminate(waiting.ref));
+    h.run(m.handle({ kind: "terminate", target: { handle: waiting.ref } }).actions);
     assert.equal(m.handleState(waiting.ref).status, BackgroundWorkerStatus.Stopped);
   });
 
   it("terminates SPI workers when the database is lost and starts them again when it is back", () => {
     const m = machine();
-    m.registerStatic(definition("spi", (b) => b.enableSpiAccess().setRestartTime(100)));
-    m.registerStatic(definition("plain", (b) => b.setRestartTime(100)));
+    m.handle({ kind: "register-static", definition: definition("spi", (b) => b.enableSpiAccess().setRestartTime(100)) });
+    m.handle({ kind: "register-static", definition: definition("plain", (b) => b.setRestartTime(100)) });
     const h = new Harness(m);
-    h.run(m.start());
-    h.run(m.setPhase("running"));
+    h.run(m.handle({ kind: "start" }).actions);
+    h.run(m.handle({ kind: "phase", phase: "running" }).actions);
     const spiPid = h.pidOf("spi");
-    const lost = h.run(m.setPhase("starting"));
+    const lost = h.run(m.handle({ kind: "phase", phase: "starting" }).actions);
     assert.deepEqual(of(lost, "signal"), [{ type: "signal", pid: spiPid, signal: "SIGTERM" }]);
     h.now += 5_000;
     const exit = h.exit("spi", 1);
     h.fire(exit);
     assert.equal(h.row("spi").state, "waiting", "the phase is not back yet");
-    assert.deepEqual(of(h.run(m.setPhase("running")), "spawn").map((s) => s.definition.name), ["spi"]);
+    assert.deepEqual(of(h.run(m.handle({ kind: "phase", phase: "running" }).actions), "spawn").map((s) => s.definition.name), ["spi"]);
     assert.equal(h.row("plain").state, "running");
   });
 
   it("fast shutdown: SIGTERM to all, SIGKILL after the timeout, complete when all are gone", () => {
     const m = machine();
-    m.registerStatic(definition("a", (b) => b.setRestartTime(0)));
-    m.registerStatic(definition("b", (b) => b.setStartTime(BgWorkerStartTime.RecoveryFinished)));
+    m.handle({ kind: "register-static", definition: definition("a", (b) => b.setRestartTime(0)) });
+    m.handle({ kind: "register-static", definition: definition("b", (b) => b.setStartTime(BgWorkerStartTime.RecoveryFinished)) });
     const h = new Harness(m);
-    h.run(m.start());
-    const actions = h.run(m.shutdown("fast"));
+    h.run(m.handle({ kind: "start" }).actions);
+    const actions = h.run(m.handle({ kind: "shutdown", mode: "fast" }).actions);
     assert.deepEqual(of(actions, "signal").map((s) => s.signal), ["SIGTERM"]);
     assert.equal(h.row("b").state, "stopped", "never-started workers are forgotten");
-    assert.throws(() => m.launch(definition("late")), /shutting down/);
+    assert.throws(() => launch(m, definition("late")), /shutting down/);
     const kill = h.fire(of(actions, "setTimer"));
     assert.deepEqual(of(kill, "signal").map((s) => s.signal), ["SIGKILL"]);
     const done = h.exit("a", null, "SIGKILL");
@@ -330,11 +331,11 @@ describe("PostmasterMachine", () => {
 
   it("smart shutdown lets dynamic workers finish, then stops the rest", () => {
     const m = machine();
-    m.registerStatic(definition("static"));
+    m.handle({ kind: "register-static", definition: definition("static") });
     const h = new Harness(m);
-    h.run(m.start());
-    h.run(m.launch(definition("dynamic")).actions);
-    const smart = h.run(m.shutdown("smart"));
+    h.run(m.handle({ kind: "start" }).actions);
+    h.run(launch(m, definition("dynamic")).actions);
+    const smart = h.run(m.handle({ kind: "shutdown", mode: "smart" }).actions);
     assert.equal(of(smart, "signal").length, 0);
     const after = h.exit("dynamic", 0);
     assert.deepEqual(of(after, "signal").map((s) => [s.pid, s.signal]), [[h.pidOf("static"), "SIGTERM"]]);
@@ -343,23 +344,23 @@ describe("PostmasterMachine", () => {
 
   it("immediate shutdown SIGKILLs at once and may follow a smart one", () => {
     const m = machine();
-    m.registerStatic(definition("a"));
+    m.handle({ kind: "register-static", definition: definition("a") });
     const h = new Harness(m);
-    h.run(m.start());
-    h.run(m.shutdown("smart"));
-    const immediate = h.run(m.shutdown("immediate"));
+    h.run(m.handle({ kind: "start" }).actions);
+    h.run(m.handle({ kind: "shutdown", mode: "smart" }).actions);
+    const immediate = h.run(m.handle({ kind: "shutdown", mode: "immediate" }).actions);
     assert.deepEqual(of(immediate, "signal").map((s) => s.signal), ["SIGKILL"]);
-    assert.equal(of(h.run(m.shutdown("fast")), "signal").length, 0, "a weaker mode does not follow a stronger one");
+    assert.equal(of(h.run(m.handle({ kind: "shutdown", mode: "fast" }).actions), "signal").length, 0, "a weaker mode does not follow a stronger one");
   });
 
   it("cancels notifications of a process that is gone, keeping its workers", () => {
     const m = machine();
     const h = new Harness(m);
-    h.run(m.start());
-    const { ref, actions } = m.launch(definition("d", (b) => b, 4242));
+    h.run(m.handle({ kind: "start" }).actions);
+    const { ref, actions } = launch(m, definition("d", (b) => b, 4242));
     h.run(actions);
     assert.equal(m.notifyPidOf(ref), 4242);
-    m.clientGone(4242);
+    m.handle({ kind: "client-gone", pid: 4242 });
     assert.equal(m.notifyPidOf(ref), 0);
     assert.equal(m.handleState(ref).status, BackgroundWorkerStatus.Started);
   });
@@ -367,104 +368,104 @@ describe("PostmasterMachine", () => {
   it("names timers by slot and generation: a restart timer of a reused slot's old worker does nothing", () => {
     const m = machine();
     const h = new Harness(m);
-    h.run(m.start());
-    const first = m.launch(definition("flaky", (b) => b.setRestartTime(100)));
+    h.run(m.handle({ kind: "start" }).actions);
+    const first = launch(m, definition("flaky", (b) => b.setRestartTime(100)));
     h.run(first.actions);
     const [restart] = of(h.exit("flaky", 1), "setTimer");
     assert.deepEqual(restart?.key, { kind: "restart", slot: 0, generation: 1 });
-    assert.deepEqual(of(h.run(m.terminate(first.ref)), "clearTimer").map((a) => a.key), [restart?.key], "unregistering clears its timer");
-    const second = m.launch(definition("next"));
+    assert.deepEqual(of(h.run(m.handle({ kind: "terminate", target: { handle: first.ref } }).actions), "clearTimer").map((a) => a.key), [restart?.key], "unregistering clears its timer");
+    const second = launch(m, definition("next"));
     assert.equal(second.ref.slot, 0, "the slot is reused");
     assert.equal(second.ref.generation, 2);
     h.run(second.actions);
-    assert.deepEqual(h.run(m.timer(restart!.key)), [], "the old worker's timer finds no worker to restart");
+    assert.deepEqual(h.run(m.handle({ kind: "timer", key: restart!.key }).actions), [], "the old worker's timer finds no worker to restart");
     assert.equal(h.row("next").restarts, 0);
   });
 
   it("keeps the pid map: an exit is matched by pid; an unknown pid only cancels what it was notified of", () => {
     const m = machine();
-    m.registerStatic(definition("w", (b) => b.setRestartTime(0)));
+    m.handle({ kind: "register-static", definition: definition("w", (b) => b.setRestartTime(0)) });
     const h = new Harness(m);
-    h.run(m.start());
+    h.run(m.handle({ kind: "start" }).actions);
     const pid = h.pidOf("w")!;
     assert.deepEqual(m.workerOfPid(pid), { name: "w", type: "w", pid });
-    const { ref, actions } = m.launch(definition("d", (b) => b, 777));
+    const { ref, actions } = launch(m, definition("d", (b) => b, 777));
     h.run(actions);
-    assert.deepEqual(h.run(m.exited(777, 0, null, h.now)), [], "a client's pid is no worker");
+    assert.deepEqual(h.run(m.handle({ kind: "exited", pid: 777, code: 0, signal: null, at: h.now }).actions), [], "a client's pid is no worker");
     assert.equal(m.notifyPidOf(ref), 0);
     assert.equal(m.workerOfPid(777), undefined, "a process that is no worker has no name (a spare runner)");
     h.exit("w", 1);
-    assert.equal(m.terminatePid(pid).found, false, "forgotten at its exit");
-    assert.equal(m.sinceOf(pid), undefined);
-    assert.deepEqual(h.run(m.exited(pid, 0, null, h.now)), [], "a second exit of the same pid changes nothing");
+    assert.equal(terminatePid(m, pid).found, false, "forgotten at its exit");
+    assert.equal(m.handedOverAt(pid), undefined);
+    assert.deepEqual(h.run(m.handle({ kind: "exited", pid, code: 0, signal: null, at: h.now }).actions), [], "a second exit of the same pid changes nothing");
   });
 
   it("knows each worker process: when it was forked, its database session, its name for output drained after its exit", () => {
     const m = machine();
-    m.registerStatic(definition("w", (b) => b.setRestartTime(0)));
-    m.begin();
-    const spawn = of(m.start(), "spawn")[0]!;
-    m.forked(spawn.slot, spawn.generation, 100, 5_000);
-    assert.equal(m.sinceOf(100), 5_000);
+    m.handle({ kind: "register-static", definition: definition("w", (b) => b.setRestartTime(0)) });
+    m.handle({ kind: "begin" });
+    const spawn = of(m.handle({ kind: "start" }).actions, "spawn")[0]!;
+    m.handle({ kind: "handed-over", slot: spawn.slot, generation: spawn.generation, pid: 100, at: 5_000 });
+    assert.equal(m.handedOverAt(100), 5_000);
     assert.equal(m.rows()[0]?.backendPid, null, "no session yet");
-    m.entered(100, 7_000);
-    assert.equal(m.sinceOf(100), 5_000, "uptime counts from the fork, not from entering the function");
-    assert.deepEqual(m.session(100, 4321), []);
-    assert.deepEqual(m.session(555, 9999), [], "a session of a process that is no worker is ignored");
+    m.handle({ kind: "entered", pid: 100, at: 7_000 });
+    assert.equal(m.handedOverAt(100), 5_000, "uptime counts from the fork, not from entering the function");
+    assert.deepEqual(m.handle({ kind: "session", pid: 100, backendPid: 4321 }).actions, []);
+    assert.deepEqual(m.handle({ kind: "session", pid: 555, backendPid: 9999 }).actions, [], "a session of a process that is no worker is ignored");
     assert.equal(m.rows()[0]?.backendPid, 4321);
-    const [timer] = of(m.exited(100, 1, null, 8_000), "setTimer");
+    const [timer] = of(m.handle({ kind: "exited", pid: 100, code: 1, signal: null, at: 8_000 }).actions, "setTimer");
     assert.equal(m.rows()[0]?.backendPid, null, "the session went with the process");
     assert.deepEqual(m.workerOfPid(100), { name: "w", type: "w", pid: 100 }, "its last lines are still named after it");
-    const next = of(m.timer(timer!.key), "spawn")[0]!;
-    m.forked(next.slot, next.generation, 101, 9_000);
-    assert.equal(m.sinceOf(101), 9_000);
+    const next = of(m.handle({ kind: "timer", key: timer!.key }).actions, "spawn")[0]!;
+    m.handle({ kind: "handed-over", slot: next.slot, generation: next.generation, pid: 101, at: 9_000 });
+    assert.equal(m.handedOverAt(101), 9_000);
     assert.equal(m.rows()[0]?.backendPid, null, "a new process has no session until it opens one");
     assert.deepEqual(m.workerOfPid(101), { name: "w", type: "w", pid: 101 });
   });
 
   it("a terminated worker killed in a crash-restart stays unregistered, and causes no second crash-restart", () => {
     const m = machine();
-    m.registerStatic(definition("crasher", (b) => b.enableShmemAccess().setRestartTime(60_000)));
-    m.registerStatic(definition("leaving", (b) => b.enableShmemAccess().setRestartTime(0)));
+    m.handle({ kind: "register-static", definition: definition("crasher", (b) => b.enableShmemAccess().setRestartTime(60_000)) });
+    m.handle({ kind: "register-static", definition: definition("leaving", (b) => b.enableShmemAccess().setRestartTime(0)) });
     const h = new Harness(m);
-    h.run(m.start());
+    h.run(m.handle({ kind: "start" }).actions);
     const leaving = h.pidOf("leaving")!;
-    h.run(m.terminatePid(leaving).actions);
+    h.run(terminatePid(m, leaving).actions);
     h.now += 5_000;
     assert.deepEqual(of(h.exit("crasher", null, "SIGSEGV"), "signal"), [{ type: "signal", pid: leaving, signal: "SIGKILL" }]);
-    const gone = h.run(m.exited(leaving, null, "SIGKILL", h.now));
-    assert.equal(gone.filter((a) => a.type === "log" && /terminating any other/.test(a.message)).length, 0);
+    const gone = h.run(m.handle({ kind: "exited", pid: leaving, code: null, signal: "SIGKILL", at: h.now }).actions);
+    assert.equal(logLines(gone).filter((line) => /terminating any other/.test(line)).length, 0);
     assert.equal(of(gone, "resetShmem").length, 1);
-    assert.deepEqual(of(h.run(m.shmemReset()), "spawn").map((s) => s.definition.name), ["crasher"]);
+    assert.deepEqual(of(h.run(m.handle({ kind: "shmem-reset" }).actions), "spawn").map((s) => s.definition.name), ["crasher"]);
     assert.equal(h.row("leaving").state, "stopped");
   });
 
   it("a worker killed in a crash-restart while restarting at request comes back with the segment, not before", () => {
     const m = machine();
-    m.registerStatic(definition("crasher", (b) => b.enableShmemAccess().setRestartTime(60_000)));
-    m.registerStatic(definition("asked", (b) => b.enableShmemAccess().setRestartTime(60_000)));
+    m.handle({ kind: "register-static", definition: definition("crasher", (b) => b.enableShmemAccess().setRestartTime(60_000)) });
+    m.handle({ kind: "register-static", definition: definition("asked", (b) => b.enableShmemAccess().setRestartTime(60_000)) });
     const h = new Harness(m);
-    h.run(m.start());
-    m.ready();
+    h.run(m.handle({ kind: "start" }).actions);
+    m.handle({ kind: "ready" });
     const asked = h.pidOf("asked")!;
-    h.run(m.restart({ pid: asked }).actions);
+    h.run(restart(m, { pid: asked }).actions);
     h.now += 5_000;
     h.exit("crasher", null, "SIGSEGV");
-    const gone = h.run(m.exited(asked, null, "SIGKILL", h.now));
+    const gone = h.run(m.handle({ kind: "exited", pid: asked, code: null, signal: "SIGKILL", at: h.now }).actions);
     assert.equal(of(gone, "spawn").length, 0, "not started again at once");
     assert.equal(of(gone, "resetShmem").length, 1);
-    assert.deepEqual(of(h.run(m.shmemReset()), "spawn").map((s) => s.definition.name).sort(), ["asked", "crasher"]);
+    assert.deepEqual(of(h.run(m.handle({ kind: "shmem-reset" }).actions), "spawn").map((s) => s.definition.name).sort(), ["asked", "crasher"]);
   });
 
   it("a termination drops a restart asked for earlier: the worker is not started again", () => {
     const m = machine();
-    m.registerStatic(definition("w", (b) => b.setRestartTime(0)));
+    m.handle({ kind: "register-static", definition: definition("w", (b) => b.setRestartTime(0)) });
     const h = new Harness(m);
-    h.run(m.start());
-    m.ready();
+    h.run(m.handle({ kind: "start" }).actions);
+    m.handle({ kind: "ready" });
     const pid = h.pidOf("w")!;
-    h.run(m.restart({ pid }).actions);
-    h.run(m.terminatePid(pid).actions);
+    h.run(restart(m, { pid }).actions);
+    h.run(terminatePid(m, pid).actions);
     const gone = h.exit("w", 0);
     assert.equal(of(gone, "spawn").length, 0);
     assert.equal(h.row("w").state, "stopped");
@@ -473,29 +474,29 @@ describe("PostmasterMachine", () => {
   it("owns the postmaster's lifecycle: registration only while loading, launches refused once shutting down", () => {
     const m = machine();
     assert.equal(m.lifecycle, "new");
-    m.begin();
+    m.handle({ kind: "begin" });
     assert.equal(m.lifecycle, "loading");
-    assert.throws(() => m.begin(), { code: "ERR_BGWORKER_POSTMASTER_STATE" });
-    m.registerStatic(definition("s"));
+    assert.throws(() => m.handle({ kind: "begin" }).actions, { code: "ERR_BGWORKER_POSTMASTER_STATE" });
+    m.handle({ kind: "register-static", definition: definition("s") });
     const h = new Harness(m);
-    h.run(m.start());
+    h.run(m.handle({ kind: "start" }).actions);
     assert.equal(m.lifecycle, "starting");
-    assert.throws(() => m.registerStatic(definition("late")), { code: "ERR_BGWORKER_POSTMASTER_STATE" });
-    m.ready();
+    assert.throws(() => m.handle({ kind: "register-static", definition: definition("late") }).actions, { code: "ERR_BGWORKER_POSTMASTER_STATE" });
+    m.handle({ kind: "ready" });
     assert.equal(m.lifecycle, "running");
-    h.run(m.shutdown("fast"));
+    h.run(m.handle({ kind: "shutdown", mode: "fast" }).actions);
     assert.equal(m.lifecycle, "stopping");
-    assert.throws(() => m.launch(definition("d")), { code: "ERR_BGWORKER_SHUTTING_DOWN" });
+    assert.throws(() => launch(m, definition("d")), { code: "ERR_BGWORKER_SHUTTING_DOWN" });
     const done = h.exit("s", 0);
     assert.equal(of(done, "shutdownComplete").length, 1);
-    m.closed();
+    m.handle({ kind: "closed" });
     assert.equal(m.lifecycle, "stopped");
   });
 
   it("refuses SPI without a database, and a full table, with their codes", () => {
     const m = machine({ max: 1, database: false });
-    assert.throws(() => m.launch(definition("spi", (b) => b.enableSpiAccess())), { name: "TypeError", code: "ERR_BGWORKER_NO_DATABASE" });
-    m.launch(definition("one"));
-    assert.throws(() => m.launch(definition("two")), { code: "ERR_BGWORKER_NO_FREE_SLOT" });
+    assert.throws(() => launch(m, definition("spi", (b) => b.enableSpiAccess())), { name: "TypeError", code: "ERR_BGWORKER_NO_DATABASE" });
+    launch(m, definition("one"));
+    assert.throws(() => launch(m, definition("two")), { code: "ERR_BGWORKER_NO_FREE_SLOT" });
   });
 });

@@ -180,25 +180,25 @@ describe("managed server restarts (SPEC §6 damping)", () => {
 /** The restart delays the state machine sets for a worker with restart time 0 that exits 1 after each run. */
 function workerDelays(runs: readonly number[]): number[] {
   const m = new PostmasterMachine({ postmasterId: "pm", maxWorkerProcesses: 2, databaseServed: false, shutdownTimeoutMs: 1_000 });
-  m.registerStatic(definitionOf(new BackgroundWorkerBuilder("w").setLibrary("./l.ts").setFunction("f").setRestartTime(0)));
+  m.handle({ kind: "register-static", definition: definitionOf(new BackgroundWorkerBuilder("w").setLibrary("./l.ts").setFunction("f").setRestartTime(0)) });
   let now = T0;
   let pid = 100;
   const spawnIn = (actions: readonly Action[]): number => {
     const spawn = actions.find((a): a is Extract<Action, { type: "spawn" }> => a.type === "spawn");
     assert.ok(spawn, "expected a spawn");
-    m.forked(spawn.slot, spawn.generation, ++pid, now);
-    m.entered(pid, now);
+    m.handle({ kind: "handed-over", slot: spawn.slot, generation: spawn.generation, pid: ++pid, at: now });
+    m.handle({ kind: "entered", pid, at: now });
     return pid;
   };
-  let running = spawnIn(m.start());
+  let running = spawnIn(m.handle({ kind: "start" }).actions);
   const delays: number[] = [];
   for (const run of runs) {
     now += run;
-    const timers = m.exited(running, 1, null, now).filter((a): a is Extract<Action, { type: "setTimer" }> => a.type === "setTimer");
+    const timers = m.handle({ kind: "exited", pid: running, code: 1, signal: null, at: now }).actions.filter((a): a is Extract<Action, { type: "setTimer" }> => a.type === "setTimer");
     assert.equal(timers.length, 1);
     delays.push(timers[0]!.delayMs);
     now += timers[0]!.delayMs;
-    running = spawnIn(m.timer(timers[0]!.key));
+    running = spawnIn(m.handle({ kind: "timer", key: timers[0]!.key }).actions);
   }
   return delays;
 }

@@ -16,23 +16,23 @@ const worker = (name: string, startTime = BgWorkerStartTime.PostmasterStart) =>
 describe("PostmasterMachine#reload", () => {
   it("logs PostgreSQL's line and sends SIGHUP to every running worker, and to nothing else", () => {
     const m = machine();
-    m.begin();
-    m.registerStatic(worker("a"));
-    m.registerStatic(worker("b"));
-    m.registerStatic(worker("waiting", BgWorkerStartTime.RecoveryFinished));
-    m.registerStatic(worker("booting"));
+    m.handle({ kind: "begin" });
+    m.handle({ kind: "register-static", definition: worker("a") });
+    m.handle({ kind: "register-static", definition: worker("b") });
+    m.handle({ kind: "register-static", definition: worker("waiting", BgWorkerStartTime.RecoveryFinished) });
+    m.handle({ kind: "register-static", definition: worker("booting") });
     let pid = 100;
-    for (const action of m.start()) {
+    for (const action of m.handle({ kind: "start" }).actions) {
       if (action.type === "spawn") {
         const forked = pid++;
-        m.forked(action.slot, action.generation, forked, 0);
+        m.handle({ kind: "handed-over", slot: action.slot, generation: action.generation, pid: forked, at: 0 });
         // The last one is forked but has not entered its function: it may have no SIGHUP handler yet.
-        if (action.definition.name !== "booting") m.entered(forked, 0);
+        if (action.definition.name !== "booting") m.handle({ kind: "entered", pid: forked, at: 0 });
       }
     }
-    const actions = m.reload();
+    const actions = m.handle({ kind: "reload" }).actions;
     assert.deepEqual(actions, [
-      { type: "log", level: "LOG", message: "received SIGHUP, reloading configuration files" },
+      { type: "log", event: { event: "reload-requested" } },
       { type: "signal", pid: 100, signal: "SIGHUP" },
       { type: "signal", pid: 101, signal: "SIGHUP" },
     ] satisfies Action[]);
@@ -44,7 +44,7 @@ describe("PostmasterMachine#reload", () => {
   });
 
   it("does nothing before start and after the postmaster stopped", () => {
-    assert.deepEqual(machine().reload(), []);
+    assert.deepEqual(machine().handle({ kind: "reload" }).actions, []);
   });
 });
 

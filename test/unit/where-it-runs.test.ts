@@ -11,6 +11,7 @@ import { blockingDirectory, groupsOf, maySearch, type DirStat } from "../../src/
 import { stateDir } from "../../src/database/state-dir.js";
 import { looksLikeModuleFile, missingModule, moduleExports, moduleFormat } from "../../src/modules.js";
 import { clientSocketPath } from "../../src/control/socket-path.js";
+import { renderEvent } from "../../src/log-events.js";
 import { PostmasterMachine, type Action } from "../../src/postmaster/machine.js";
 
 describe("choice of server binaries", () => {
@@ -193,19 +194,19 @@ describe("a failed start-up in the state machine", () => {
   const machine = (): PostmasterMachine =>
     new PostmasterMachine({ postmasterId: "pm", maxWorkerProcesses: 8, databaseServed: false, shutdownTimeoutMs: 10_000 });
   const logs = (actions: readonly Action[]): string[] =>
-    actions.flatMap((action) => (action.type === "log" ? [(action as Extract<Action, { type: "log" }>).message] : []));
+    actions.flatMap((action) => (action.type === "log" ? [renderEvent(action.event)] : []));
 
   test("the immediate stop is logged with its cause, not as a request nobody made", () => {
     const m = machine();
-    m.begin();
-    const said = logs(m.shutdown("immediate", "postmaster start-up failed: boom"));
+    m.handle({ kind: "begin" });
+    const said = logs(m.handle({ kind: "shutdown", mode: "immediate", startupFailure: "boom" }).actions);
     assert.ok(said.includes("postmaster start-up failed: boom"), said.join(" | "));
     assert.ok(!said.some((line) => /shutdown request/.test(line)));
   });
 
   test("a requested shutdown still says it was received", () => {
     const m = machine();
-    m.begin();
-    assert.ok(logs(m.shutdown("fast")).includes("received fast shutdown request"));
+    m.handle({ kind: "begin" });
+    assert.ok(logs(m.handle({ kind: "shutdown", mode: "fast" }).actions).includes("received fast shutdown request"));
   });
 });
