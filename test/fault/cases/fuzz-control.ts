@@ -54,10 +54,21 @@ class Raw {
     return this.socket.destroyed || this.socket.readyState === "closed";
   }
 
-  /** Writes `bytes` and waits for the next reply (undefined if the connection closes or 10 s pass). */
-  async exchange(bytes: Buffer | string): Promise<Reply | undefined> {
+  /**
+   * Writes `bytes` and waits for the next reply (undefined if the connection closes or 10 s pass). Pieces
+   * are written a turn of the event loop apart, so that they reach the server in separate reads; writing
+   * stops once the server has ended the connection.
+   */
+  async exchange(bytes: Buffer | string | readonly Buffer[]): Promise<Reply | undefined> {
     const count = this.replies.length;
-    this.socket.write(bytes);
+    if (typeof bytes === "string" || Buffer.isBuffer(bytes)) this.socket.write(bytes);
+    else {
+      for (const piece of bytes) {
+        if (this.socket.writableEnded || this.socket.destroyed) break;
+        this.socket.write(piece);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
     const deadline = Date.now() + 10_000;
     while (this.replies.length === count && !this.isClosed && Date.now() < deadline) {
       await new Promise<void>((resolve) => {
@@ -229,16 +240,44 @@ async function run(scale: FaultScale, log: (line: string) => void): Promise<Outc
       bad.socket.destroy();
     }
 
-    // 3. Oversized frames: an error reply, then closed; nothing buffered beyond the limit.
-    for (const helloFirst of [false, true]) {
+    // 3. Oversized frames: an error reply naming the limit, then closed; nothing buffered beyond the limit,
+    // nothing after it answered. Sizes from one byte over the limit up, some ending in a newline, some with
+    // more bytes behind them (frames, or bulk the server must drain), some written in many pieces: every
+    // one must get its reply before the close (a close while the client still wrote used to lose it).
+    const atLimit = await Raw.open(pm.socket);
+    await atLimit.hello();
+    const padded = JSON.stringify({ id: "at-limit", op: "status" });
+    const served = await atLimit.exchange(padded + " ".repeat(MAX_FRAME_BYTES - padded.length) + "\n");
+    e.expect(served?.ok === true && served.id === "at-limit", `a frame of exactly ${MAX_FRAME_BYTES} bytes was not served: ${JSON.stringify(served)?.slice(0, 200)}`);
+    atLimit.socket.destroy();
+    const oversizedCases = Math.max(24, Math.round(scale.fuzzCases / 20));
+    const lost: string[] = [];
+    for (let i = 0; i < oversizedCases; i++) {
       bump("oversized frame");
+      const size = [MAX_FRAME_BYTES + 1, MAX_FRAME_BYTES + 4_096, 2 * MAX_FRAME_BYTES + 1][i] ?? rng.int(MAX_FRAME_BYTES + 1, 4 * MAX_FRAME_BYTES);
+      const helloFirst = i % 2 === 1;
+      const behind = ["nothing", "frames", "bulk"][i % 3]!;
+      const tail =
+        behind === "frames" ? Buffer.from("\n" + '{"id":1,"op":"status"}\n'.repeat(50) + JSON.stringify({ v: 1, op: "hello", pid: process.pid }) + "\n")
+        : behind === "bulk" ? Buffer.alloc(rng.int(1, 300_000), "\nx")
+        : Buffer.alloc(0);
+      const bytes = Buffer.concat([Buffer.alloc(size, 0x41), rng.next() < 0.5 ? Buffer.from("\n") : Buffer.alloc(0), tail]);
+      const pieces: Buffer[] = [];
+      for (let at = 0, n = rng.pick([1, 2, 5, 40]); at < bytes.length; at += Math.ceil(bytes.length / n)) pieces.push(bytes.subarray(at, at + Math.ceil(bytes.length / n)));
+      const what = `oversized frame of ${size} bytes${helloFirst ? " after hello" : ""}, ${behind} behind, in ${pieces.length} writes`;
       const big = await Raw.open(pm.socket);
       if (helloFirst) await big.hello();
-      const reply = await big.exchange(Buffer.alloc(MAX_FRAME_BYTES + 4_096, 0x41));
+      const before = big.replies.length;
+      const reply = await big.exchange(pieces);
       const closed = await closedInTime(big.closed);
-      e.expect(clearError(reply) && closed, `oversized frame${helloFirst ? " after hello" : ""}: reply ${JSON.stringify(reply)?.slice(0, 200)}, closed ${closed}`);
+      const named = typeof reply?.error?.message === "string" && reply.error.message.endsWith(`exceeds the limit of ${MAX_FRAME_BYTES} bytes`);
+      if (!clearError(reply) || !named || reply?.id !== null || !closed || big.replies.length !== before + 1) {
+        lost.push(`${what}: reply ${JSON.stringify(reply)?.slice(0, 200)}, ${big.replies.length - before} replies, closed ${closed}`);
+      }
       big.socket.destroy();
     }
+    for (const line of lost.slice(0, 5)) e.expect(false, line);
+    e.expect(lost.length === 0, `${lost.length} of ${oversizedCases} oversized frames without their error reply before the close`);
 
     // 4. Many connections dropped mid-frame (before and after hello), all at once.
     const drops = Math.max(20, scale.fuzzCases / 10);
