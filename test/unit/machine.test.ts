@@ -4,7 +4,7 @@ import { describe, it } from "node:test";
 import { BackgroundWorkerBuilder, definitionOf } from "../../src/builder.js";
 import { BgWorkerStartTime, type WorkerDefinition } from "../../src/definition.js";
 import { BackgroundWorkerStatus, NoFreeWorkerSlotError } from "../../src/errors.js";
-import { PostmasterMachine, type Action } from "../../src/postmaster/machine.js";
+import { PostmasterMachine, type Action, type MachineEvent } from "../../src/postmaster/machine.js";
 import { classifyExit, dampingDelay, mayStart, nextFastFailures, DEFAULT_RESTART_BACKOFF } from "../../src/postmaster/rules.js";
 import { launch, logLines, restart, terminatePid } from "../helpers/machine.js";
 
@@ -498,5 +498,168 @@ describe("PostmasterMachine", () => {
     assert.throws(() => launch(m, definition("spi", (b) => b.enableSpiAccess())), { name: "TypeError", code: "ERR_BGWORKER_NO_DATABASE" });
     launch(m, definition("one"));
     assert.throws(() => launch(m, definition("two")), { code: "ERR_BGWORKER_NO_FREE_SLOT" });
+  });
+});
+
+describe("shutdown modes", () => {
+  it("reports the smart shutdown asked for, also once its dynamic workers are done and the others are being stopped", () => {
+    const m = machine();
+    m.handle({ kind: "register-static", definition: definition("static") });
+    const h = new Harness(m);
+    h.run(m.handle({ kind: "start" }).actions);
+    h.run(launch(m, definition("dynamic")).actions);
+    h.run(m.handle({ kind: "shutdown", mode: "smart" }).actions);
+    assert.deepEqual(m.state, { stage: "stopping", mode: "smart", sent: null, recovering: false });
+    const after = h.exit("dynamic", 0);
+    assert.ok(logLines(after).includes("no dynamic background workers left; stopping the others"));
+    assert.equal(m.shuttingDown, "smart", "the second step of a smart shutdown is still the smart shutdown");
+    assert.equal(m.lifecycle, "stopping");
+    assert.deepEqual(of(h.exit("static", 0), "shutdownComplete"), [{ type: "shutdownComplete", mode: "smart" }]);
+    m.handle({ kind: "closed" });
+    assert.deepEqual(m.state, { stage: "stopped", mode: "smart" });
+  });
+
+  it("upgrades smart to fast and fast to immediate, logging each; a milder request never downgrades", () => {
+    const m = machine();
+    m.handle({ kind: "register-static", definition: definition("static") });
+    const h = new Harness(m);
+    h.run(m.handle({ kind: "start" }).actions);
+    h.run(launch(m, definition("dynamic")).actions);
+    h.run(m.handle({ kind: "shutdown", mode: "smart" }).actions);
+    const fast = h.run(m.handle({ kind: "shutdown", mode: "fast" }).actions);
+    assert.equal(m.shuttingDown, "fast");
+    assert.deepEqual(logLines(fast), ["received fast shutdown request"]);
+    assert.deepEqual(of(fast, "signal").map((s) => s.signal), ["SIGTERM", "SIGTERM"]);
+    assert.deepEqual(h.run(m.handle({ kind: "shutdown", mode: "smart" }).actions), [], "smart after fast: nothing");
+    assert.deepEqual(h.run(m.handle({ kind: "shutdown", mode: "fast" }).actions), [], "fast again: nothing");
+    assert.equal(m.shuttingDown, "fast");
+    const immediate = h.run(m.handle({ kind: "shutdown", mode: "immediate" }).actions);
+    assert.equal(m.shuttingDown, "immediate");
+    assert.deepEqual(logLines(immediate), ["received immediate shutdown request"]);
+    assert.deepEqual(of(immediate, "signal").map((s) => s.signal), ["SIGKILL", "SIGKILL"]);
+    assert.deepEqual(h.run(m.handle({ kind: "shutdown", mode: "fast" }).actions), [], "fast after immediate: nothing");
+    assert.equal(m.shuttingDown, "immediate");
+  });
+
+  it("a fast request after a smart shutdown has stopped the others changes the mode, not the signals or the kill timer", () => {
+    const m = machine();
+    m.handle({ kind: "register-static", definition: definition("static") });
+    const h = new Harness(m);
+    h.run(m.handle({ kind: "start" }).actions);
+    h.run(m.handle({ kind: "shutdown", mode: "smart" }).actions);
+    assert.deepEqual(m.state, { stage: "stopping", mode: "smart", sent: "SIGTERM", recovering: false }, "no dynamic worker: the others are stopped at once");
+    const fast = h.run(m.handle({ kind: "shutdown", mode: "fast" }).actions);
+    assert.deepEqual(fast, [{ type: "log", event: { event: "shutdown-requested", mode: "fast" } }]);
+    assert.equal(m.shuttingDown, "fast");
+  });
+
+  it("a process handed over during a shutdown gets what every worker was sent", () => {
+    const m = machine();
+    m.handle({ kind: "register-static", definition: definition("w") });
+    const [spawn] = of(m.handle({ kind: "start" }).actions, "spawn");
+    assert.ok(spawn);
+    m.handle({ kind: "shutdown", mode: "smart" });
+    const handedOver = (pid: number) => m.handle({ kind: "handed-over", slot: spawn.slot, generation: spawn.generation, pid, at: 0 }).actions;
+    assert.deepEqual(of(handedOver(100), "signal"), [{ type: "signal", pid: 100, signal: "SIGTERM" }]);
+  });
+});
+
+describe("events as data", () => {
+  const w = definition("w", (b) => b.setRestartTime(100));
+  const worker = (pid?: number) => (pid === undefined ? { name: "w", type: "w" } : { name: "w", type: "w", pid });
+  /** A recorded run: a worker that fails once, is restarted, and is stopped by a fast shutdown. */
+  const recorded: readonly MachineEvent[] = [
+    { kind: "begin" },
+    { kind: "register-static", definition: w },
+    { kind: "phase", phase: "running" },
+    { kind: "start" },
+    { kind: "handed-over", slot: 0, generation: 1, pid: 100, at: 1_000 },
+    { kind: "ready" },
+    { kind: "entered", pid: 100, at: 1_200 },
+    { kind: "exited", pid: 100, code: 1, signal: null, at: 5_000 },
+    { kind: "timer", key: { kind: "restart", slot: 0, generation: 1 } },
+    { kind: "handed-over", slot: 0, generation: 1, pid: 101, at: 5_150 },
+    { kind: "shutdown", mode: "fast" },
+    { kind: "exited", pid: 101, code: null, signal: "SIGTERM", at: 5_300 },
+    { kind: "closed" },
+  ];
+  const expected: readonly (readonly Action[])[] = [
+    [],
+    [],
+    [],
+    [
+      { type: "log", event: { event: "worker-registering", name: "w" } },
+      { type: "spawn", slot: 0, generation: 1, definition: w },
+    ],
+    [{ type: "log", event: { event: "worker-started", name: "w", pid: 100 }, worker: worker(100) }],
+    [],
+    [],
+    [
+      { type: "log", event: { event: "worker-exited", type: "w", pid: 100, code: 1, signal: null }, worker: worker(100) },
+      { type: "setTimer", key: { kind: "restart", slot: 0, generation: 1 }, delayMs: 100 },
+    ],
+    [{ type: "spawn", slot: 0, generation: 1, definition: w }],
+    [{ type: "log", event: { event: "worker-started", name: "w", pid: 101 }, worker: worker(101) }],
+    [
+      { type: "log", event: { event: "shutdown-requested", mode: "fast" } },
+      { type: "signal", pid: 101, signal: "SIGTERM" },
+      { type: "setTimer", key: { kind: "shutdown-kill" }, delayMs: 10_000 },
+    ],
+    [
+      { type: "log", event: { event: "worker-exited", type: "w", pid: 101, code: null, signal: "SIGTERM" }, worker: worker(101) },
+      { type: "clearTimer", key: { kind: "shutdown-kill" } },
+      { type: "shutdownComplete", mode: "fast" },
+    ],
+    [],
+  ];
+
+  it("replays a recorded list of events into the same actions, event by event", () => {
+    const m = machine();
+    assert.deepEqual(recorded.map((event) => m.handle(event).actions), expected);
+    assert.deepEqual(m.state, { stage: "stopped", mode: "fast" });
+    assert.deepEqual(
+      m.rows().map((r) => [r.name, r.state, r.restarts, r.lastExit]),
+      [["w", "stopped", 1, { code: null, signal: "SIGTERM", at: new Date(5_300).toISOString() }]],
+    );
+  });
+
+  it("gives the same actions when the events recorded from a run are replayed into a new machine", () => {
+    // Record what a harness feeds while it runs a scenario, then replay the record.
+    const events: MachineEvent[] = [];
+    const actions: Action[][] = [];
+    const live = machine();
+    const handle = live.handle.bind(live);
+    live.handle = ((event: MachineEvent) => {
+      const outcome = handle(event);
+      events.push(event);
+      actions.push(outcome.actions);
+      return outcome;
+    }) as typeof live.handle;
+    live.handle({ kind: "register-static", definition: definition("crasher", (b) => b.enableShmemAccess().setRestartTime(0)) });
+    live.handle({ kind: "register-static", definition: definition("peer", (b) => b.enableShmemAccess().setRestartTime(0)) });
+    const h = new Harness(live);
+    h.run(live.handle({ kind: "start" }).actions);
+    h.run(launch(live, definition("d", (b) => b, 4242)).actions);
+    h.now += 5_000;
+    h.exit("crasher", null, "SIGSEGV");
+    h.run(live.handle({ kind: "exited", pid: h.pidOf("peer")!, code: null, signal: "SIGKILL", at: h.now }).actions);
+    h.run(live.handle({ kind: "shmem-reset" }).actions);
+    h.run(live.handle({ kind: "shutdown", mode: "smart" }).actions);
+    assert.ok(events.length > 10);
+    const replay = machine();
+    assert.deepEqual(events.map((event) => replay.handle(event).actions), actions);
+    assert.deepEqual(replay.rows(), live.rows());
+    assert.deepEqual(replay.state, live.state);
+  });
+
+  it("answers each request event with its result", () => {
+    const m = machine();
+    m.handle({ kind: "start" });
+    const launched = m.handle({ kind: "launch", definition: definition("d") });
+    assert.deepEqual(launched.result, { postmaster: "pm", slot: 0, generation: 1 });
+    assert.equal(m.handle({ kind: "restart", target: { type: "nobody" } }).result, 0);
+    assert.equal(m.handle({ kind: "terminate", target: { pid: 999 } }).result, false);
+    assert.equal(m.handle({ kind: "terminate", target: { handle: launched.result } }).result, true);
+    assert.equal(m.handle({ kind: "reload" }).result, undefined);
   });
 });
