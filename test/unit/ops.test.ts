@@ -17,7 +17,8 @@ import { exitStatus, OpsMetrics } from "../../src/ops/metrics.js";
 import { cpuSecondsFromStat, processUsage, rssBytesFromStatus, withUsage } from "../../src/ops/proc-usage.js";
 import { listPostmasters, register } from "../../src/ops/registry.js";
 import { StatusTracker, type OpsSource } from "../../src/ops/source.js";
-import { follow, lastLines, LogRenderer, matchesWorker, parseLogLine, WorkerIndex } from "../../src/ops/log-read.js";
+import { eventOf, LogRenderer, matchesWorker, parseLogLine, WorkerIndex } from "../../src/ops/log-lines.js";
+import { follow, lastLines } from "../../src/ops/log-read.js";
 import { systemdQuote, systemdUnit } from "../../src/ops/systemd.js";
 import type { StatusReport, WorkerStatusRow } from "../../src/status.js";
 
@@ -344,6 +345,41 @@ describe("reading the log back", () => {
     assert.ok(matchesWorker(line, parseLogLine(line), { type: "ingest" }, index));
     assert.ok(!matchesWorker(line, parseLogLine(line), { type: "ingest" }), "without the index, the name says nothing");
     assert.equal(new LogRenderer({ json: false }).render("no prefix"), "no prefix");
+  });
+
+  it("learns a worker's name from the DEBUG line BGWORKER_DEBUG=1 writes, and its type from its exit without it", () => {
+    const ingest = { name: "n1", type: "ingest", pid: 43 };
+    const write = (debug: boolean): string[] => {
+      const lines: string[] = [];
+      const logger = new Logger({ format: "text", pid: 42, debug, sink: (line) => lines.push(line) });
+      logger.event({ event: "worker-started", name: "n1", pid: 43 }, { worker: ingest });
+      logger.event({ event: "worker-exited", type: "ingest", pid: 43, code: 1, signal: null }, { worker: ingest });
+      logger.event({ event: "worker-unregistering", name: "n1" }, { worker: ingest });
+      return lines;
+    };
+    const debug = write(true);
+    const index = new WorkerIndex();
+    for (const line of debug) index.learn(line);
+    assert.deepEqual([...index.typeOfName], [["n1", "ingest"]]);
+    assert.deepEqual([...index.typeOfPid], [[43, "ingest"]]);
+    assert.ok(matchesWorker(debug[2]!, parseLogLine(debug[2]!), { type: "ingest" }, index), "the name's DEBUG line is about the type");
+    const plain = write(false);
+    assert.equal(plain.length, 1, "only the exit: DEBUG lines are off by default");
+    const plainIndex = new WorkerIndex();
+    for (const line of plain) plainIndex.learn(line);
+    assert.deepEqual([...plainIndex.typeOfPid], [[43, "ingest"]]);
+    assert.deepEqual([...plainIndex.typeOfName], []);
+  });
+
+  it("reads the postmaster's events from JSON fields and from text alike", () => {
+    const event = { event: "worker-exited", type: "ingest", pid: 43, code: null, signal: "SIGKILL" } as const;
+    const json: string[] = [];
+    const text: string[] = [];
+    new Logger({ format: "json", pid: 42, sink: (line) => json.push(line) }).event(event);
+    new Logger({ format: "text", pid: 42, sink: (line) => text.push(line) }).event(event);
+    assert.deepEqual(eventOf(parseLogLine(json[0]!)!), event);
+    assert.deepEqual(eventOf(parseLogLine(text[0]!)!), event);
+    assert.equal(eventOf(parseLogLine(JSON.stringify({ time: "t", pid: 1, level: "LOG", message: "m", event: "no-such-kind" }))!), undefined);
   });
 
   it("takes the last lines back through rotated files", () => {
