@@ -395,8 +395,10 @@ export class PostmasterShell implements ControlHandler {
    * the actions being carried out, where the event would wait behind them and its result would be lost.
    */
   #ask<K extends MachineEventKind>(event: Extract<MachineEvent, { readonly kind: K }>): ResultOf<K> {
+    // Refused before it is queued: queued, it would still be carried out, with nobody to take its result.
+    if (this.#draining) throw new Error(`internal error: a ${event.kind} event while the postmaster's actions are being carried out`);
     const outcome = this.#feed(event);
-    if (outcome === undefined) throw new Error(`internal error: a ${event.kind} event while the postmaster's actions are being carried out`);
+    if (outcome === undefined) throw new Error(`internal error: the ${event.kind} event was not handled`);
     return outcome.result;
   }
 
