@@ -40,7 +40,8 @@ export class Postmaster {
 
   /**
    * Shuts down as `pg_ctl stop -m MODE` (default fast) and resolves once every worker is gone and a managed
-   * database is stopped. Calling it again with a stronger mode escalates.
+   * database is stopped. Calling it again with a stronger mode escalates (smart to fast or immediate, fast to
+   * immediate); a milder one changes nothing. `status()` reports the mode asked for, or the stronger one.
    */
   async stop(mode: ShutdownMode = "fast"): Promise<void> {
     if (!SHUTDOWN_MODES.includes(mode)) {
