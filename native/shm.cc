@@ -1,7 +1,11 @@
 // bgworker_shm: the project's only native code. It maps a POSIX shared memory segment into this process
 // and hands it to JavaScript as a SharedArrayBuffer, so that `Atomics` operate on memory that other
 // processes map too; and it exposes the futex so that a process waiting for a lock sleeps instead of
-// spinning. Everything else (layouts, locks, attachment) is TypeScript in src/shmem/.
+// spinning. Everything else (layouts, locks, attachment) is TypeScript in src/shmem/. One small extra,
+// setParentDeathSignal, lets a worker ask the kernel for a signal when its parent dies (prctl).
+//
+// It compiles against the headers of Node 20, 22, 24 and 26 (V8 11.3 to 14.6); where V8's API differs
+// between them the code is guarded by V8_MAJOR_VERSION.
 //
 // It uses V8's API rather than Node-API because Node-API cannot create a SharedArrayBuffer over
 // memory that it does not allocate.
@@ -11,12 +15,14 @@
 #include <v8.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -98,6 +104,13 @@ bool ArgName(const FunctionCallbackInfo<Value>& args, int index, const char* fn,
   return true;
 }
 
+// A number as JavaScript would print it ("99", "0.5"), not std::to_string's "99.000000".
+std::string Num(double value) {
+  char text[32];
+  snprintf(text, sizeof text, "%.17g", value);
+  return text;
+}
+
 // A non-negative integer number below `limit`.
 bool ArgInteger(const FunctionCallbackInfo<Value>& args, int index, const char* fn, const char* what,
                 double limit, double* out) {
@@ -108,8 +121,8 @@ bool ArgInteger(const FunctionCallbackInfo<Value>& args, int index, const char* 
   }
   double value = args[index].As<v8::Number>()->Value();
   if (!(value >= 0) || value >= limit || std::floor(value) != value) {
-    ThrowRange(isolate, std::string(fn) + ": " + what + " " + std::to_string(value) +
-                            " must be an integer from 0 to " + std::to_string(limit - 1));
+    ThrowRange(isolate, std::string(fn) + ": " + what + " " + Num(value) + " must be an integer from 0 to " +
+                            Num(limit - 1));
     return false;
   }
   *out = value;
@@ -263,7 +276,7 @@ void Wait(const FunctionCallbackInfo<Value>& args) {
   if (!args[2]->IsNumber()) return ThrowType(isolate, "wait: expected must be a number");
   double expected = args[2].As<v8::Number>()->Value();
   if (!(expected >= -2147483648.0 && expected <= 4294967295.0) || std::floor(expected) != expected) {
-    return ThrowRange(isolate, "wait: expected " + std::to_string(expected) +
+    return ThrowRange(isolate, "wait: expected " + Num(expected) +
                                    " must be an integer from -2147483648 to 4294967295 (a 32-bit word)");
   }
   uint32_t value = static_cast<uint32_t>(static_cast<int64_t>(expected));
@@ -307,8 +320,25 @@ void Wake(const FunctionCallbackInfo<Value>& args) {
   args.GetReturnValue().Set(static_cast<double>(woken));
 }
 
+// setParentDeathSignal(signal): prctl(PR_SET_PDEATHSIG, signal), so that the kernel sends `signal` to this
+// process when the thread that forked it exits (0 clears it). It applies to this process only (a child
+// does not inherit it) and is reset by an exec of a set-user-ID program.
+void SetParentDeathSignal(const FunctionCallbackInfo<Value>& args) {
+  Isolate* isolate = args.GetIsolate();
+  double signal;
+  if (!ArgInteger(args, 0, "setParentDeathSignal", "signal", 65.0, &signal)) return;
+  if (prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(signal), 0UL, 0UL, 0UL) != 0) {
+    return ThrowErrno(isolate, "prctl", "", errno);
+  }
+}
+
 void Export(Local<Object> exports, Local<Context> context, const char* name, v8::FunctionCallback fn) {
+#if V8_MAJOR_VERSION >= 14
+  // V8 14 (Node 26) removed Context::GetIsolate(); the module is initialised in its isolate's thread.
+  Isolate* isolate = Isolate::GetCurrent();
+#else
   Isolate* isolate = context->GetIsolate();
+#endif
   exports->Set(context, Str(isolate, name), FunctionTemplate::New(isolate, fn)->GetFunction(context).ToLocalChecked())
       .Check();
 }
@@ -323,4 +353,5 @@ NODE_MODULE_INIT(/* exports, module, context */) {
   Export(exports, context, "unmap", Unmap);
   Export(exports, context, "wait", Wait);
   Export(exports, context, "wake", Wake);
+  Export(exports, context, "setParentDeathSignal", SetParentDeathSignal);
 }

