@@ -1,5 +1,7 @@
 /** bgworker: PostgreSQL's background workers, for TypeScript. The package's only public entry point. */
 
+import "./node-version.js"; // first: an older Node stops here with one line
+
 // Registering workers
 export { BackgroundWorkerBuilder } from "./builder.js";
 export { BgWorkerStartTime, type Datum } from "./definition.js";

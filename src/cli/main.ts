@@ -4,6 +4,7 @@
  * exports `run(args): Promise<number>` (the exit status). Every error ends here as one line on stderr:
  * exit status 2 for usage errors, 1 for anything else.
  */
+import "../node-version.js"; // first: an older Node stops here with one line
 import { readFileSync } from "node:fs";
 import { HELP, MAIN_HELP } from "./help.js";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "./usage.js";
