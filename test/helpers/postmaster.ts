@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -190,6 +190,16 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
+}
+
+/**
+ * How many lines of a text file (a PostgreSQL server's log) match `pattern`; 0 while it does not exist. For
+ * negative checks: a window that must hold N more attempts of the postmaster's own (seen in the server's log)
+ * proves its decisions were taken, however slow the machine.
+ */
+export function linesMatching(path: string, pattern: RegExp): number {
+  if (!existsSync(path)) return 0;
+  return readFileSync(path, "utf8").split("\n").filter((line) => pattern.test(line)).length;
 }
 
 /** Pids of the processes (other than this one) whose working directory is `dir`, from /proc. */

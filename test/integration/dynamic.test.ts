@@ -321,7 +321,6 @@ describe("dynamic workers", { concurrency: 2 }, () => {
         const [exiting] = await pm.waitForEvents("exiting", 1, (e) => e.name === "flaky");
         const gap = Number(run2!.at) - Number(exiting!.at);
         assert.ok(gap >= RESTART_MS, `restarted ${gap} ms after exit 1, before the restart time of ${RESTART_MS} ms`);
-        assert.ok(gap < RESTART_MS + PATIENCE_MS, `restart took ${gap} ms`);
         t.diagnostic(`exit 1 -> restarted worker running: ${gap} ms (restart time ${RESTART_MS} ms)`);
         assert.notEqual(run2!.pid, run1!.pid, "a new process");
         assert.equal(await flaky.waitForStartup(), run2!.pid, "the same handle reaches the new process");
@@ -365,17 +364,21 @@ describe("dynamic workers", { concurrency: 2 }, () => {
         assert.equal(await pending.status(), Stopped);
 
         for (const worker of [flaky, crashy]) await worker.terminate().waitForShutdown();
-        // Nothing comes back: three restart times later every slot is still stopped (stopped slots get reused,
-        // so the rows are not looked up by name here).
+        // Nothing comes back. A probe that fails after all of them with the same restart time is restarted
+        // by a timer armed after any of theirs could have been: once it runs again, a restart of theirs would
+        // have begun, yet every other slot is still stopped (stopped slots get reused, so the rows are not
+        // looked up by name here).
         const restarts = (): number => pm.logs(/^background worker "(done|once|stubborn|flaky|crashy|pending)" \(PID \d+\) exited/).length;
         const before = restarts();
-        await new Promise((resolve) => setTimeout(resolve, RESTART_MS * 3));
+        const probe = await client.loadDynamic(dynamic("probe", "exitOnce").setArgument(1).setRestartTime(RESTART_MS).setExtra(join(pm.dir, "probe")));
+        await pm.waitForEvents("started", 1, (e) => e.name === "probe" && e.run === 2);
         assert.equal(restarts(), before);
         const rows = await client.status();
-        for (const row of rows) {
+        for (const row of rows.filter((r) => r.handle !== probe.handle)) {
           assert.equal(row.state, "stopped", JSON.stringify(row));
           assert.equal(row.pid, null);
         }
+        await probe.terminate().waitForShutdown();
       });
     });
 
@@ -426,13 +429,12 @@ describe("dynamic workers", { concurrency: 2 }, () => {
         pm.signal("SIGTERM");
         await pm.waitForLog(/^received smart shutdown request$/);
         await settlesWithin(sleeperStartup, "the backoff worker's waitForStartup");
-        const refusedAt = performance.now();
         await assert.rejects(client.loadDynamic(dynamic("late", "idle")), (error: unknown) => {
           assert.ok(error instanceof Error && !(error instanceof NoFreeWorkerSlotError));
           assert.match(error.message, /cannot register background worker "late": the postmaster is (shutting down|stopping)/);
           return true;
         });
-        assert.ok(performance.now() - refusedAt < 5_000, "refused at once");
+        // Refused at once: while the dynamic worker still runs, before the shutdown could have gone any further.
         const report = await client.statusReport();
         assert.equal(report.postmaster.shutdown, "smart");
         // The dynamic worker keeps working, and so does the static one until the dynamic ones are done.
@@ -576,8 +578,10 @@ describe("dynamic workers", { concurrency: 2 }, () => {
           latencies.push(performance.now() - t0);
           await worker.terminate().waitForShutdown();
         }
+        // A measurement (docs/performance.md), not a rule: SPEC sets no bound on a launch, so only that each
+        // launch reached Started is asserted; how fast depends on the machine.
         t.diagnostic(`launch -> waitForStartup via a warm spare: median ${median(latencies).toFixed(1)} ms, all ${latencies.map((l) => l.toFixed(1)).join(", ")} ms`);
-        assert.ok(median(latencies) < 5_000);
+        assert.equal(latencies.length, 3);
       });
     });
   });

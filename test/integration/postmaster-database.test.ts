@@ -9,11 +9,11 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { PostmasterClient, WorkerStatusRow } from "bgworker";
-import { Cluster } from "../../src/database/cluster.js";
+import { Cluster, SERVER_LOG } from "../../src/database/cluster.js";
 import { runAs } from "../../src/database/owner.js";
 import { createStandby, createTestCluster, type TestCluster } from "../helpers/cluster.js";
 import { dbWorker, managedPgdata, nth, nthLog, postmasterWith } from "../helpers/database.js";
-import { startPostmaster, type RunningPostmaster, type WorkerEvent } from "../helpers/postmaster.js";
+import { linesMatching, startPostmaster, type RunningPostmaster, type WorkerEvent } from "../helpers/postmaster.js";
 
 let primary: TestCluster;
 
@@ -34,16 +34,24 @@ function eventsOf(pm: RunningPostmaster, event: string, name: string): WorkerEve
 }
 
 /**
- * Checks `check` against the status for `ms`: for what must NOT happen while the phase holds (a worker that
- * must keep waiting), which only a window of time can show. Never used to wait for an outcome.
+ * Checks `check` against the status for `ms`, and until `seen()` (when given) says the postmaster has taken
+ * the decisions the check is about: for what must NOT happen while the phase holds (a worker that must keep
+ * waiting), which only a window of time can show. Never used to wait for an outcome.
  */
-async function holdsFor(ms: number, client: PostmasterClient, check: (rows: Map<string, WorkerStatusRow>, phase: string) => void): Promise<void> {
+async function holdsFor(
+  ms: number,
+  client: PostmasterClient,
+  check: (rows: Map<string, WorkerStatusRow>, phase: string) => void,
+  seen: () => boolean = () => true,
+): Promise<void> {
   const until = Date.now() + ms;
+  const deadline = Date.now() + 60_000;
   do {
     const report = await client.statusReport();
     check(new Map(report.workers.map((r) => [r.name, r])), report.postmaster.phase);
+    assert.ok(Date.now() < deadline, "the postmaster's decisions were not seen within 60 s");
     await new Promise((resolve) => setTimeout(resolve, 100));
-  } while (Date.now() < until);
+  } while (Date.now() < until || !seen());
 }
 
 function noUnhandledErrors(pm: RunningPostmaster): void {
@@ -108,12 +116,16 @@ describe("start times against a streaming standby", () => {
       dbWorker("late", "phaseProbe", { startTime: "RecoveryFinished" }),
     ]);
     await nth(pm, "started", "early");
-    // The server is up (pg_ctl returned) but accepts no connections: the phase stays `starting`.
+    // The server is up (pg_ctl returned) but accepts no connections: the phase stays `starting`, through at
+    // least three more connection attempts of the phase monitor, each refused in the standby's log.
+    const serverLog = join(standby.pgdata, SERVER_LOG);
+    const refused = /FATAL: +the database system is (not accepting connections|starting up)/;
+    const attempts = linesMatching(serverLog, refused);
     await holdsFor(1_000, client, (status, phase) => {
       assert.equal(phase, "starting");
       assert.equal(status.get("consistent")?.state, "waiting");
       assert.equal(status.get("late")?.state, "waiting");
-    });
+    }, () => linesMatching(serverLog, refused) >= attempts + 3);
     assert.equal(pm.logs(/^database phase is now/).length, 0, "no phase other than starting while recovering without hot standby");
 
     const promoting = Date.now();

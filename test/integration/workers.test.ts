@@ -136,6 +136,15 @@ describe("restart rules", () => {
           const gap = Date.parse(startRecords[i]!.time) - exitTimes[i - 1]!;
           assert.ok(gap >= 290, `restart ${i} came ${gap} ms after the exit, before its 300 ms restart time`);
         }
+        // Once and done have exited, and again has exited once more since, a restart time later: a restart of
+        // theirs (at once for done, restart time 0) would have begun by then.
+        const exitOf = (name: string, code: number): number =>
+          pm.records.findIndex((r) => new RegExp(`^background worker "${name}" \\(PID \\d+\\) exited with exit code ${code}$`).test(r.message));
+        await pm.until("the exits of once and done, then another of again", () => {
+          const last = Math.max(exitOf("once", 1), exitOf("done", 0));
+          if (exitOf("once", 1) < 0 || exitOf("done", 0) < 0) return undefined;
+          return pm.records.slice(last + 1).some((r) => /^background worker "again" \(PID \d+\) exited with exit code 1$/.test(r.message)) ? true : undefined;
+        });
         assert.equal(pidsOf("once").length, 1, "a never-restart worker runs once");
         assert.equal(pidsOf("done").length, 1, "exit 0 is never restarted");
       },
