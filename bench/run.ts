@@ -12,14 +12,22 @@
  *   restart   restart time 0, exit to replacement running, vs PM2 restart_delay 0; `process.exit()` to the
  *             parent's 'exit' event, bare and worker-shaped (measures/restart.ts, measures/apart.ts)
  *   latch     latch wake-up vs process.send and a raw futex (measures/latch.ts)
+ *   light     what a worker process costs against a bare `node` on the same Node line: an idle worker's PSS,
+ *             a runner's boot CPU against `node -e 0`, both broken down by part (processes shaped as the
+ *             parts of a worker); an idle postmaster's tree and spares (measures/light.ts); it also runs
+ *             the scale group's many-workers rows
  *   database  PostgreSQL's parallel worker; SPI first query; SPI overhead vs pg, postgres.js (measures/database.ts)
  *   burst     50 launches at once (quick: 12), the pool refilling (measures/burst.ts)
- *   scale     many static workers: start, RSS, idle CPU, status; launch/terminate cycles (measures/scale.ts)
+ *   scale     many static workers: start, RSS, idle CPU, status; launch/terminate cycles (measures/scale.ts);
+ *             200 idle static `.ts` workers (and 1,000, full run only) to all running and their tree's PSS,
+ *             beside as many bare `node` forked at once (the floor) and PM2 starting as many idle scripts
+ *             (measures/many.ts; run by the light group too)
  *
  * Before the first group, the database, the burst and the scale groups, the bench waits (bounded) for the
  * machine to go quiet (lib/quiet.ts). Prints a table of medians, p99 and ratios, the facts, and the same as
  * markdown for docs/performance.md; writes bench/results/latest.json (or --out FILE). `--only a,b` runs some
- * groups (the file then holds only those).
+ * groups (the file then holds only those). The bench runs on the `node` it is started with (any supported
+ * line: put another first on PATH) and labels every output with its version.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
@@ -37,10 +45,12 @@ import { measureBurst } from "./measures/burst.js";
 import { measureDatabase, type DatabaseResults } from "./measures/database.js";
 import { measureLatch } from "./measures/latch.js";
 import { measureLaunch, type LaunchResults } from "./measures/launch.js";
+import { measureLight, SHAPES, type LightResults, type Shape } from "./measures/light.js";
+import { measureMany, type ManyResults } from "./measures/many.js";
 import { measureRestart } from "./measures/restart.js";
 import { measureScale, type ScaleResults } from "./measures/scale.js";
 
-const GROUPS = ["launch", "restart", "latch", "database", "burst", "scale"] as const;
+const GROUPS = ["launch", "restart", "latch", "light", "database", "burst", "scale"] as const;
 
 const { values } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" }, out: { type: "string" } } });
 const quick = values.quick === true;
@@ -99,6 +109,145 @@ function databaseRows(database: DatabaseResults, sizes: Sizes): void {
   addFact("postgresParallelQuery", { serialMs: roundSummary(summarize(database.serialQueryMs)), parallelMs: roundSummary(summarize(database.parallelQueryMs)) });
 }
 
+const finite = (value: number): boolean => Number.isFinite(value);
+const one = (value: number): Summary => summarize(finite(value) ? [value] : []);
+
+/** The light group's rows: each figure of a worker process beside a bare `node` of the same line. */
+function lightRows(light: LightResults): void {
+  const { memory } = light;
+  const bare = memory.shapes.bare;
+  const overMb = mb(memory.worker.pssKb - bare.pssKb);
+  addRow({
+    group: "light",
+    measure: "idle worker (.ts library): PSS",
+    unit: "MB",
+    bgworker: one(mb(memory.worker.pssKb)),
+    peer: one(mb(bare.pssKb)),
+    peerLabel: "bare `node -e`, idle with an IPC channel, same Node",
+    ratio: bare.pssKb / memory.worker.pssKb,
+    target: "<= the peer + 5 MB",
+    met: memory.worker.pssKb - bare.pssKb <= 5 * 1024,
+    note: `${overMb >= 0 ? "+" : ""}${overMb} MB over it; private (USS) ${mb(memory.worker.ussKb)} MB against ${mb(bare.ussKb)} MB`,
+  });
+  const boot = summarize(light.spareBootCpuMs);
+  const e0 = summarize(light.nodeE0CpuMs);
+  addRow({
+    group: "light",
+    measure: "a runner's boot to warm spare (.ts library preloaded): CPU",
+    unit: "ms",
+    bgworker: boot,
+    peer: e0,
+    peerLabel: "`node -e 0`, user + sys, same Node",
+    ratio: e0.p50 / boot.p50,
+    target: "<= 2x the peer",
+    met: boot.p50 <= 2 * e0.p50,
+    note: `from /proc's 10 ms ticks; fork to warm ${median(light.spareBootWallMs).toFixed(0)} ms of wall clock`,
+  });
+  const idle = light.idlePostmaster;
+  addRow({
+    group: "light",
+    measure: "idle postmaster, no workers, spares booted: the tree's PSS",
+    unit: "MB",
+    bgworker: one(mb(idle.tree.pssKb)),
+    target: "< 150 MB",
+    met: idle.tree.pssKb < 150 * 1024,
+    note: `${idle.tree.processes} processes: the postmaster ${mb(idle.postmaster.pssKb)} MB, ${idle.spares} spare(s) of ${idle.spareMemory.map((m) => mb(m.pssKb)).join(", ")} MB`,
+  });
+  const shapes = Object.fromEntries(SHAPES.map((shape) => [shape, { pssMb: mb(memory.shapes[shape].pssKb), ussMb: mb(memory.shapes[shape].ussKb), rssMb: mb(memory.shapes[shape].rssKb), cpuMs: roundSummary(summarize(light.shapeCpuMs[shape])), readyMs: roundSummary(summarize(light.shapeReadyMs[shape])) }]));
+  const part = (a: Shape | "spare" | "worker", b: Shape | "spare"): { pssMb: number; ussMb: number; cpuMs?: number } => {
+    const m = (k: Shape | "spare" | "worker"): { pssKb: number; ussKb: number } => (k === "spare" ? memory.spare : k === "worker" ? memory.worker : memory.shapes[k]);
+    const cpu = (k: Shape | "spare" | "worker"): number | undefined => (k === "spare" ? median(light.spareBootCpuMs) : k === "worker" ? undefined : median(light.shapeCpuMs[k]));
+    const ca = cpu(a);
+    const cb = cpu(b);
+    return { pssMb: mb(m(a).pssKb - m(b).pssKb), ussMb: mb(m(a).ussKb - m(b).ussKb), ...(ca !== undefined && cb !== undefined ? { cpuMs: round(ca - cb, 1) } : {}) };
+  };
+  addFact("light", {
+    node: light.node,
+    inThreadHooks: light.inThreadHooks,
+    nodeE0CpuMs: roundSummary(e0),
+    spareBootCpuMs: roundSummary(boot),
+    spareBootWallMs: roundSummary(summarize(light.spareBootWallMs)),
+    worker: { pssMb: mb(memory.worker.pssKb), ussMb: mb(memory.worker.ussKb), rssMb: mb(memory.worker.rssKb) },
+    spare: { pssMb: mb(memory.spare.pssKb), ussMb: mb(memory.spare.ussKb), rssMb: mb(memory.spare.rssKb) },
+    postmasterBesideOneWorker: { pssMb: mb(memory.postmaster.pssKb), ussMb: mb(memory.postmaster.ussKb), rssMb: mb(memory.postmaster.rssKb) },
+    shapes,
+    /** What each part adds, in the runner's order (each over the one before), then the extras over an ESM entry. */
+    parts: {
+      esmEntry: part("esm", "bare"),
+      typeScriptSupport: part("typescript", "esm"),
+      importBgworker: part("package", "typescript"),
+      tsLibrary: part("library", "package"),
+      runnerItself: part("spare", "library"),
+      becomingTheWorker: part("worker", "spare"),
+      pg: part("pg", "esm"),
+      tsx: part("tsx", "esm"),
+      workerThread: part("thread", "esm"),
+    },
+    idlePostmaster: {
+      treePssMb: mb(idle.tree.pssKb),
+      treeUssMb: mb(idle.tree.ussKb),
+      processes: idle.tree.processes,
+      postmasterPssMb: mb(idle.postmaster.pssKb),
+      spares: idle.spares,
+      sparePssMb: idle.spareMemory.map((m) => mb(m.pssKb)),
+      status: idle.statusSpares,
+    },
+  });
+}
+
+/** The many-workers rows (group scale): each size's time and tree memory beside the floor and PM2. */
+function manyRows(runs: readonly ManyResults[], sizes: Sizes): void {
+  for (const run of runs) {
+    const n = run.count;
+    const targeted = n === sizes.many[0];
+    const ours = run.bgworker;
+    const timeNote = [ours.skipped, ours.wallMs === undefined ? undefined : `${(ours.wallMs / 1000).toFixed(2)} s from the CLI's spawn`].filter(Boolean).join("; ");
+    const peers: [string, ManyResults["floor"] | undefined, boolean][] = [
+      [`${n} bare \`node\` forked at once, each to its first IPC message (floor)`, run.floor, targeted],
+      [`PM2 starting ${n} idle scripts (one ecosystem)`, run.pm2, false],
+    ];
+    for (const [label, peer, withTarget] of peers) {
+      if (peer === undefined) continue;
+      const ratioOf = (a: number, b: number): number | undefined => (finite(a) && finite(b) ? a / b : undefined);
+      const timeRatio = ratioOf(peer.allMs, ours.allMs);
+      addRow({
+        group: "scale",
+        measure: `${n} idle static .ts workers: start -> all running (the postmaster's clock)`,
+        unit: "ms",
+        bgworker: one(ours.allMs),
+        peer: one(peer.allMs),
+        peerLabel: peer.skipped === undefined ? label : `${label}: ${peer.skipped}`,
+        ...(timeRatio === undefined ? {} : { ratio: timeRatio }),
+        ...(withTarget ? { target: "<= 1.5x the floor", met: finite(ours.allMs) && ours.allMs <= 1.5 * peer.allMs } : {}),
+        ...(timeNote === "" ? {} : { note: timeNote }),
+      });
+      const oursKb = ours.memory?.pssKb ?? Number.NaN;
+      const peerKb = peer.memory?.pssKb ?? Number.NaN;
+      const memoryRatio = ratioOf(peerKb, oursKb);
+      addRow({
+        group: "scale",
+        measure: `${n} idle static .ts workers: the whole tree's PSS`,
+        unit: "MB",
+        bgworker: one(mb(oursKb)),
+        peer: one(mb(peerKb)),
+        peerLabel: `${label}${peer.memory === undefined ? "" : `, ${peer.memory.processes} processes`}`,
+        ...(memoryRatio === undefined ? {} : { ratio: memoryRatio }),
+        ...(withTarget ? { target: "<= 1.5x the floor", met: finite(oursKb) && oursKb <= 1.5 * peerKb } : {}),
+        ...(ours.memory === undefined ? {} : { note: `${ours.memory.processes} processes (${ours.spares ?? 0} spares), ${mb(oursKb / ours.memory.processes)} MB a process` }),
+      });
+    }
+  }
+  addFact(
+    "many",
+    runs.map((run) => ({
+      count: run.count,
+      floor: { allMs: round(run.floor.allMs, 0), forkCallsMs: round(run.floor.forkCallsMs ?? Number.NaN, 0), treePssMb: mb(run.floor.memory?.pssKb ?? Number.NaN), processes: run.floor.memory?.processes, skipped: run.floor.skipped },
+      bgworker: { allMs: round(run.bgworker.allMs, 0), wallMs: round(run.bgworker.wallMs ?? Number.NaN, 0), treePssMb: mb(run.bgworker.memory?.pssKb ?? Number.NaN), processes: run.bgworker.memory?.processes, spares: run.bgworker.spares, stopMs: round(run.bgworker.stopMs ?? Number.NaN, 0), skipped: run.bgworker.skipped },
+      ...(run.pm2 === undefined ? {} : { pm2: { allMs: round(run.pm2.allMs, 0), treePssMb: mb(run.pm2.memory?.pssKb ?? Number.NaN), processes: run.pm2.memory?.processes, skipped: run.pm2.skipped } }),
+    })),
+  );
+}
+
 /**
  * The cycles' tail: which launches were slow (over five times the median), and what the runner that became the
  * worker was doing when each began: forked for the launch (it did not exist yet), a spare still booting (it
@@ -144,6 +293,20 @@ function factLines(facts: Record<string, any>): string[] {
     const m = facts.memory;
     lines.push(`**Memory**: postmaster RSS ${m.postmasterRssMb} MB with ${m.staticWorkers} workers; an idle worker RSS ${m.idleWorkerRssMb} MB (PSS ${m.idleWorkerPssMb} MB) against a bare \`node\` doing nothing, RSS ${m.shapes.bare.rssMb} MB (PSS ${m.shapes.bare.pssMb} MB). Idle plain processes side by side, PSS over the bare one: \`import "bgworker"\` +${m.adds.package} MB, tsx registered +${m.adds.tsx} MB, one worker thread +${m.adds.thread} MB.`);
   }
+  if (facts.light !== undefined) {
+    const l = facts.light;
+    const p = l.parts;
+    const sign = (v: number): string => `${v >= 0 ? "+" : ""}${v}`;
+    lines.push(
+      `**Light workers** (Node ${l.node}, ${l.inThreadHooks ? "in-thread module hooks" : "no in-thread module hooks: tsx's loader"}): an idle \`.ts\` worker PSS ${l.worker.pssMb} MB (USS ${l.worker.ussMb}), a warm spare ${l.spare.pssMb} MB (USS ${l.spare.ussMb}), a bare \`node -e\` with an IPC channel ${l.shapes.bare.pssMb} MB (USS ${l.shapes.bare.ussMb}). Part by part, PSS (CPU to ready): an ES module entry ${sign(p.esmEntry.pssMb)} MB (${sign(p.esmEntry.cpuMs)} ms), TypeScript support ${sign(p.typeScriptSupport.pssMb)} MB (${sign(p.typeScriptSupport.cpuMs)} ms), \`import "bgworker"\` ${sign(p.importBgworker.pssMb)} MB (${sign(p.importBgworker.cpuMs)} ms), the \`.ts\` library ${sign(p.tsLibrary.pssMb)} MB (${sign(p.tsLibrary.cpuMs)} ms), the runner itself (a spare against that shape) ${sign(p.runnerItself.pssMb)} MB (${sign(p.runnerItself.cpuMs)} ms), becoming the worker ${sign(p.becomingTheWorker.pssMb)} MB; beside them, over an ES module entry: \`pg\` ${sign(p.pg.pssMb)} MB (${sign(p.pg.cpuMs)} ms), tsx's loader ${sign(p.tsx.pssMb)} MB (${sign(p.tsx.cpuMs)} ms), a worker thread ${sign(p.workerThread.pssMb)} MB. CPU to ready: bare ${f(l.shapes.bare.cpuMs)}; \`node -e 0\` to its exit ${f(l.nodeE0CpuMs)}; a spare's boot ${f(l.spareBootCpuMs)}, ${f(l.spareBootWallMs)} of wall clock from its fork to warm. Idle postmaster with no workers: ${l.idlePostmaster.treePssMb} MB PSS for ${l.idlePostmaster.processes} processes (postmaster ${l.idlePostmaster.postmasterPssMb} MB, ${l.idlePostmaster.spares} spare(s) of ${l.idlePostmaster.sparePssMb.join(", ")} MB).`,
+    );
+  }
+  if (facts.many !== undefined) {
+    for (const m of facts.many as any[]) {
+      const side = (name: string, s: any): string => (s === undefined ? "" : s.skipped !== undefined && !Number.isFinite(s.allMs) ? `${name} ${s.skipped}` : `${name} ${(s.allMs / 1000).toFixed(2)} s, ${s.treePssMb} MB PSS (${s.processes} processes)`);
+      lines.push(`**${m.count} at once**: ${[side("bgworker", m.bgworker), `${m.bgworker.wallMs !== undefined && Number.isFinite(m.bgworker.wallMs) ? `(${(m.bgworker.wallMs / 1000).toFixed(2)} s from the CLI's spawn; stopped in ${(m.bgworker.stopMs / 1000).toFixed(2)} s)` : ""}`, side("; bare-fork floor", m.floor), side("; PM2", m.pm2)].join(" ")}.`);
+    }
+  }
   if (facts.esbuildFirstStart !== undefined) {
     const e = facts.esbuildFirstStart;
     lines.push(`**esbuild's first start** in a process (a fresh \`node\` with tsx warmed as a spare's: its first \`.ts\` import never transformed, minus a second one): ${f(e.firstStartMs)}; the second import ${f(e.secondImportMs)}; the service process's RSS ${e.serviceRssMb} MB.`);
@@ -182,7 +345,7 @@ async function main(): Promise<void> {
   };
   let launch: LaunchResults | undefined;
   let database: DatabaseResults | undefined;
-  progress(`${quick ? "quick" : "full"} run; user project in ${project.dir}`);
+  progress(`${quick ? "quick" : "full"} run on Node ${process.version} (${process.execPath}); user project in ${project.dir}`);
   try {
     // Quiet-machine groups first.
     if (only.has("launch") || only.has("restart") || only.has("latch")) {
@@ -226,6 +389,14 @@ async function main(): Promise<void> {
       } finally {
         await pm.stop();
       }
+    }
+    let light: LightResults | undefined;
+    if (only.has("light")) {
+      await settle("light");
+      progress(`light (Node ${process.version})`);
+      light = await measureLight(ctx);
+      raw.light = light;
+      lightRows(light);
     }
     if (only.has("database")) {
       await settle("database");
@@ -281,11 +452,28 @@ async function main(): Promise<void> {
       });
       addFact("cycleTail", tail);
     }
+    if (only.has("scale") || only.has("light")) {
+      // Per process, for the memory guard of each size: what was measured last, or a heavy first guess.
+      const kbEach = { floor: light?.memory.shapes.bare.pssKb ?? 12 * 1024, bgworker: light?.memory.worker.pssKb ?? 60 * 1024, pm2: 60 * 1024 };
+      const runs: ManyResults[] = [];
+      for (const count of sizes.many) {
+        progress(`scale: ${count} idle workers at once, beside the floor and PM2`);
+        const run = await measureMany(ctx, count, kbEach);
+        runs.push(run);
+        const perProcess = (side: { memory?: { pssKb: number; processes: number } }): number | undefined => (side.memory === undefined ? undefined : side.memory.pssKb / side.memory.processes);
+        kbEach.floor = perProcess(run.floor) ?? kbEach.floor;
+        kbEach.bgworker = perProcess(run.bgworker) ?? kbEach.bgworker;
+        kbEach.pm2 = (run.pm2 === undefined ? undefined : perProcess(run.pm2)) ?? kbEach.pm2;
+      }
+      raw.many = runs;
+      manyRows(runs, sizes);
+    }
   } finally {
     project.remove();
   }
   addFact("quiet", quiet);
   orderRows(GROUPS);
+  console.log(`\nNode ${process.version} (${process.execPath}), ${quick ? "quick" : "full"} run\n`);
   printTable();
   for (const [name, value] of Object.entries(allFacts())) console.log(`${name}: ${JSON.stringify(value)}`);
   const loadAtEnd = loadavg();
@@ -293,6 +481,8 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     mode: quick ? "quick" : "full",
     groups: GROUPS.filter((group) => only.has(group)),
+    /** Rows of groups that ran because another group asked for them (the light group runs scale's many-workers rows). */
+    rowGroups: [...new Set(allRows().map((row) => row.group))],
     configuration: "built package (dist/) through the CLI, plain node, libraries in a temp project outside the package",
     machine: {
       platform: `${process.platform} ${process.arch}`,

@@ -28,6 +28,16 @@ export interface Sizes {
   readonly cycles: number;
   /** The longest wait for the machine to go quiet before a group (see quiet.ts). */
   readonly quietSeconds: number;
+  /** Light group: runner boots (each beside `node -e 0` and one process of each shape). */
+  readonly lightSamples: number;
+  /** Light group: after the spares have booted, before memory is read. */
+  readonly lightSettleSeconds: number;
+  /** Many idle workers at once (scale rows beside the bare-fork floor and PM2), one run per size. */
+  readonly many: readonly number[];
+  /** PM2 runs for the sizes up to this one. */
+  readonly manyPm2Max: number;
+  /** After all run and the machine went quiet, before the tree's memory is read. */
+  readonly manySettleSeconds: number;
 }
 
 /** About 10 minutes on 2 CPUs. */
@@ -50,6 +60,11 @@ export const FULL: Sizes = {
   statusSamples: 21,
   cycles: 1000,
   quietSeconds: 60,
+  lightSamples: 11,
+  lightSettleSeconds: 5,
+  many: [200, 1000],
+  manyPm2Max: 200,
+  manySettleSeconds: 10,
 };
 
 /**
@@ -76,6 +91,11 @@ export const QUICK: Sizes = {
   statusSamples: 11,
   cycles: 15,
   quietSeconds: 3,
+  lightSamples: 3,
+  lightSettleSeconds: 1,
+  many: [20],
+  manyPm2Max: 20,
+  manySettleSeconds: 2,
 };
 
 export interface Context {

@@ -5,8 +5,15 @@
 //   tsx       TypeScript loader registered as a runner registers it (tsx's ESM and CJS APIs), then warmed with
 //             the same shipped .d.ts a spare imports (its transform comes from tsx's disk cache)
 //   thread    one idle worker thread, as the orphan watchdog is
+//   typescript  TypeScript support as the built package gives a runner (dist/modules.js ensureTypeScript():
+//             Node's in-thread hooks where the line has them, else tsx's loader)
+//   library   a `.ts` worker library imported by path (BENCH_LIBRARY), as a spare preloads one
+//   pg        the `pg` driver imported (what SPI loads)
+// The parts load in the runner's order: typescript, package, library (then pg, tsx, thread).
 // Modes:
-//   idle SHAPE              prints "ready" once shaped, then stays (the bench reads its RSS and PSS)
+//   idle SHAPE              prints "ready" once shaped, then stays (the bench reads its RSS and PSS); forked
+//                           with an IPC channel, it sends {t: "ready", cpuMs} instead: its own user + system CPU
+//                           from exec to shaped (getrusage), and stays until the channel closes
 //   exit SHAPE FILE         shaped, a moment later appends its wall-clock ms to FILE and calls process.exit(0)
 //   esbuild DIR TAG         tsx shape; imports two .ts files never seen (new content in DIR) and prints one JSON
 //                           line: each import's ms, and esbuild's service process (present before? its RSS)
@@ -21,6 +28,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function shape(list) {
   const parts = new Set(list.split(","));
+  if (parts.has("typescript")) await (await import(pathToFileURL(join(REPO, "dist", "modules.js")).href)).ensureTypeScript();
   if (parts.has("package")) await import(pathToFileURL(join(REPO, "dist", "index.js")).href);
   if (parts.has("tsx")) {
     const [esm, cjs] = await Promise.all([import("tsx/esm/api"), import("tsx/cjs/api")]);
@@ -28,6 +36,8 @@ async function shape(list) {
     cjs.register();
     await import(pathToFileURL(join(REPO, "dist", "runtime", "loader-warmup.d.ts")).href).catch(() => undefined);
   }
+  if (parts.has("library")) await import(pathToFileURL(process.env.BENCH_LIBRARY).href);
+  if (parts.has("pg")) await import("pg");
   if (parts.has("thread")) new Worker("setInterval(() => {}, 1 << 30)", { eval: true }).unref();
 }
 
@@ -55,7 +65,13 @@ const rssKb = (pid) => Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}
 const [mode, ...args] = process.argv.slice(2);
 if (mode === "idle") {
   await shape(args[0]);
-  process.stdout.write("ready\n");
+  if (process.send !== undefined) {
+    const cpu = process.cpuUsage();
+    process.send({ t: "ready", cpuMs: (cpu.user + cpu.system) / 1000 });
+    process.on("disconnect", () => process.exit(0));
+  } else {
+    process.stdout.write("ready\n");
+  }
   setInterval(() => undefined, 1 << 30);
 } else if (mode === "exit") {
   await shape(args[0]);

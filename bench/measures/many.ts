@@ -1,0 +1,257 @@
+/**
+ * Many idle workers at once (the scale rows beside their peers): N idle static `.ts` workers started with the
+ * CLI (`bgworker start EXT --no-database`, an extension registering N static workers of one `.ts` library),
+ * against the floor, N bare `node` processes forked at once by a plain `node` (peers/forker.mjs), each until
+ * its first IPC message, and against PM2 starting N idle scripts (one ecosystem of N apps, PM2's daemon
+ * already up). For each: the time until all run, and once settled the whole tree's memory (PSS summed over
+ * the postmaster, the forker or PM2's daemon and every descendant).
+ *
+ * bgworker's time is the postmaster's own: from its start (status `uptimeMs` of the postmaster) to the last
+ * worker's `running` (each row's `uptimeMs`), read from one status report once every row runs; the wall
+ * clock from the CLI's spawn (a Node start and the extension's `_PG_init` included) is kept beside it.
+ *
+ * Memory guard: a size is skipped when the machine's available memory could not hold it (the last measured
+ * PSS a process, times N, with a margin), and a run is stopped when available memory falls below 1 GB.
+ */
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import type { StartOptions } from "pm2";
+import type { Context } from "../lib/context.js";
+import { idleSource } from "../lib/libraries.js";
+import { availableKb, treeMemory, treePids, type Memory } from "../lib/memory.js";
+import { CliPostmaster } from "../lib/postmaster.js";
+import { REPO, reportLines } from "../lib/project.js";
+import { progress } from "../lib/report.js";
+import { waitQuiet } from "../lib/quiet.js";
+import { now, sleep } from "../lib/stats.js";
+import { pm2Call, withPm2 } from "./launch.js";
+
+const FORKER = join(REPO, "bench", "peers", "forker.mjs");
+const PM2_SCRIPT = join(REPO, "bench", "peers", "pm2-script.cjs");
+/** Below this much available memory, a run in progress is stopped. */
+const FLOOR_AVAILABLE_KB = 1 << 20;
+
+export type TreeMemory = Memory & { readonly processes: number };
+
+export interface ManySide {
+  /** Time until all run (ms); NaN when it did not finish. */
+  readonly allMs: number;
+  readonly memory?: TreeMemory;
+  /** Why the run was skipped or stopped, if it was. */
+  readonly skipped?: string;
+}
+
+export interface ManyResults {
+  readonly count: number;
+  readonly floor: ManySide & { readonly forkCallsMs?: number };
+  readonly bgworker: ManySide & { readonly wallMs?: number; readonly spares?: number; readonly stopMs?: number };
+  readonly pm2?: ManySide;
+}
+
+function plainEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  return env;
+}
+
+/** Undefined when `count` processes of `kbEach` fit in the available memory with a margin; else why not. */
+function tooBig(count: number, kbEach: number): string | undefined {
+  const needKb = count * kbEach * 1.2 + 2 * FLOOR_AVAILABLE_KB;
+  const haveKb = availableKb();
+  return needKb <= haveKb ? undefined : `skipped: ${count} processes of ${(kbEach / 1024).toFixed(1)} MB PSS need about ${(needKb / 2 ** 20).toFixed(1)} GB, ${(haveKb / 2 ** 20).toFixed(1)} GB available`;
+}
+
+class MemoryLow extends Error {}
+
+function checkMemory(): void {
+  const kb = availableKb();
+  if (kb < FLOOR_AVAILABLE_KB) throw new MemoryLow(`stopped: available memory fell to ${(kb / 1024).toFixed(0)} MB`);
+}
+
+/** Ends every process of a tree that is still there (after its root was asked to stop). */
+async function reap(pids: readonly number[], graceMs = 10_000): Promise<void> {
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
+    } catch {
+      return false;
+    }
+  };
+  const deadline = Date.now() + graceMs;
+  while (pids.some(alive) && Date.now() < deadline) await sleep(100);
+  for (const pid of pids.filter(alive)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
+/** The longest wait for quiet inside a size's runs (they wait several times). */
+const quietBound = (ctx: Context): number => Math.min(ctx.sizes.quietSeconds, 20);
+
+async function settle(ctx: Context, label: string): Promise<void> {
+  const quiet = await waitQuiet(label, quietBound(ctx));
+  progress(`${label}: ${quiet.quiet ? "quiet" : `still busy (${quiet.busyCpus} CPUs)`} after ${quiet.waitedSeconds} s; settling ${ctx.sizes.manySettleSeconds} s more`);
+  await sleep(ctx.sizes.manySettleSeconds * 1000);
+}
+
+export async function measureFloor(ctx: Context, count: number, kbEach: number): Promise<ManyResults["floor"]> {
+  const skipped = tooBig(count, kbEach);
+  if (skipped !== undefined) return { allMs: Number.NaN, skipped };
+  const forker = spawn(process.execPath, [FORKER, String(count)], { cwd: ctx.project.dir, env: plainEnv(), stdio: ["pipe", "pipe", "inherit"] });
+  let pids: number[] = [];
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: forker.stdout! }).once("line", resolve);
+      forker.once("exit", (code) => reject(new Error(`bench: the forker exited with ${code}`)));
+      const timer = setInterval(() => {
+        try {
+          checkMemory();
+        } catch (error) {
+          clearInterval(timer);
+          reject(error);
+        }
+      }, 500);
+      forker.stdout!.once("data", () => clearInterval(timer));
+    });
+    const result = JSON.parse(line) as { allMs: number; forkCallsMs: number; exitedEarly: number };
+    progress(`scale: floor, ${count} bare node forked at once, all spoke after ${(result.allMs / 1000).toFixed(2)} s`);
+    await settle(ctx, `floor of ${count}`);
+    pids = treePids(forker.pid!);
+    const memory = treeMemory(forker.pid!);
+    return { allMs: result.exitedEarly > 0 ? Number.NaN : result.allMs, forkCallsMs: result.forkCallsMs, memory, ...(result.exitedEarly > 0 ? { skipped: `${result.exitedEarly} exited before their message` } : {}) };
+  } catch (error) {
+    if (error instanceof MemoryLow) return { allMs: Number.NaN, skipped: error.message };
+    throw error;
+  } finally {
+    if (pids.length === 0) pids = treePids(forker.pid!);
+    forker.kill("SIGTERM");
+    await reap(pids);
+  }
+}
+
+export async function measureBgworker(ctx: Context, count: number, kbEach: number): Promise<ManyResults["bgworker"]> {
+  const skipped = tooBig(count, kbEach);
+  if (skipped !== undefined) return { allMs: Number.NaN, skipped };
+  ctx.project.write("many-worker.ts", idleSource(true, "many"));
+  const extension = ctx.project.write(
+    `many-extension-${count}.ts`,
+    `import { BackgroundWorkerBuilder } from "bgworker";
+export function _PG_init(): void {
+  for (let i = 0; i < ${count}; i++) {
+    new BackgroundWorkerBuilder("many " + i).setLibrary("./many-worker.ts").setFunction("idle").load();
+  }
+}
+`,
+  );
+  const t0 = now();
+  const pm = await CliPostmaster.start(ctx.project, [extension], ["--no-database", "--max-worker-processes", String(count + 16)]);
+  const client = await ctx.bgw.connect(pm.socket);
+  let pids: number[] = [];
+  let stopped = false;
+  try {
+    let allMs = Number.NaN;
+    let wallMs = Number.NaN;
+    const deadline = Date.now() + 20 * 60_000;
+    for (;;) {
+      checkMemory();
+      const report = await client.statusReport();
+      const running = report.workers.filter((row) => row.state === "running");
+      if (running.length >= count) {
+        wallMs = now() - t0;
+        const ages = running.map((row) => row.uptimeMs);
+        if (ages.every((ms): ms is number => typeof ms === "number")) allMs = report.postmaster.uptimeMs - Math.min(...ages);
+        break;
+      }
+      if (Date.now() > deadline) throw new Error(`bench: ${running.length}/${count} static workers running after 20 minutes`);
+      await sleep(count > 300 ? 1000 : 250);
+    }
+    progress(`scale: ${count} static .ts workers running ${(allMs / 1000).toFixed(2)} s after the postmaster's start (${(wallMs / 1000).toFixed(2)} s after the CLI's spawn)`);
+    await pm.sparesWarm(120_000);
+    await settle(ctx, `${count} workers`);
+    pids = treePids(pm.pid);
+    const memory = treeMemory(pm.pid);
+    const spares = pm.children().filter((child) => child.spare).length;
+    const s0 = now();
+    await client.close();
+    await pm.stop();
+    stopped = true;
+    return { allMs, wallMs, memory, spares, stopMs: now() - s0 };
+  } catch (error) {
+    if (error instanceof MemoryLow) return { allMs: Number.NaN, skipped: error.message };
+    throw error;
+  } finally {
+    if (pids.length === 0) pids = treePids(pm.pid);
+    if (!stopped) {
+      await client.close().catch(() => undefined);
+      await pm.stop();
+    }
+    await reap(pids);
+  }
+}
+
+export async function measurePm2(ctx: Context, count: number, kbEach: number): Promise<ManySide> {
+  const skipped = tooBig(count, kbEach);
+  if (skipped !== undefined) return { allMs: Number.NaN, skipped };
+  let pids: number[] = [];
+  try {
+    return await withPm2(ctx, async (pm2) => {
+      const daemon = Number(readFileSync(join(process.env.PM2_HOME!, "pm2.pid"), "utf8").trim());
+      const file = ctx.project.reportFile();
+      const apps = Array.from({ length: count }, (_, i) => ({ script: PM2_SCRIPT, name: `bench-many-${i}`, autorestart: false, env: { BENCH_FILE: file, BENCH_MODE: "start" } }));
+      const t0 = now();
+      const started = pm2Call((done) => pm2.start({ apps } as unknown as StartOptions, (error) => done(error)));
+      started.catch(() => undefined);
+      const deadline = Date.now() + 20 * 60_000;
+      let entered: number[] = [];
+      for (;;) {
+        checkMemory();
+        entered = reportLines(file).filter((line) => line.startsWith("enter ")).map((line) => Number(line.slice(6)));
+        if (entered.length >= count) break;
+        if (Date.now() > deadline) throw new Error(`bench: ${entered.length}/${count} PM2 scripts running after 20 minutes`);
+        await sleep(count > 300 ? 1000 : 250);
+      }
+      await started;
+      const allMs = Math.max(...entered) - t0;
+      progress(`scale: PM2, ${count} idle scripts running after ${(allMs / 1000).toFixed(2)} s`);
+      await settle(ctx, `PM2's ${count} scripts`);
+      pids = treePids(daemon);
+      const memory = treeMemory(daemon);
+      return { allMs, memory };
+    });
+  } catch (error) {
+    if (error instanceof MemoryLow) return { allMs: Number.NaN, skipped: error.message };
+    throw error;
+  } finally {
+    await reap(pids);
+  }
+}
+
+async function quietBefore(ctx: Context, label: string): Promise<void> {
+  const quiet = await waitQuiet(label, quietBound(ctx));
+  progress(`before ${label}: ${quiet.quiet ? "quiet" : `still busy (${quiet.busyCpus} CPUs)`} after ${quiet.waitedSeconds} s`);
+}
+
+/** PSS a process, in kB, by which each side's memory guard judges a size. */
+export interface PerProcessKb {
+  readonly floor: number;
+  readonly bgworker: number;
+  readonly pm2: number;
+}
+
+/** The floor, bgworker, then PM2 (up to `manyPm2Max` processes), each after the machine went quiet. */
+export async function measureMany(ctx: Context, count: number, kbEach: PerProcessKb): Promise<ManyResults> {
+  await quietBefore(ctx, `the floor of ${count}`);
+  const floor = await measureFloor(ctx, count, kbEach.floor);
+  await quietBefore(ctx, `${count} workers`);
+  const bgworker = await measureBgworker(ctx, count, kbEach.bgworker);
+  if (count > ctx.sizes.manyPm2Max) return { count, floor, bgworker };
+  await quietBefore(ctx, `PM2's ${count}`);
+  const pm2 = await measurePm2(ctx, count, kbEach.pm2);
+  return { count, floor, bgworker, pm2 };
+}
