@@ -2,8 +2,15 @@
  * A database session opened ahead of time by a spare runner, for the served database's default database and
  * user, so that an SPI worker's `connectWorkerToSpi()` costs one `set_config` round trip instead of a new
  * connection (a server process forked, authentication, start-up). It is opened only when the postmaster
- * has seen SPI workers; while idle it shows in `pg_stat_activity` as `bgworker spare`. A worker that is not
- * an SPI worker closes it at start; one that connects elsewhere (another dbname or user) closes it then.
+ * has seen SPI workers, and shows in `pg_stat_activity` as `bgworker spare` until a worker adopts it: only
+ * then is it renamed after the worker's type, so a session that no worker uses never carries a worker's name.
+ * A worker that is not an SPI worker closes it at start; one that connects elsewhere (another dbname or user)
+ * closes it, and waits for the server to end it, before its own session is opened.
+ *
+ * The session is kept on `globalThis` under `Symbol.for("bgworker.spi-preopen")`, as the SPI session is: the
+ * runner opens and dedicates it through its own copy of this package, and the worker's library may reach
+ * `connectWorkerToSpi()` through another (an extension's own `node_modules`). With module state, that copy
+ * would find no session to adopt or close, and the spare's session would stay open beside the worker's.
  */
 import pg from "pg";
 import { passwordOf } from "../database/password.js";
@@ -12,15 +19,25 @@ import type { ConnectionParams } from "../database/types.js";
 interface Preopened {
   readonly identity: string;
   readonly client: pg.Client;
-  /** Resolves true once connected, false if the connection failed or was lost while idle. */
+  /** Resolves true once connected, false if the connection failed. */
   readonly connected: Promise<boolean>;
+  /** Lost while idle (server restart, pg_terminate_backend) or being closed: never adopted. */
   broken: boolean;
-  /** The `set_config('application_name', …)` sent when the worker became known. */
-  named: Promise<unknown> | undefined;
   readonly onIdleFailure: () => void;
 }
 
-let preopened: Preopened | undefined;
+/**
+ * What this process holds, shared by every copy of the package in it. Functions, not only data, so that a
+ * copy of another version works through the code of the copy that opened the session.
+ */
+interface SpareSession {
+  open(params: ConnectionParams, types: pg.CustomTypesConfig): void;
+  dedicate(spi: boolean): Promise<void>;
+  adopt(config: pg.ClientConfig, applicationName: string): Promise<pg.Client | undefined>;
+}
+
+const SLOT = Symbol.for("bgworker.spi-preopen");
+type Slots = { [SLOT]?: SpareSession };
 
 const SPARE_APPLICATION_NAME = "bgworker spare";
 
@@ -28,99 +45,120 @@ function identityOf(config: { host?: string | undefined; port?: number | undefin
   return JSON.stringify([config.host, config.port, config.user, config.database]);
 }
 
-function discard(session: Preopened): void {
+/**
+ * Ends the session; resolves once its socket is closed, or at once when it never connected. The server
+ * process leaves `pg_stat_activity` before it closes its end of the socket (its status entry is cleared
+ * before the socket, at exit), so once this resolves the session is gone from there too.
+ */
+async function close(session: Preopened): Promise<void> {
   session.broken = true;
-  session.client.end().catch(() => undefined);
+  await session.client.end().catch(() => undefined);
+}
+
+function makeSpareSession(): SpareSession {
+  let preopened: Preopened | undefined;
+  /** Set once the process has become a worker: from then on no session is opened ahead of time. */
+  let dedicated = false;
+
+  return {
+    open(params, types) {
+      if (dedicated) return;
+      const identity = identityOf(params);
+      if (preopened !== undefined && preopened.identity === identity && !preopened.broken) return;
+      // Replaced (broken, or the served database changed): an idle session carries no worker's name.
+      if (preopened !== undefined) void close(preopened);
+      const client = new pg.Client({
+        host: params.host,
+        port: params.port,
+        user: params.user,
+        database: params.database,
+        password: passwordOf(params),
+        application_name: SPARE_APPLICATION_NAME,
+        types,
+        keepAlive: true,
+      });
+      const session: Preopened = {
+        identity,
+        client,
+        connected: client.connect().then(
+          () => !session.broken,
+          () => false,
+        ),
+        broken: false,
+        // While idle, a lost session is only dropped: never a crash (pg emits 'error' with no other listener).
+        onIdleFailure: () => {
+          session.broken = true;
+        },
+      };
+      client.on("error", session.onIdleFailure);
+      client.on("end", session.onIdleFailure);
+      void session.connected.then((ok) => {
+        if (!ok) void close(session);
+      });
+      preopened = session;
+    },
+
+    async dedicate(spi) {
+      dedicated = true;
+      const session = preopened;
+      if (session === undefined || spi) return; // an SPI worker adopts or closes it in connectWorkerToSpi()
+      preopened = undefined;
+      await close(session);
+    },
+
+    async adopt(config, applicationName) {
+      dedicated = true;
+      const session = preopened;
+      preopened = undefined;
+      if (session === undefined) return undefined;
+      if (session.identity !== identityOf(config) || !(await session.connected) || session.broken) {
+        await close(session);
+        return undefined;
+      }
+      try {
+        await session.client.query("SELECT pg_catalog.set_config('application_name', $1, false)", [applicationName]);
+      } catch {
+        await close(session);
+        return undefined;
+      }
+      if (session.broken) {
+        await close(session);
+        return undefined;
+      }
+      session.client.off("error", session.onIdleFailure);
+      session.client.off("end", session.onIdleFailure);
+      return session.client;
+    },
+  };
+}
+
+function spareSession(): SpareSession {
+  const slots = globalThis as typeof globalThis & Slots;
+  slots[SLOT] ??= makeSpareSession();
+  return slots[SLOT];
 }
 
 /**
  * Opens (once) a session for `params`' database and user, with the parsers `types` of the SPI session.
- * A session that broke is replaced on the next call.
+ * A session that broke is replaced on the next call; once this process has become a worker, nothing is opened.
  */
 export function preopenSession(params: ConnectionParams, types: pg.CustomTypesConfig): void {
-  const identity = identityOf(params);
-  if (preopened !== undefined && preopened.identity === identity && !preopened.broken) return;
-  if (preopened !== undefined) discard(preopened);
-  const client = new pg.Client({
-    host: params.host,
-    port: params.port,
-    user: params.user,
-    database: params.database,
-    password: passwordOf(params),
-    application_name: SPARE_APPLICATION_NAME,
-    types,
-    keepAlive: true,
-  });
-  const session: Preopened = {
-    identity,
-    client,
-    connected: client.connect().then(
-      () => !session.broken,
-      () => false,
-    ),
-    broken: false,
-    named: undefined,
-    // While idle, a lost session (server restart, pg_terminate_backend) is only dropped: never a crash.
-    onIdleFailure: () => {
-      session.broken = true;
-    },
-  };
-  client.on("error", session.onIdleFailure);
-  client.on("end", session.onIdleFailure);
-  session.connected.then((ok) => {
-    if (!ok) discard(session);
-  });
-  preopened = session;
-}
-
-function nameSession(session: Preopened, applicationName: string): void {
-  session.named = session.connected.then((ok) =>
-    ok ? session.client.query("SELECT pg_catalog.set_config('application_name', $1, false)", [applicationName]) : undefined,
-  );
-  session.named.catch(() => {
-    session.broken = true;
-  });
+  spareSession().open(params, types);
 }
 
 /**
- * This process has become a worker: an SPI worker's session is renamed after its type at once (the query is
- * queued, not awaited); any other worker closes it.
+ * This process has become a worker; `applicationName` is its type for an SPI worker, null for any other.
+ * An SPI worker's session is kept, still named `bgworker spare`, for `connectWorkerToSpi()` to adopt or close;
+ * any other worker's is closed (resolves once it is). No session is opened ahead of time after this.
  */
-export function dedicatePreopenedSession(applicationName: string | null): void {
-  const session = preopened;
-  if (session === undefined) return;
-  if (applicationName === null) {
-    preopened = undefined;
-    discard(session);
-  } else {
-    nameSession(session, applicationName);
-  }
+export function dedicatePreopenedSession(applicationName: string | null): Promise<void> {
+  return spareSession().dedicate(applicationName !== null);
 }
 
 /**
- * The pre-opened session, connected and named, when it is for `config`'s database and user; undefined (and
- * the session closed) otherwise. Called once, by `connectWorkerToSpi()`.
+ * The pre-opened session, connected and renamed `applicationName`, when it is for `config`'s database and
+ * user; otherwise undefined, once the session is closed. Called once, by `connectSpi()`.
  */
-export async function adoptPreopenedSession(config: pg.ClientConfig, applicationName: string): Promise<pg.Client | undefined> {
-  const session = preopened;
-  preopened = undefined;
-  if (session === undefined) return undefined;
-  if (session.identity !== identityOf(config) || !(await session.connected) || session.broken) {
-    discard(session);
-    return undefined;
-  }
-  try {
-    if (session.named === undefined) nameSession(session, applicationName);
-    await session.named;
-  } catch {
-    discard(session);
-    return undefined;
-  }
-  if (session.broken) {
-    discard(session);
-    return undefined;
-  }
-  session.client.off("error", session.onIdleFailure);
-  session.client.off("end", session.onIdleFailure);
-  return session.client;
+export function adoptPreopenedSession(config: pg.ClientConfig, applicationName: string): Promise<pg.Client | undefined> {
+  return spareSession().adopt(config, applicationName);
 }

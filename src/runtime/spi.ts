@@ -61,7 +61,7 @@ export class SpiError extends Error {
   /** From an error of the `pg` driver: a server error keeps all its fields; a network error becomes 08006. */
   static from(error: unknown): SpiError {
     if (error instanceof SpiError) return error;
-    if (error instanceof pg.DatabaseError) {
+    if (isDatabaseError(error)) {
       const position = error.position === undefined ? undefined : Number(error.position);
       return new SpiError(
         error.message,
@@ -83,6 +83,15 @@ export class SpiError extends Error {
     const message = error instanceof Error ? error.message : String(error);
     return new SpiError(`connection to the database failed: ${message}`, { code: CONNECTION_FAILURE }, { cause: error });
   }
+}
+
+/**
+ * A server error from `pg`: from this package's copy of it, or from another one (the session a spare opened
+ * ahead of time was made by the runner's copy of the package, which may load its own `pg`).
+ */
+function isDatabaseError(error: unknown): error is pg.DatabaseError {
+  if (error instanceof pg.DatabaseError) return true;
+  return error instanceof Error && error.constructor.name === "DatabaseError" && typeof (error as { code?: unknown }).code === "string";
 }
 
 /** SQLSTATE `connection_failure`: what a lost session reports, as libpq-based clients do. */
@@ -164,31 +173,43 @@ export async function connectSpi(
     types,
     keepAlive: true,
   };
-  // A session that the spare runner opened ahead of time for this database and user (spi-preopen.ts).
-  const adopted = await adoptPreopenedSession(config, options.applicationName);
-  const client = adopted ?? new pg.Client(config);
-  // Never let the driver emit an unhandled 'error' (it would kill the worker): remember it for the next call.
-  client.on("error", (error: Error) => {
-    if (state.client !== client) return;
-    state.lost = SpiError.from(error);
-    if (state.lost.sqlstate === ADMIN_SHUTDOWN) terminated();
-  });
-  client.on("end", () => {
-    if (state.client === client) {
-      state.lost ??= new SpiError("connection to the database was lost", { code: CONNECTION_FAILURE });
-    }
-  });
+  let client: pg.Client | undefined;
   try {
-    if (adopted === undefined) await client.connect();
+    // The session that the spare runner opened ahead of time, when it is for this database and user
+    // (spi-preopen.ts); otherwise that session is closed before this one is opened.
+    const adopted = await adoptPreopenedSession(config, options.applicationName);
+    const opened = adopted ?? new pg.Client(config);
+    client = opened;
+    // Never let the driver emit an unhandled 'error' (it would kill the worker): remember it for the next call.
+    opened.on("error", (error: Error) => {
+      if (state.client !== opened) return;
+      state.lost = SpiError.from(error);
+      if (state.lost.sqlstate === ADMIN_SHUTDOWN) terminated();
+    });
+    opened.on("end", () => {
+      if (state.client === opened) {
+        state.lost ??= new SpiError("connection to the database was lost", { code: CONNECTION_FAILURE });
+      }
+    });
+    if (adopted === undefined) await opened.connect();
   } catch (error) {
     state.connecting = false;
-    await client.end().catch(() => undefined);
+    await client?.end().catch(() => undefined);
     throw SpiError.from(error);
   }
   state.connecting = false;
   state.client = client;
   state.lost = undefined;
   state.onTerminated = options.onTerminated;
+}
+
+/**
+ * Whether this process has its session, or is opening it: the one record of a worker being connected, which
+ * `connectWorkerToSpi()` asks before it connects. A connect that failed leaves it false.
+ */
+export function spiConnected(): boolean {
+  const state = session();
+  return state.client !== undefined || state.connecting;
 }
 
 /** The server process id of this process's session (`pg_backend_pid()`), or null when not connected. */

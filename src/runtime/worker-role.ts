@@ -1,7 +1,8 @@
 /**
  * The role of a worker process: what its code may ask about itself. The runner creates it once; every
- * change to it goes through its own methods (signals delivered, flags read, the session opened), so the
- * runner and `BackgroundWorker` never write each other's fields.
+ * change to it goes through its own methods (signals delivered, flags read, the session reported), so the
+ * runner and `BackgroundWorker` never write each other's fields. Whether the worker is connected is not kept
+ * here: the SPI session (spi.ts) is its one record.
  */
 import type { Launcher } from "../launcher.js";
 import type { LogLevel } from "../log.js";
@@ -29,7 +30,6 @@ export class WorkerRole {
   readonly #attached = new Set<WorkerSignal>();
   /** Pending flags, read and cleared by the `*Received()` calls. */
   readonly #received = new Set<WorkerSignal>();
-  #spiConnected = false;
 
   constructor(start: StartMessage, latch: Latch, launcher: Launcher, hooks: WorkerRoleHooks) {
     this.start = start;
@@ -71,14 +71,6 @@ export class WorkerRole {
     const was = this.#received.has(signal);
     this.#received.delete(signal);
     return was;
-  }
-
-  get spiConnected(): boolean {
-    return this.#spiConnected;
-  }
-
-  markSpiConnected(): void {
-    this.#spiConnected = true;
   }
 
   sessionOpened(backendPid: number): void {

@@ -7,7 +7,7 @@ import { workerRole } from "../context.js";
 import { decodeDatum, extraBytes, type Datum } from "../definition.js";
 import { fail } from "../errors.js";
 import { signalsOf, type SignalWakeFlags, type WorkerSignal } from "./signals.js";
-import { connectSpi, spiBackendPid, transaction as spiTransaction } from "./spi.js";
+import { connectSpi, spiBackendPid, spiConnected, transaction as spiTransaction } from "./spi.js";
 import type { WorkerRole } from "./worker-role.js";
 
 function worker(caller: Function): WorkerRole {
@@ -119,7 +119,9 @@ export const BackgroundWorker = Object.freeze({
     if (!definition.spi) {
       fail(Error, `connectWorkerToSpi: background worker "${definition.name}" was not registered with enableSpiAccess()`, BackgroundWorker.connectWorkerToSpi, "ERR_BGWORKER_SPI_NOT_ENABLED");
     }
-    if (role.spiConnected) {
+    // The session (spi.ts) is the one record of being connected, or connecting: a second call, even one made
+    // while the first still waits for the server, is refused here.
+    if (spiConnected()) {
       fail(Error, `connectWorkerToSpi: background worker "${definition.name}" is already connected; a worker connects once`, BackgroundWorker.connectWorkerToSpi, "ERR_BGWORKER_SPI_ALREADY_CONNECTED");
     }
     for (const [field, value] of [["dbname", dbname], ["username", username]] as const) {
@@ -128,7 +130,6 @@ export const BackgroundWorker = Object.freeze({
       }
     }
     if (database === null) return role.fatal(`background worker "${definition.name}": no database is served`);
-    role.markSpiConnected();
     try {
       await connectSpi(database, {
         dbname: dbname ?? null,
