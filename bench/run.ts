@@ -171,6 +171,7 @@ function lightRows(light: LightResults): void {
     spare: { pssMb: mb(memory.spare.pssKb), ussMb: mb(memory.spare.ussKb), rssMb: mb(memory.spare.rssKb) },
     postmasterBesideOneWorker: { pssMb: mb(memory.postmaster.pssKb), ussMb: mb(memory.postmaster.ussKb), rssMb: mb(memory.postmaster.rssKb) },
     shapes,
+    threads: light.threads,
     /** What each part adds, in the runner's order (each over the one before), then the extras over an ESM entry. */
     parts: {
       esmEntry: part("esm", "bare"),

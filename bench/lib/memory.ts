@@ -25,6 +25,15 @@ export function memoryOf(pid: number): Memory | undefined {
   return { rssKb: field("Rss"), pssKb: field("Pss"), ussKb: field("Private_Clean") + field("Private_Dirty") };
 }
 
+/** How many threads a process runs now (/proc/PID/status), NaN once it is gone. */
+export function threadsOf(pid: number): number {
+  try {
+    return Number(/^Threads:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? Number.NaN);
+  } catch {
+    return Number.NaN;
+  }
+}
+
 export function addMemory(a: Memory, b: Memory): Memory {
   return { rssKb: a.rssKb + b.rssKb, pssKb: a.pssKb + b.pssKb, ussKb: a.ussKb + b.ussKb };
 }

@@ -24,7 +24,7 @@ import * as nodeModule from "node:module";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Context } from "../lib/context.js";
-import { memoryOf, treeMemory, type Memory } from "../lib/memory.js";
+import { memoryOf, threadsOf, treeMemory, type Memory } from "../lib/memory.js";
 import { CliPostmaster, cpuTicks, isSpare, startedAt, TICKS_PER_SECOND } from "../lib/postmaster.js";
 import { REPO } from "../lib/project.js";
 import { progress } from "../lib/report.js";
@@ -74,6 +74,8 @@ export interface LightResults {
   readonly shapeReadyMs: Record<Shape, number[]>;
   /** Medians over the reads of the side-by-side processes. */
   readonly memory: { readonly worker: Memory; readonly spare: Memory; readonly postmaster: Memory; readonly shapes: Record<Shape, Memory> };
+  /** Threads of each process beside them (a loader thread, a watchdog thread, V8's and libuv's). */
+  readonly threads: { readonly worker: number; readonly spare: number; readonly shapes: Record<Shape, number> };
 }
 
 function plainEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -206,6 +208,7 @@ export async function measureLight(ctx: Context): Promise<LightResults> {
       reads.push({ worker: memoryOf(workerPid)!, spare: memoryOf(spare.pid)!, postmaster: memoryOf(pm.pid)!, shapes });
       await sleep(400);
     }
+    const threads = { worker: threadsOf(workerPid), spare: threadsOf(spare.pid), shapes: Object.fromEntries(SHAPES.map((shape, i) => [shape, threadsOf(shapesUp[i]!.pid!)])) as Record<Shape, number> };
     if (!isSpare(spare.pid)) throw new Error("bench: the spare measured beside the worker is no longer a spare");
     return {
       node: process.version,
@@ -216,6 +219,7 @@ export async function measureLight(ctx: Context): Promise<LightResults> {
       nodeE0CpuMs: nodeE0,
       shapeCpuMs,
       shapeReadyMs,
+      threads,
       memory: {
         worker: medianMemory(reads.map((r) => r.worker)),
         spare: medianMemory(reads.map((r) => r.spare)),
