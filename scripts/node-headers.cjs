@@ -1,4 +1,4 @@
-// Runs a build command (node-gyp-build at install, prebuildify for the release) with node-gyp pointed at the
+// Runs a build command (node-gyp-build at install: the prebuilt addon, else a build from source) with node-gyp pointed at the
 // running Node's own headers when that Node ships them (`<prefix>/include/node`: Debian's nodejs, Node's
 // release tarballs and installers), so that building the shared-memory addon needs no download of headers.
 // A `nodedir` the user configured in npm wins. With no command, prints the directory it would use.
@@ -18,7 +18,7 @@ if (command === undefined) {
   console.log(env.npm_config_nodedir ?? "");
   process.exit(0);
 }
-// A package's own bin (node-gyp-build, prebuildify) runs under this Node; anything else is looked up on PATH.
+// A package's own bin (node-gyp-build) runs under this Node; anything else is looked up on PATH.
 let file = command;
 let argv = args;
 try {
