@@ -112,6 +112,15 @@ function databaseRows(database: DatabaseResults, sizes: Sizes): void {
 const finite = (value: number): boolean => Number.isFinite(value);
 const one = (value: number): Summary => summarize(finite(value) ? [value] : []);
 
+/** What the postmaster's status says of its spare pool, when it says anything. */
+function statusSparesText(status: Record<string, unknown>): string {
+  const pool = status.spares as { count?: number; ready?: number; target?: number; max?: number; pssBytes?: number } | undefined;
+  if (pool === undefined || typeof pool !== "object") return "";
+  const parts = [`${pool.count} spare(s)`, `${pool.ready} ready`, `target ${pool.target}`, `max ${pool.max}`];
+  if (typeof pool.pssBytes === "number") parts.push(`${mb(pool.pssBytes / 1024)} MB PSS`);
+  return `; status: ${parts.join(", ")}`;
+}
+
 /** The light group's rows: each figure of a worker process beside a bare `node` of the same line. */
 function lightRows(light: LightResults): void {
   const { memory } = light;
@@ -151,7 +160,7 @@ function lightRows(light: LightResults): void {
     bgworker: one(mb(idle.tree.pssKb)),
     target: "< 150 MB",
     met: idle.tree.pssKb < 150 * 1024,
-    note: `${idle.tree.processes} processes: the postmaster ${mb(idle.postmaster.pssKb)} MB, ${idle.spares} spare(s) of ${idle.spareMemory.map((m) => mb(m.pssKb)).join(", ")} MB`,
+    note: `${idle.tree.processes} processes: the postmaster ${mb(idle.postmaster.pssKb)} MB, ${idle.spares} spare(s) of ${idle.spareMemory.map((m) => mb(m.pssKb)).join(", ")} MB${statusSparesText(idle.statusSpares)}`,
   });
   const shapes = Object.fromEntries(SHAPES.map((shape) => [shape, { pssMb: mb(memory.shapes[shape].pssKb), ussMb: mb(memory.shapes[shape].ussKb), rssMb: mb(memory.shapes[shape].rssKb), cpuMs: roundSummary(summarize(light.shapeCpuMs[shape])), readyMs: roundSummary(summarize(light.shapeReadyMs[shape])) }]));
   const part = (a: Shape | "spare" | "worker", b: Shape | "spare"): { pssMb: number; ussMb: number; cpuMs?: number } => {

@@ -40,7 +40,11 @@ export interface Sizes {
   readonly manySettleSeconds: number;
 }
 
-/** About 10 minutes on 2 CPUs. */
+/**
+ * About 15 minutes on 2 CPUs, of which the light group and the many-workers rows take about 5 (their 1,000
+ * workers and 1,000 bare processes need about 17 and 9 GB of memory at once on Node 26; a size that would not
+ * fit in the available memory is skipped and says so).
+ */
 export const FULL: Sizes = {
   launches: 21,
   coldForks: 21,
