@@ -92,7 +92,7 @@ if (lights.some((light) => light !== undefined)) {
     const cpu = part.cpuMs === undefined ? "" : `, ${part.cpuMs >= 0 ? "+" : ""}${part.cpuMs} ms CPU`;
     return `${part.pssMb >= 0 ? "+" : ""}${part.pssMb} MB PSS (USS ${part.ussMb >= 0 ? "+" : ""}${part.ussMb})${cpu}`;
   };
-  console.log(`| bare \`node -e\` with an IPC channel | ${lights.map((l) => (l === undefined ? "" : `${l.shapes.bare.pssMb} MB PSS (USS ${l.shapes.bare.ussMb}), ${l.shapes.bare.cpuMs.p50} ms CPU to ready`)).join(" | ")} |`);
+  console.log(`| bare \`node -e\` with an IPC channel | ${lights.map((l) => (l === undefined ? "" : `${l.shapes.bare.pssMb} MB PSS (USS ${l.shapes.bare.ussMb}), ${l.shapes.bare.cpuMs.p50.toFixed(1)} ms CPU to ready`)).join(" | ")} |`);
   for (const [name, label] of PARTS) console.log(`| ${label} | ${lights.map((l) => cell(l, name)).join(" | ")} |`);
   console.log(`| an idle \`.ts\` worker, all told | ${lights.map((l) => (l === undefined ? "" : `${l.worker.pssMb} MB PSS (USS ${l.worker.ussMb})`)).join(" | ")} |`);
   console.log(`| threads: bare, \`.ts\` library shape, warm spare, idle worker | ${lights.map((l) => (l?.threads === undefined ? "" : `${l.threads.shapes.bare}, ${l.threads.shapes.library}, ${l.threads.spare}, ${l.threads.worker}`)).join(" | ")} |`);
