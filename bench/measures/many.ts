@@ -46,7 +46,14 @@ export interface ManySide {
 export interface ManyResults {
   readonly count: number;
   readonly floor: ManySide & { readonly forkCallsMs?: number };
-  readonly bgworker: ManySide & { readonly wallMs?: number; readonly spares?: number; readonly stopMs?: number };
+  readonly bgworker: ManySide & {
+    readonly wallMs?: number;
+    readonly spares?: number;
+    readonly stopMs?: number;
+    /** Workers running when the wait ended; the others exited (no restart time) and are described in `exited`. */
+    readonly running?: number;
+    readonly exited?: readonly string[];
+  };
   readonly pm2?: ManySide;
 }
 
@@ -158,14 +165,22 @@ export function _PG_init(): void {
     let allMs = Number.NaN;
     let wallMs = Number.NaN;
     const deadline = Date.now() + 20 * 60_000;
+    let exited: string[] = [];
     for (;;) {
       checkMemory();
       const report = await client.statusReport();
       const running = report.workers.filter((row) => row.state === "running");
-      if (running.length >= count) {
+      // A static worker without a restart time that exited stays stopped: the wait ends without it, and says so.
+      const gone = report.workers.filter((row) => row.state === "stopped" && row.restartTimeMs === null);
+      if (running.length + gone.length >= count) {
         wallMs = now() - t0;
         const ages = running.map((row) => row.uptimeMs);
         if (ages.every((ms): ms is number => typeof ms === "number")) allMs = report.postmaster.uptimeMs - Math.min(...ages);
+        exited = gone.map((row) => {
+          const lines = pm.log.filter((record) => (record.message ?? "").includes(`"${row.name}"`) || (record as { worker?: { name?: string } }).worker?.name === row.name);
+          return `${row.name}: exit ${row.lastExit?.code ?? row.lastExit?.signal ?? "?"}${lines.length === 0 ? "" : ` (${lines.map((record) => `${record.level}: ${record.message}${record.detail === undefined ? "" : ` ${record.detail.split("\n")[0]}`}`).join(" | ")})`}`;
+        });
+        if (exited.length > 0) progress(`scale: ${exited.length} of ${count} static workers exited instead of running: ${exited.join("; ")}`);
         break;
       }
       if (Date.now() > deadline) throw new Error(`bench: ${running.length}/${count} static workers running after 20 minutes`);
@@ -181,7 +196,7 @@ export function _PG_init(): void {
     await client.close();
     await pm.stop();
     stopped = true;
-    return { allMs, wallMs, memory, spares, stopMs: now() - s0 };
+    return { allMs, wallMs, memory, spares, stopMs: now() - s0, running: count - exited.length, exited };
   } catch (error) {
     if (error instanceof MemoryLow) return { allMs: Number.NaN, skipped: error.message };
     throw error;
