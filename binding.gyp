@@ -6,7 +6,7 @@
   "targets": [
     {
       "target_name": "bgworker_shm",
-      "sources": ["native/shm.cc"],
+      "sources": ["native/shm.cc", "native/orphan.cc"],
       "cflags_cc": ["-Wall", "-Wextra", "-Wno-cast-function-type"],
       "libraries": ["-lrt"],
       "conditions": [["OS!='linux'", {"type": "none"}]]

@@ -14,6 +14,8 @@
 #include <uv.h>
 #include <v8.h>
 
+#include "orphan.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <fcntl.h>
@@ -354,4 +356,5 @@ NODE_MODULE_INIT(/* exports, module, context */) {
   Export(exports, context, "wait", Wait);
   Export(exports, context, "wake", Wake);
   Export(exports, context, "setParentDeathSignal", SetParentDeathSignal);
+  Export(exports, context, "armOrphanKill", bgworker::ArmOrphanKill);
 }

@@ -2,28 +2,47 @@
  * Loading user modules (extensions in the postmaster, worker libraries in workers) the way `import()`
  * would from the postmaster's working directory, TypeScript included.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, extname, isAbsolute, join, resolve } from "node:path";
+import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { moduleFormat } from "./typescript/format.js";
+import { installTypeScriptHooks, PACKAGE_FROM } from "./typescript/hooks.js";
+
+export { moduleFormat } from "./typescript/format.js";
+
+/** How this process loads TypeScript: the in-thread hooks (typescript/hooks.ts) or tsx's threaded loader. */
+type TypeScriptSupport = "hooks" | "tsx";
 
 const TS_LOADER = Symbol.for("bgworker.typescript-loader");
+type ProcessGlobals = { [TS_LOADER]?: TypeScriptSupport };
+
+/** How this process loads TypeScript, once `ensureTypeScript()` has run. */
+export function typeScriptSupport(): TypeScriptSupport | undefined {
+  return (globalThis as ProcessGlobals)[TS_LOADER];
+}
 
 /**
- * Makes `.ts` modules importable in this process, once. A process started with tsx's loader (worker
- * runners, `node --import tsx`) already has it.
+ * Makes `.ts` modules importable in this process, once. Where Node has in-thread module hooks (22.15+), the
+ * project's own hooks serve compiled modules from a cache shared by content; on older lines, tsx's loader
+ * (a loader thread and esbuild) does. A process started with tsx's loader (`node --import tsx`, the test
+ * suite running from source) keeps it.
  */
 export async function ensureTypeScript(): Promise<void> {
-  const slots = globalThis as { [TS_LOADER]?: true };
-  if (slots[TS_LOADER]) return;
-  const started = [...process.execArgv, process.env.NODE_OPTIONS ?? ""].some((arg) => /\btsx\b/.test(arg));
-  if (!started) {
+  const globals = globalThis as ProcessGlobals;
+  if (globals[TS_LOADER] !== undefined) return;
+  const underTsx = [...process.execArgv, process.env["NODE_OPTIONS"] ?? ""].some((arg) => /\btsx\b/.test(arg));
+  if (!underTsx && installTypeScriptHooks()) {
+    globals[TS_LOADER] = "hooks";
+    return;
+  }
+  if (!underTsx) {
     // Both module systems: a worker library may be ESM or CommonJS TypeScript, as under `node --import tsx`.
     const [esm, cjs] = await Promise.all([import("tsx/esm/api"), import("tsx/cjs/api")]);
     esm.register();
     cjs.register();
   }
-  slots[TS_LOADER] = true;
+  globals[TS_LOADER] = "tsx";
 }
 
 /** The absolute file path a path-like specifier names, or undefined for a package name. */
@@ -64,32 +83,12 @@ export async function importFrom(specifier: string, cwd: string): Promise<Record
   }
   if (path !== undefined) return moduleExports(await import(pathToFileURL(path).href));
   // A package name resolves from `cwd`'s node_modules, not from this file's location.
-  const { tsImport } = await import("tsx/esm/api");
-  return moduleExports(await tsImport(specifier, pathToFileURL(resolve(cwd, "index.js")).href));
-}
-
-/**
- * Whether Node runs the file at `path` as CommonJS or as an ES module: by its extension (`.cjs`/`.cts`,
- * `.mjs`/`.mts`), else by the `type` of the nearest package.json (CommonJS when there is none, or no `type`).
- */
-export function moduleFormat(path: string, packageType: (dir: string) => string | null | undefined = nearestPackageType): "commonjs" | "module" {
-  const ext = extname(path);
-  if (ext === ".cjs" || ext === ".cts") return "commonjs";
-  if (ext === ".mjs" || ext === ".mts") return "module";
-  return packageType(dirname(path)) === "module" ? "module" : "commonjs";
-}
-
-/** The `type` of the package.json nearest above `dir` ("" when it has none), or null when there is none. */
-function nearestPackageType(dir: string): string | null {
-  for (let current = dir; ; current = dirname(current)) {
-    try {
-      const type = (JSON.parse(readFileSync(join(current, "package.json"), "utf8")) as { type?: unknown }).type;
-      return typeof type === "string" ? type : "";
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT") return ""; // unreadable or malformed: Node's default
-    }
-    if (dirname(current) === current) return null;
+  const parent = pathToFileURL(resolve(cwd, "index.js")).href;
+  if ((globalThis as ProcessGlobals)[TS_LOADER] === "hooks") {
+    return moduleExports(await import(`${PACKAGE_FROM}${encodeURIComponent(parent)}:${specifier}`));
   }
+  const { tsImport } = await import("tsx/esm/api");
+  return moduleExports(await tsImport(specifier, parent));
 }
 
 /**

@@ -57,6 +57,19 @@ export interface PostmasterStatusRow {
   readonly uptimeMs: number;
   readonly shmemBytes: number;
   readonly maxWorkerProcesses: number;
+  /** The warm spare runners: booted runners that become workers at a launch or restart. */
+  readonly spares: {
+    /** Spare runners now, booting ones included. */
+    readonly count: number;
+    /** Of those, booted and ready to become a worker at once. */
+    readonly ready: number;
+    /** How many the pool aims at now: it grows with launches that found none, and shrinks back when quiet. */
+    readonly target: number;
+    /** The most it grows to (`maxSpareRunners`). */
+    readonly max: number;
+    /** Their memory, the sum of their proportional set sizes (PSS), in bytes; null where `/proc` is absent. */
+    readonly pssBytes: number | null;
+  };
   /**
    * Set from a shutdown request on: the mode asked for, or the stronger one a later request upgraded it to
    * (smart to fast or immediate, fast to immediate; a milder request never downgrades it). A smart shutdown

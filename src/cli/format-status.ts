@@ -75,6 +75,12 @@ export function table(rows: readonly (readonly string[])[]): string {
   return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join("  ").trimEnd()).join("\n");
 }
 
+/** The spare pool: `2 spare runners (2 warm, at most 8, 18.4 MB)`. */
+function formatSpares(spares: StatusReport["postmaster"]["spares"]): string {
+  const memory = spares.pssBytes === null ? "" : `, ${formatBytes(spares.pssBytes)}`;
+  return `${spares.count} spare runner${spares.count === 1 ? "" : "s"} (${spares.ready} warm, at most ${spares.max}${memory})`;
+}
+
 /** The whole report as text; `now` (ms since the epoch) dates the "ago" of last exits. */
 export function formatStatus(report: StatusReport, now: number): string {
   const pm = report.postmaster;
@@ -82,7 +88,7 @@ export function formatStatus(report: StatusReport, now: number): string {
   const used = report.workers.filter((row) => row.state !== "stopped").length;
   const head =
     `postmaster pid ${pm.pid}: phase ${pm.phase}${pm.phaseReason ? ` (${pm.phaseReason})` : ""}, database ${pm.database}, up ${formatDuration(pm.uptimeMs)}, ` +
-    `shared memory ${formatBytes(pm.shmemBytes)}, ${used} of ${pm.maxWorkerProcesses} worker slots in use` +
+    `shared memory ${formatBytes(pm.shmemBytes)}, ${used} of ${pm.maxWorkerProcesses} worker slots in use, ${formatSpares(pm.spares)}` +
     (pm.shutdown === null ? "" : `, shutting down (${pm.shutdown})`);
   if (report.workers.length === 0) return `${head}\n(no background workers)`;
   const sorted = [...report.workers].sort((a, b) => a.slot - b.slot);

@@ -14,6 +14,8 @@ Options:
                               (default: $BGWORKER_DATABASE_URL if set, else a cluster managed
                               in ./.bgworker/pgdata; passwords: PGPASSWORD, PGPASSFILE, ~/.pgpass)
   --max-worker-processes N    worker slots shared by static and dynamic workers (default 8)
+  --spare-runners N           warm spare runners always kept booted for launches and restarts (default 1; 0: none)
+  --max-spare-runners N       the most spares the pool grows to while launches outrun it (default 8)
   --socket PATH               the control socket (default $BGWORKER_SOCKET, else ./.bgworker/bgworker.sock)
   --shutdown-timeout MS       fast shutdown: SIGKILL what remains after MS (default 10000)
   --log-format text|json      PostgreSQL-style log lines, or one JSON object per line (default text)

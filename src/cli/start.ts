@@ -130,6 +130,8 @@ export function parseStartCommand(args: readonly string[], env: NodeJS.ProcessEn
       pgdata: { type: "string" },
       "no-database": { type: "boolean" },
       "max-worker-processes": { type: "string" },
+      "spare-runners": { type: "string" },
+      "max-spare-runners": { type: "string" },
       socket: { type: "string" },
       "shutdown-timeout": { type: "string" },
       "log-format": { type: "string" },
@@ -150,6 +152,8 @@ export function parseStartCommand(args: readonly string[], env: NodeJS.ProcessEn
   }
   const maxWorkerProcesses = wholeNumber("max-worker-processes", values["max-worker-processes"]);
   const shutdownTimeoutMs = wholeNumber("shutdown-timeout", values["shutdown-timeout"]);
+  const spareRunners = wholeNumber("spare-runners", values["spare-runners"]);
+  const maxSpareRunners = wholeNumber("max-spare-runners", values["max-spare-runners"]);
   const logFileText = values["log-file"];
   if (logFileText === "") throw new UsageError('--log-file must be a path, or "none"', "start");
   const logFile = logFileText === "none" ? null : resolve(cwd, logFileText ?? DEFAULT_LOG_FILE);
@@ -167,6 +171,8 @@ export function parseStartCommand(args: readonly string[], env: NodeJS.ProcessEn
     logFormat: logFormat as LogFormat,
     ...(maxWorkerProcesses === undefined ? {} : { maxWorkerProcesses }),
     ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs }),
+    ...(spareRunners === undefined ? {} : { spareRunners }),
+    ...(maxSpareRunners === undefined ? {} : { maxSpareRunners }),
     ...socketOf(values.socket ?? process.env[SOCKET_ENV]),
   };
   return {

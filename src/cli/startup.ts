@@ -71,7 +71,7 @@ export async function run(args: string[]): Promise<number> {
 /** `start`'s arguments without the positional extensions (which are passed resolved, first). */
 function optionsOnly(args: readonly string[]): string[] {
   const out: string[] = [];
-  const takesValue = new Set(["--database", "--pgdata", "--max-worker-processes", "--socket", "--shutdown-timeout", "--log-format", "--log-file", "--log-rotation-size", "--log-files", "--http"]);
+  const takesValue = new Set(["--database", "--pgdata", "--max-worker-processes", "--spare-runners", "--max-spare-runners", "--socket", "--shutdown-timeout", "--log-format", "--log-file", "--log-rotation-size", "--log-files", "--http"]);
   for (let i = 0; i < args.length; i += 1) {
     const arg = args[i]!;
     if (!arg.startsWith("-")) continue;

@@ -61,6 +61,28 @@ export class OpsMetrics {
       },
     });
     new Gauge({
+      name: "bgworker_spare_runners",
+      help: "Warm spare runners (booted runners waiting to become workers): warm ones, booting ones, the pool's current target and its ceiling.",
+      labelNames: ["kind"],
+      registers,
+      collect() {
+        const { count, ready, target, max } = report().postmaster.spares;
+        this.set({ kind: "warm" }, ready);
+        this.set({ kind: "booting" }, count - ready);
+        this.set({ kind: "target" }, target);
+        this.set({ kind: "max" }, max);
+      },
+    });
+    new Gauge({
+      name: "bgworker_spare_runners_pss_bytes",
+      help: "Memory of the spare runners: the sum of their proportional set sizes (PSS).",
+      registers,
+      collect() {
+        const pss = report().postmaster.spares.pssBytes;
+        if (pss !== null) this.set(pss);
+      },
+    });
+    new Gauge({
       name: "bgworker_max_worker_processes",
       help: "Worker slots, shared by static and dynamic workers.",
       registers,

@@ -32,6 +32,27 @@ export function rssBytesFromStatus(status: string): number | null {
   return match === null ? null : Number(match[1]) * 1024;
 }
 
+/** Parses `Pss:   12345 kB` from `/proc/PID/smaps_rollup`: the process's share of the pages it maps. */
+export function pssBytesFromSmapsRollup(rollup: string): number | null {
+  const match = /^Pss:\s+([0-9]+) kB$/m.exec(rollup);
+  return match === null ? null : Number(match[1]) * 1024;
+}
+
+/** The summed PSS of `pids` in bytes (a process that is gone counts 0); null where `/proc` cannot tell. */
+export function pssBytesOf(pids: readonly number[]): number | null {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      const pss = pssBytesFromSmapsRollup(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+      if (pss === null) return null;
+      total += pss;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") return null;
+    }
+  }
+  return total;
+}
+
 export function processUsage(pid: number): ProcessUsage | null {
   try {
     const cpuSeconds = cpuSecondsFromStat(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));

@@ -41,7 +41,8 @@ export type TimerKey =
   | { readonly kind: "shutdown-kill" };
 
 export type Action =
-  | { readonly type: "spawn"; readonly slot: number; readonly generation: number; readonly definition: WorkerDefinition }
+  /** `restart`: the worker ran before (a restart after an exit, or a crash-restart), so it goes ahead of launches. */
+  | { readonly type: "spawn"; readonly slot: number; readonly generation: number; readonly definition: WorkerDefinition; readonly restart: boolean }
   | { readonly type: "signal"; readonly pid: number; readonly signal: "SIGTERM" | "SIGKILL" | "SIGHUP" }
   | { readonly type: "setTimer"; readonly key: TimerKey; readonly delayMs: number }
   | { readonly type: "clearTimer"; readonly key: TimerKey }
@@ -852,9 +853,10 @@ export class PostmasterMachine {
   #startIfAllowed(slot: Slot): void {
     if (this.#registering() || slot.run.state !== "waiting" || this.#shutdownMode() !== null) return;
     if (!mayStart(slot.definition.startTime, this.#phase) || (this.#recovering() && slot.definition.shmem)) return;
-    if (slot.lastExit !== null) slot.restarts += 1;
+    const restart = slot.lastExit !== null;
+    if (restart) slot.restarts += 1;
     slot.run = { state: "spawning", terminated: false };
-    this.#emit({ type: "spawn", slot: slot.index, generation: slot.generation, definition: slot.definition });
+    this.#emit({ type: "spawn", slot: slot.index, generation: slot.generation, definition: slot.definition, restart });
   }
 
   #unregister(slot: Slot, terminated: boolean): void {

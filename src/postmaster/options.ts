@@ -6,6 +6,7 @@ import type { DatabaseOption } from "../database/types.js";
 import { makeError, show } from "../errors.js";
 import { LOG_FORMATS, type LogFormat, type LogSink } from "../log.js";
 import { DEFAULT_RESTART_BACKOFF, type RestartBackoff } from "./rules.js";
+import { SPARE_CEILING } from "./spare-policy.js";
 
 export interface PostmasterOptions {
   /** Extension modules (`.ts` or `.js`) whose `_PG_init()` registers static workers, resolved from `cwd`. */
@@ -26,8 +27,13 @@ export interface PostmasterOptions {
   readonly logSink?: LogSink;
   /** Restart-storm damping (SPEC §6); any field left out keeps its default. */
   readonly restartBackoff?: Partial<RestartBackoff>;
-  /** Warm spare runners kept booted for fast launches. Default 1. */
+  /** Warm spare runners always kept booted for fast launches (the pool's floor). Default 1; 0 keeps none. */
   readonly spareRunners?: number;
+  /**
+   * The most spare runners the pool grows to while launches outrun it (each idle spare costs about a bare
+   * `node` process's memory). Default 8, or `spareRunners` if that is larger; at least `spareRunners`.
+   */
+  readonly maxSpareRunners?: number;
   /** The working directory extensions and libraries resolve from. Default `process.cwd()`. */
   readonly cwd?: string;
 }
@@ -42,11 +48,15 @@ export interface ResolvedOptions {
   readonly logSink: LogSink | undefined;
   readonly restartBackoff: RestartBackoff;
   readonly spareRunners: number;
+  readonly maxSpareRunners: number;
   readonly cwd: string;
 }
 
 /** The largest `max_worker_processes` PostgreSQL accepts (MAX_BACKENDS is far larger; this keeps it sane). */
 const MAX_WORKER_PROCESSES = 262_143;
+
+/** How many spare runners the pool may hold at most, whatever the options say. */
+const MAX_SPARE_RUNNERS = 64;
 
 /** An option that breaks its rule: a TypeError naming option, value and rule, with the options' code. */
 function invalid(message: string): TypeError {
@@ -105,6 +115,11 @@ export function resolveOptions(options: PostmasterOptions): ResolvedOptions {
   }
   const backoff = { ...DEFAULT_RESTART_BACKOFF, ...(options.restartBackoff ?? {}) };
   for (const [field, value] of Object.entries(backoff)) integer(`restartBackoff.${field}`, value, 0, 86_400_000);
+  const spareRunners = integer("spareRunners", options.spareRunners ?? 1, 0, MAX_SPARE_RUNNERS);
+  const maxSpareRunners = integer("maxSpareRunners", options.maxSpareRunners ?? Math.max(SPARE_CEILING, spareRunners), 0, MAX_SPARE_RUNNERS);
+  if (maxSpareRunners < spareRunners) {
+    throw invalid(`maxSpareRunners ${show(maxSpareRunners)} must be at least spareRunners (${spareRunners})`);
+  }
   return {
     extensions: options.extensions,
     database: databaseOption(options.database),
@@ -114,7 +129,8 @@ export function resolveOptions(options: PostmasterOptions): ResolvedOptions {
     logFormat,
     logSink: options.logSink,
     restartBackoff: backoff,
-    spareRunners: integer("spareRunners", options.spareRunners ?? 1, 0, 64),
+    spareRunners,
+    maxSpareRunners,
     cwd,
   };
 }

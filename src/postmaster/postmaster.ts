@@ -2,26 +2,37 @@
  * `Postmaster`: the programmatic postmaster of SPEC §2, a front over the shell (shell.ts) that does the
  * work. Only the contract is public; what the control socket and the launchers ask of the postmaster goes
  * to the shell, which no user code can reach.
+ *
+ * The shell (the state machine, runner pool, database, control socket) is loaded by `start()`, not by
+ * `import "bgworker"`: a worker imports this package too, and should pay only for what a worker uses.
  */
 import { makeError } from "../errors.js";
 import type { ShutdownMode, StatusReport } from "../status.js";
 import { SHUTDOWN_MODES } from "../status.js";
-import { resolveOptions, type PostmasterOptions } from "./options.js";
-import { PostmasterShell } from "./shell.js";
+import { resolveOptions, type PostmasterOptions, type ResolvedOptions } from "./options.js";
+import type { PostmasterShell } from "./shell.js";
 
 export type { PostmasterOptions } from "./options.js";
 
 export class Postmaster {
-  readonly #shell: PostmasterShell;
+  readonly #options: ResolvedOptions;
+  readonly #postmasterId = `${process.pid.toString(36)}.${Date.now().toString(36)}`;
+  #shell: PostmasterShell | undefined;
+  #loading: Promise<PostmasterShell> | undefined;
+  /** Listeners given before the shell was loaded; handed to it when it is. */
+  readonly #earlyListeners = new Map<() => void, () => void>();
+  readonly #closed: Promise<void>;
+  #markClosed!: () => void;
 
   /** Validates every option (a `TypeError` naming option, value and rule); nothing starts until `start()`. */
   constructor(options: PostmasterOptions) {
-    this.#shell = new PostmasterShell(resolveOptions(options));
+    this.#options = resolveOptions(options);
+    this.#closed = new Promise((resolve) => (this.#markClosed = resolve));
   }
 
   /** Identifies this run of the postmaster; the handles of its dynamic workers carry it. */
   get postmasterId(): string {
-    return this.#shell.postmasterId;
+    return this.#postmasterId;
   }
 
   /** The postmaster's process id (this process). */
@@ -34,8 +45,19 @@ export class Postmaster {
    * time has come, opens the control socket and starts (or connects to) the database. Resolves once all of
    * that is done; rejects, with everything stopped again, if any of it fails.
    */
-  start(): Promise<void> {
-    return this.#shell.start();
+  async start(): Promise<void> {
+    return (await this.#core()).start();
+  }
+
+  #core(): Promise<PostmasterShell> {
+    this.#loading ??= import("./shell.js").then(({ PostmasterShell }) => {
+      const shell = new PostmasterShell(this.#options, this.#postmasterId);
+      for (const listener of this.#earlyListeners.keys()) this.#earlyListeners.set(listener, shell.onChange(listener));
+      void shell.stopped.then(() => this.#markClosed());
+      this.#shell = shell;
+      return shell;
+    });
+    return this.#loading;
   }
 
   /**
@@ -47,35 +69,59 @@ export class Postmaster {
     if (!SHUTDOWN_MODES.includes(mode)) {
       throw makeError(TypeError, "ERR_BGWORKER_INVALID_OPTION", `Postmaster.stop: mode ${String(mode)} must be one of ${SHUTDOWN_MODES.join(", ")}`, this.stop);
     }
-    this.#shell.stop(mode);
-    return this.#shell.stopped;
+    // Applied before this returns when the postmaster has started, so that status() reports it at once.
+    const shell = this.#shell ?? (await this.#core());
+    shell.stop(mode);
+    return shell.stopped;
   }
 
   /**
    * As SIGHUP to `bgworker start` (and `bgworker reload`): logs `received SIGHUP, reloading configuration
    * files`, sends SIGHUP to every running worker and reloads a managed server's configuration. Stops nothing.
    */
-  reload(): Promise<void> {
+  async reload(): Promise<void> {
+    if (this.#shell === undefined) throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", "cannot reload: the postmaster is new");
     return this.#shell.reload();
   }
 
   /** The postmaster row and one row per worker slot (SPEC §7). */
   status(): StatusReport {
-    return this.#shell.status();
+    if (this.#shell !== undefined) return this.#shell.status();
+    // Not started: the rows a new shell would give.
+    return {
+      postmaster: {
+        pid: process.pid,
+        phase: "starting",
+        phaseReason: null,
+        database: this.#options.database === false ? "none (--no-database)" : "starting",
+        uptimeMs: 0,
+        shmemBytes: 0,
+        maxWorkerProcesses: this.#options.maxWorkerProcesses,
+        spares: { count: 0, ready: 0, target: this.#options.spareRunners, max: this.#options.maxSpareRunners, pssBytes: 0 },
+        shutdown: null,
+      },
+      workers: [],
+    };
   }
 
   /** Calls `listener` after every change of state (worker, phase, shutdown); returns the unsubscribe function. */
   onChange(listener: () => void): () => void {
-    return this.#shell.onChange(listener);
+    if (this.#shell !== undefined) return this.#shell.onChange(listener);
+    this.#earlyListeners.set(listener, () => undefined);
+    return () => {
+      const unsubscribe = this.#earlyListeners.get(listener);
+      this.#earlyListeners.delete(listener);
+      unsubscribe?.();
+    };
   }
 
   /** Why the postmaster shut itself down, if it did (e.g. shared memory could not be reinitialised). */
   get failure(): Error | undefined {
-    return this.#shell.failure;
+    return this.#shell?.failure;
   }
 
   /** Resolves when the postmaster has shut down, whoever asked for it (a signal, `bgworker stop`, `stop()`). */
   get closed(): Promise<void> {
-    return this.#shell.stopped;
+    return this.#closed;
   }
 }

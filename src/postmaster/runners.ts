@@ -40,7 +40,7 @@ const POLICY_TICK_MS = 5_000;
  * late, while booting a few at a time lets the first launches enter at once and the others follow in
  * order, in the same total time. One more than the CPUs covers a boot's waits on the disk and the loader.
  */
-const BOOT_LIMIT = availableParallelism() + 1;
+export const BOOT_LIMIT = availableParallelism() + 1;
 
 export interface RunnerEvents {
   message(runner: Runner, message: FromRunner): void;
@@ -83,13 +83,39 @@ export class Runner {
 export interface RunnersOptions {
   /** The least number of spares (the `spareRunners` option); 0 keeps none. */
   readonly spares: number;
+  /** The most spares the pool grows to (the `maxSpareRunners` option). */
+  readonly maxSpares: number;
   /** Where worker libraries resolve from. */
   readonly cwd: string;
+  /** The shared memory segment spares attach to, when there is one; the shell owns it. */
+  readonly shmem: () => ShmemAttachment | null;
+  /** The served database while it accepts sessions, else null; the shell owns it. */
+  readonly database: () => ConnectionParams | null;
+  /** Starts a runner process; the default forks the runner's entry. Tests give a stand-in process. */
+  readonly spawnRunner?: () => ChildProcess;
+}
+
+/** Forks a runner process: the runtime's entry, with the watchdog's pipe (watchdog.ts) as its fifth descriptor. */
+function forkRunner(): ChildProcess {
+  return fork(RUNNER_PATH, [], {
+    execArgv: EXEC_ARGV,
+    // The last one is the watchdog's pipe (watchdog.ts): this end is never written, and closes when this process dies.
+    stdio: ["ignore", "pipe", "pipe", "ipc", "pipe"],
+    serialization: "json",
+    // Its own process group: a terminal's Ctrl-C reaches the postmaster alone, which then stops the workers in order.
+    detached: true,
+  });
 }
 
 /** A worker waiting for a runner; see `Runners.request`. */
 export interface RunnerRequest {
   readonly definition: WorkerDefinition;
+  /**
+   * A worker that ran before and exits into a restart (its restart time has passed, or a crash-restart):
+   * served before launches and never held back by BOOT_LIMIT, so a restart waits for at most one runner's
+   * boot, even while a burst of launches or a storm boots runners.
+   */
+  readonly restart?: boolean;
   /** The runner for the worker: the caller sends it the worker and it becomes that worker. */
   deliver(runner: Runner): void;
   /** No runner could be had (the fork failed), or the request was withdrawn: the reason. */
@@ -106,8 +132,6 @@ export class Runners {
   private coldBoots = 0;
   private readonly policy: SparePolicy;
   private readonly libraries = new Set<string>();
-  private shmem: ShmemAttachment | null = null;
-  private database: ConnectionParams | null = null;
   /** Whether any SPI worker was registered or launched: only then do spares open a session ahead of time. */
   private spiSeen = false;
   private closed = false;
@@ -122,16 +146,21 @@ export class Runners {
     private readonly options: RunnersOptions,
     private readonly events: RunnerEvents,
   ) {
-    this.policy = new SparePolicy(options.spares);
+    this.policy = new SparePolicy(options.spares, options.maxSpares);
     this.tick = setInterval(() => {
       if (this.policy.tick(Date.now())) this.trim();
     }, POLICY_TICK_MS);
     this.tick.unref();
   }
 
-  /** How many spares the pool keeps now, and how many it has (booting ones included). */
-  get pool(): { target: number; spares: number; ready: number } {
-    return { target: this.policy.target, spares: this.spares.length, ready: this.spares.filter((spare) => spare.ready).length };
+  /** The pool now: how many spares it aims at and may grow to, and the ones it has (booting ones included). */
+  get pool(): { target: number; max: number; pids: number[]; ready: number } {
+    return {
+      target: this.policy.target,
+      max: this.policy.ceiling,
+      pids: this.spares.map((spare) => spare.pid),
+      ready: this.spares.filter((spare) => spare.ready).length,
+    };
   }
 
   /** Boots the spares. */
@@ -157,15 +186,11 @@ export class Runners {
     return true;
   }
 
-  /** The shared memory segment spares attach to (at start and after each crash-restart). */
-  setShmem(attachment: ShmemAttachment | null): void {
-    this.shmem = attachment;
-    this.broadcast();
-  }
-
-  /** The served database while it accepts sessions, else null. */
-  setDatabase(params: ConnectionParams | null): void {
-    this.database = params;
+  /**
+   * What spares prepare for has changed (the segment was created or re-created after a crash-restart, the
+   * database came or went): tell them.
+   */
+  preparationChanged(): void {
     this.broadcast();
   }
 
@@ -179,7 +204,13 @@ export class Runners {
     // from the launch, which imports it too.
     if (this.learn(request.definition)) this.untold = true;
     if (!this.spares.some((spare) => spare.ready)) this.policy.missed(Date.now());
-    this.queue.push(request);
+    if (request.restart === true) {
+      // After the restarts already waiting, before every launch.
+      const firstLaunch = this.queue.findIndex((queued) => queued.restart !== true);
+      this.queue.splice(firstLaunch < 0 ? this.queue.length : firstLaunch, 0, request);
+    } else {
+      this.queue.push(request);
+    }
     this.serve();
   }
 
@@ -199,7 +230,7 @@ export class Runners {
         continue;
       }
       const index = this.spares.findIndex((spare) => spare.ready);
-      if (index < 0 && this.coldBoots >= BOOT_LIMIT) break;
+      if (index < 0 && this.coldBoots >= BOOT_LIMIT && request.restart !== true) break;
       let runner: Runner;
       try {
         runner = index >= 0 ? this.spares.splice(index, 1)[0]! : (this.spares.shift() ?? this.fork());
@@ -244,8 +275,8 @@ export class Runners {
       t: "prepare",
       cwd: this.options.cwd,
       libraries: [...this.libraries],
-      shmem: this.shmem,
-      database: this.spiSeen ? this.database : null,
+      shmem: this.options.shmem(),
+      database: this.spiSeen ? this.options.database() : null,
     };
   }
 
@@ -294,14 +325,7 @@ export class Runners {
   }
 
   private fork(): Runner {
-    const child = fork(RUNNER_PATH, [], {
-      execArgv: EXEC_ARGV,
-      // The last one is the watchdog's pipe (watchdog.ts): this end is never written, and closes when this process dies.
-      stdio: ["ignore", "pipe", "pipe", "ipc", "pipe"],
-      serialization: "json",
-      // Its own process group: a terminal's Ctrl-C reaches the postmaster alone, which then stops the workers in order.
-      detached: true,
-    });
+    const child = (this.options.spawnRunner ?? forkRunner)();
     const runner = new Runner(child);
     const deathPipe = child.stdio[WATCHDOG_FD] as Socket | null | undefined;
     deathPipe?.on("error", () => undefined);

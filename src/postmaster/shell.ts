@@ -19,7 +19,7 @@ import { Launcher } from "../launcher.js";
 import type { ConnectionParams } from "../database/types.js";
 import type { LogEvent } from "../log-events.js";
 import { Logger } from "../log.js";
-import { withUsage } from "../ops/proc-usage.js";
+import { pssBytesOf, withUsage } from "../ops/proc-usage.js";
 import { ensureTypeScript, importFrom, missingModule, modulePath } from "../modules.js";
 import type { FromRunner } from "../runtime/ipc.js";
 import { cleanupStaleSegments, ShmemHost, type ShmemAttachment, type ShmemRequest } from "../shmem/index.js";
@@ -70,9 +70,9 @@ export class PostmasterShell implements ControlHandler {
   #markStopped!: () => void;
   readonly #removeShmemAtExit = (): void => this.#shmem?.destroy();
 
-  constructor(options: ResolvedOptions) {
+  constructor(options: ResolvedOptions, postmasterId: string) {
     this.#options = options;
-    this.postmasterId = `${process.pid.toString(36)}.${Date.now().toString(36)}`;
+    this.postmasterId = postmasterId;
     this.#logger = new Logger({ format: options.logFormat, ...(options.logSink === undefined ? {} : { sink: options.logSink }) });
     this.#machine = new PostmasterMachine({
       postmasterId: this.postmasterId,
@@ -81,7 +81,13 @@ export class PostmasterShell implements ControlHandler {
       databaseServed: options.database !== false,
       shutdownTimeoutMs: options.shutdownTimeoutMs,
     });
-    this.#runners = new Runners({ spares: options.spareRunners, cwd: options.cwd }, {
+    this.#runners = new Runners({
+      spares: options.spareRunners,
+      maxSpares: options.maxSpareRunners,
+      cwd: options.cwd,
+      shmem: () => this.#shmemAttachment,
+      database: () => this.#sessionDatabase(),
+    }, {
       message: (runner, message) => this.#onRunnerMessage(runner, message),
       output: (runner, stream, line) => this.#logger.output(this.#workerRef(runner), stream, line),
       exit: (runner, code, signal) => this.#feed({ kind: "exited", pid: runner.pid, code, signal, at: Date.now() }),
@@ -190,10 +196,16 @@ export class PostmasterShell implements ControlHandler {
         uptimeMs: this.#startedAt === 0 ? 0 : Date.now() - this.#startedAt,
         shmemBytes: this.#shmem?.size ?? 0,
         maxWorkerProcesses: this.#options.maxWorkerProcesses,
+        spares: this.#sparesStatus(),
         shutdown: this.#machine.shuttingDown,
       },
       workers: this.#machine.rows().map((row) => withUsage(row, row.pid === null ? undefined : this.#machine.handedOverAt(row.pid))),
     };
+  }
+
+  #sparesStatus(): StatusReport["postmaster"]["spares"] {
+    const { pids, ready, target, max } = this.#runners.pool;
+    return { count: pids.length, ready, target, max, pssBytes: pssBytesOf(pids) };
   }
 
   /** Calls `listener` after every change of state (worker, phase, shutdown); returns the unsubscribe function. */
@@ -289,7 +301,7 @@ export class PostmasterShell implements ControlHandler {
   #resetShmem(): void {
     if (this.#shmem === undefined) return;
     this.#shmemAttachment = this.#shmem.create();
-    this.#runners.setShmem(this.#shmemAttachment);
+    this.#runners.preparationChanged();
     for (const hook of this.#startupHooks) {
       try {
         hook();
@@ -324,7 +336,7 @@ export class PostmasterShell implements ControlHandler {
     else if (phase === "starting" && reason !== this.#phaseReason) this.#log({ event: "database-unreachable", reason });
     this.#phaseReason = phase === "starting" ? reason : null;
     this.#feed({ kind: "phase", phase });
-    this.#runners.setDatabase(this.#sessionDatabase());
+    this.#runners.preparationChanged();
   }
 
   #onRunnerMessage(runner: Runner, message: FromRunner): void {
@@ -409,7 +421,7 @@ export class PostmasterShell implements ControlHandler {
   #perform(action: Action): void {
     switch (action.type) {
       case "spawn":
-        return this.#spawn(action.slot, action.generation, action.definition);
+        return this.#spawn(action.slot, action.generation, action.definition, action.restart);
       case "signal":
         try {
           process.kill(action.pid, action.signal);
@@ -454,9 +466,10 @@ export class PostmasterShell implements ControlHandler {
     }
   }
 
-  #spawn(slot: number, generation: number, definition: WorkerDefinition): void {
+  #spawn(slot: number, generation: number, definition: WorkerDefinition, restart: boolean): void {
     this.#runners.request({
       definition,
+      restart,
       deliver: (runner) => {
         runner.send({
           t: "start",

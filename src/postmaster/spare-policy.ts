@@ -8,22 +8,24 @@
 
 /** How long without a miss before the target drops by one spare. */
 export const SPARE_DECAY_MS = 30_000;
-/** The most spares the pool grows to on its own, unless the floor is higher. */
+/** The default ceiling (`maxSpareRunners`): enough for a burst of launches to find warm spares. */
 export const SPARE_CEILING = 8;
-
 export class SparePolicy {
   private wanted: number;
+  private readonly limit: number;
   private lastChange = 0;
 
   /**
-   * `floor` is the `spareRunners` option. A floor of 0 means no spares at all: the pool never grows.
+   * `floor` is the `spareRunners` option, `ceiling` the `maxSpareRunners` one (at least the floor). A floor of
+   * 0 means no spares at all: the pool never grows.
    */
   constructor(
     readonly floor: number,
-    readonly ceiling: number = floor === 0 ? 0 : Math.max(floor, SPARE_CEILING),
+    readonly ceiling: number,
     private readonly decayMs: number = SPARE_DECAY_MS,
   ) {
     this.wanted = floor;
+    this.limit = floor === 0 ? 0 : Math.max(floor, ceiling);
   }
 
   /** How many spares to keep now. */
@@ -33,7 +35,7 @@ export class SparePolicy {
 
   /** A launch found no warm spare. */
   missed(now: number): void {
-    if (this.wanted < this.ceiling) this.wanted += 1;
+    if (this.wanted < this.limit) this.wanted += 1;
     this.lastChange = now;
   }
 

@@ -12,9 +12,8 @@ import type { LogLevel } from "../log.js";
 import { attachShmem, denyShmem } from "../shmem/index.js";
 import type { FromRunner, StartMessage, ToRunner } from "./ipc.js";
 import { Latch } from "./latch.js";
-import { librariesSettled, library, prepare, warmLoader } from "./spare.js";
-import { dedicatePreopenedSession } from "./spi-preopen.js";
-import { startOrphanWatchdog } from "./watchdog.js";
+import { dedicatePreopened, librariesSettled, library, prepare, warmLoader } from "./spare.js";
+import { guardAgainstOrphaning } from "./orphan.js";
 import { WORKER_SIGNALS } from "./signals.js";
 import { WorkerRole } from "./worker-role.js";
 
@@ -71,8 +70,7 @@ function watchPostmaster(role: WorkerRole): void {
     role.latch.stop("postmaster-death");
     setTimeout(() => process.exit(1), ORPHAN_GRACE_MS);
   });
-  // A worker whose code never yields to its event loop does not hear the above; the watchdog ends it.
-  startOrphanWatchdog(ORPHAN_GRACE_MS);
+  // A worker whose code never yields to its event loop does not hear the above; the backstop (armed at boot) ends it.
 }
 
 async function become(start: StartMessage): Promise<void> {
@@ -110,7 +108,7 @@ async function become(start: StartMessage): Promise<void> {
   // A worker with access attaches (when any extension requested shared memory at all); one without is told why.
   if (!definition.shmem) denyShmem(definition.name);
   else if (start.shmem !== null) attachShmem(start.shmem);
-  dedicatePreopenedSession(definition.spi ? definition.type : null);
+  await dedicatePreopened(definition.spi ? definition.type : null);
 
   let fn: unknown;
   try {
@@ -176,7 +174,7 @@ process.on("message", (message: ToRunner) => {
 // file as the library's import when bgworker is installed as a package (or imported by name inside it).
 // "ready" tells the postmaster the spare is fully warm, the libraries of its first preparation included; a
 // start that comes earlier is served all the same.
-startOrphanWatchdog(ORPHAN_GRACE_MS);
+guardAgainstOrphaning(ORPHAN_GRACE_MS, process.ppid);
 void import("../index.js")
   .catch(() => undefined)
   .then(() => warmLoader())

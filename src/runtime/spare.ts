@@ -11,12 +11,10 @@
  */
 import { pathToFileURL } from "node:url";
 import type { ConnectionParams } from "../database/types.js";
-import { importFrom, moduleExports, moduleFormat, modulePath } from "../modules.js";
+import { importFrom, moduleExports, moduleFormat, modulePath, typeScriptSupport } from "../modules.js";
 import { attachShmem } from "../shmem/index.js";
 import type { ShmemAttachment } from "../shmem/types.js";
 import type { FromRunner } from "./ipc.js";
-import { sessionTypes } from "./spi.js";
-import { preopenSession } from "./spi-preopen.js";
 
 /** What the postmaster tells its spares to prepare; sent at boot and again when any of it changes. */
 export interface PrepareMessage {
@@ -91,7 +89,9 @@ export function prepare(message: PrepareMessage, send: (message: FromRunner) => 
       // The launch attaches again and reports the failure to the worker that needs the segment.
     }
   }
-  if (message.database !== null) preopenSession(message.database, sessionTypes);
+  // The database driver is loaded only by a spare that may become an SPI worker: the postmaster sends a
+  // database only once SPI workers have been seen.
+  if (message.database !== null) preopenFor(message.database);
   for (const specifier of message.libraries) {
     if (libraries.has(keyOf(specifier, message.cwd))) continue;
     const key = keyOf(specifier, message.cwd);
@@ -104,6 +104,26 @@ export function prepare(message: PrepareMessage, send: (message: FromRunner) => 
   }
 }
 
+let preopening: Promise<typeof import("./spi-preopen.js")> | undefined;
+
+function preopenFor(database: ConnectionParams): void {
+  preopening ??= import("./spi-preopen.js");
+  // The session's parsers are the SPI session's, which need the driver loaded.
+  const spi = import("./spi.js").then(async (module) => (await module.ensureDriver(), module));
+  void Promise.all([preopening, spi])
+    .then(([preopen, { sessionTypes }]) => preopen.preopenSession(database, sessionTypes))
+    .catch(() => undefined);
+}
+
+/**
+ * This process has become a worker: hands the session opened ahead of time (if any) to an SPI worker of type
+ * `spiType`, or closes it when the worker does not use SPI (`spiType` null). Resolves once that is decided.
+ */
+export async function dedicatePreopened(spiType: string | null): Promise<void> {
+  if (preopening === undefined) return;
+  (await preopening).dedicatePreopenedSession(spiType);
+}
+
 /**
  * Runs the TypeScript loader's path once (its resolve and load hooks on their own thread, a TypeScript file
  * read and evaluated), so that the first library a launch imports does not pay for the loader's first use.
@@ -114,7 +134,8 @@ export function prepare(message: PrepareMessage, send: (message: FromRunner) => 
  * `.ts` modules have warmed the loader already.
  */
 export async function warmLoader(): Promise<void> {
-  if (import.meta.url.endsWith(".ts")) return;
+  // The in-thread hooks have nothing to warm: a cached module costs a file read.
+  if (import.meta.url.endsWith(".ts") || typeScriptSupport() !== "tsx") return;
   try {
     await import(new URL("./loader-warmup.d.ts", import.meta.url).href);
   } catch {

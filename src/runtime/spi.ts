@@ -5,12 +5,11 @@
  * The session lives on `globalThis` under `Symbol.for("bgworker.spi")`, because a process may hold two copies
  * of this package (an extension's own `node_modules`, the TypeScript loader) and all must share it.
  */
-import pg from "pg";
+import type pg from "pg";
 import { passwordOf } from "../database/password.js";
 import { makeError, show } from "../errors.js";
 import type { RawClient } from "./raw-client.js";
 import type { ConnectionParams } from "../database/types.js";
-import { adoptPreopenedSession } from "./spi-preopen.js";
 
 /** A PostgreSQL error raised by an SPI call, with the server's SQLSTATE, message and details. */
 export class SpiError extends Error {
@@ -90,7 +89,7 @@ export class SpiError extends Error {
  * ahead of time was made by the runner's copy of the package, which may load its own `pg`).
  */
 function isDatabaseError(error: unknown): error is pg.DatabaseError {
-  if (error instanceof pg.DatabaseError) return true;
+  if (driver !== undefined && error instanceof driver.DatabaseError) return true;
   return error instanceof Error && error.constructor.name === "DatabaseError" && typeof (error as { code?: unknown }).code === "string";
 }
 
@@ -137,7 +136,26 @@ const types = {
 /** The SPI session's parsers, for a session opened ahead of time (spi-preopen.ts). */
 export { types as sessionTypes };
 
-const builtinParser = pg.types.getTypeParser as (oid: number, format: "text" | "binary") => (value: string) => unknown;
+/**
+ * The `pg` driver, loaded by the first `connectWorkerToSpi()`: a worker that never opens a session never
+ * loads it (about 30 modules).
+ */
+let driver: typeof pg | undefined;
+
+async function loadDriver(): Promise<typeof pg> {
+  driver ??= (await import("pg")).default;
+  return driver;
+}
+
+/** Loads the driver, for a session that a spare opens ahead of time with this session's parsers (`sessionTypes`). */
+export async function ensureDriver(): Promise<void> {
+  await loadDriver();
+}
+
+/** pg's own parser for a type; only called by the driver, so it is loaded by then. */
+function builtinParser(oid: number, format: "text" | "binary"): (value: string) => unknown {
+  return (driver!.types.getTypeParser as (oid: number, format: "text" | "binary") => (value: string) => unknown)(oid, format);
+}
 
 function mapDeep(value: unknown, fn: (v: unknown) => unknown): unknown {
   return Array.isArray(value) ? value.map((v) => mapDeep(v, fn)) : fn(value);
@@ -177,8 +195,9 @@ export async function connectSpi(
   try {
     // The session that the spare runner opened ahead of time, when it is for this database and user
     // (spi-preopen.ts); otherwise that session is closed before this one is opened.
+    const [{ adoptPreopenedSession }, pgDriver] = await Promise.all([import("./spi-preopen.js"), loadDriver()]);
     const adopted = await adoptPreopenedSession(config, options.applicationName);
-    const opened = adopted ?? new pg.Client(config);
+    const opened = adopted ?? new pgDriver.Client(config);
     client = opened;
     // Never let the driver emit an unhandled 'error' (it would kill the worker): remember it for the next call.
     opened.on("error", (error: Error) => {

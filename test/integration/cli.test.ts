@@ -75,7 +75,7 @@ describe("bgworker CLI against a running postmaster", () => {
       const text = ok(await bgworker("status", "--socket", socket)).stdout.split("\n");
       assert.match(
         text[0]!,
-        new RegExp(`^postmaster pid ${pm.pid}: phase running, database none \\(--no-database\\), up \\S+, shared memory 0 B, 1 of 2 worker slots in use$`),
+        new RegExp(`^postmaster pid ${pm.pid}: phase running, database none \\(--no-database\\), up \\S+, shared memory 0 B, 1 of 2 worker slots in use, \\d+ spare runners? \\(\\d+ warm, at most \\d+, [\\d.]+ \\S+\\)$`),
       );
       assert.match(text[1]!, /^SLOT\s+NAME\s+TYPE\s+PID\s+BACKEND\s+STATE\s+UPTIME\s+CPU\s+RSS\s+START\s+RESTART\s+RESTARTS\s+LAST EXIT\s+NOTIFY\s+KIND\s+FLAGS\s+HANDLE$/);
       assert.match(text[2]!, /^0\s+static looper\s+static looper\s+\d+\s+-\s+running\s+\S+\s+\d+\.\d\ds\s+\d+\.\d [KMG]iB\s+PostmasterStart\s+never\s+0\s+-\s+-\s+static\s+-\s+-$/);

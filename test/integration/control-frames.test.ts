@@ -27,7 +27,7 @@ class Handler implements ControlHandler {
 
   status(): StatusReport {
     return {
-      postmaster: { pid: process.pid, phase: "running", database: "none", uptimeMs: 1, shmemBytes: 0, maxWorkerProcesses: 1, shutdown: null },
+      postmaster: { pid: process.pid, phase: "running", database: "none", uptimeMs: 1, shmemBytes: 0, maxWorkerProcesses: 1, spares: { count: 1, ready: 1, target: 1, max: 8, pssBytes: 9_437_184 }, shutdown: null },
       workers: [],
     };
   }

@@ -92,4 +92,56 @@ describe("module formats of extensions and worker libraries", () => {
       await postmaster.close();
     }
   });
+
+  it("TypeScript that needs more than erasing types, the resolution TypeScript projects use, and errors that name .ts lines", async () => {
+    const dir = project("module");
+    mkdirSync(join(dir, "lib"));
+    mkdirSync(join(dir, "shared"));
+    writeFileSync(join(dir, "tsconfig.json"), '{\n  // comments, as tsconfig allows\n  "compilerOptions": { "paths": { "@shared/*": ["./shared/*"] } },\n}\n');
+    // An enum, a namespace and parameter properties need a transform, not only erasure; an import of a name
+    // that is only a type (without `type`) must vanish as TypeScript makes it.
+    writeFileSync(join(dir, "shared", "kinds.ts"), "export enum Kind { A = 1, B }\nexport namespace Names { export const first = \"ns\"; }\nexport interface Shape { kind: Kind }\n");
+    writeFileSync(join(dir, "lib", "index.ts"), "export class Box { constructor(private readonly value: number) {} get(): number { return this.value; } }\n");
+    writeFileSync(
+      join(dir, "rich.ts"),
+      [
+        'import { Kind, Names, Shape } from "@shared/kinds.js";', // tsconfig paths, `.js` naming a `.ts` file
+        'import { Box } from "./lib";', // a directory's index.ts, extensionless
+        "export function rich(): void {",
+        "  const shape: Shape = { kind: Kind.B };",
+        "  console.log(`rich ${shape.kind} ${Names.first} ${new Box(7).get()}`);",
+        "}",
+        "export function fails(): void {",
+        '  throw new Error("from line 8");',
+        "}",
+        "",
+      ].join("\n"),
+    );
+    writeFileSync(join(dir, "broken.ts"), "export function broken(): void {\n  const x: number = ;\n}\n");
+    writeFileSync(
+      join(dir, "ext_rich.ts"),
+      [
+        'import { BackgroundWorkerBuilder } from "bgworker";',
+        "export function _PG_init(): void {",
+        '  new BackgroundWorkerBuilder("rich").setLibrary("./rich.ts").setFunction("rich").load();',
+        '  new BackgroundWorkerBuilder("fails").setLibrary("./rich.ts").setFunction("fails").load();',
+        '  new BackgroundWorkerBuilder("broken").setLibrary("./broken.ts").setFunction("broken").load();',
+        "}",
+        "",
+      ].join("\n"),
+    );
+    const child = spawn(process.execPath, [CLI, "start", "./ext_rich.ts", "--no-database", "--log-format", "json"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+    const postmaster = new RunningPostmaster(child, dir);
+    try {
+      await postmaster.waitForLog(/^rich 2 ns 7$/);
+      // The thrown error's stack names the TypeScript file and line, through the source map.
+      const fails = await postmaster.waitForLog(/^background worker "fails": from line 8$/);
+      assert.match(fails.detail ?? "", /rich\.ts:8:\d+/);
+      // A syntax error is reported with the file and the line.
+      const broken = await postmaster.waitForLog(/^background worker "broken": function "broken" not found in library "\.\/broken\.ts"$/);
+      assert.match(broken.detail ?? "", /broken\.ts:2:\d+/);
+    } finally {
+      await postmaster.close();
+    }
+  });
 });

@@ -94,7 +94,7 @@ describe("status table", () => {
   });
   const now = Date.parse("2026-01-01T12:00:00.000Z");
   const report: StatusReport = {
-    postmaster: { pid: 100, phase: "running", database: "embedded (./.bgworker/pgdata)", uptimeMs: 3_723_000, shmemBytes: 4096, maxWorkerProcesses: 8, shutdown: null },
+    postmaster: { pid: 100, phase: "running", database: "embedded (./.bgworker/pgdata)", uptimeMs: 3_723_000, shmemBytes: 4096, maxWorkerProcesses: 8, spares: { count: 1, ready: 1, target: 1, max: 8, pssBytes: 9_437_184 }, shutdown: null },
     workers: [
       row({ slot: 2, name: "dyn", type: "dyn-type", pid: null, backendPid: null, state: "backoff", startTime: "PostmasterStart", restartTimeMs: 1500, restarts: 6,
         lastExit: { code: 1, signal: null, at: "2026-01-01T11:59:48.000Z" }, notifyPid: 999, kind: "dynamic", spi: false, shmem: false,
@@ -106,7 +106,7 @@ describe("status table", () => {
 
   it("shows the postmaster row and one aligned row per slot, sorted by slot", () => {
     const expected = [
-      "postmaster pid 100: phase running, database embedded (./.bgworker/pgdata), up 1h2m, shared memory 4.0 KiB, 2 of 8 worker slots in use",
+      "postmaster pid 100: phase running, database embedded (./.bgworker/pgdata), up 1h2m, shared memory 4.0 KiB, 2 of 8 worker slots in use, 1 spare runner (1 warm, at most 8, 9.0 MiB)",
       "SLOT  NAME     TYPE      PID   BACKEND  STATE         UPTIME  CPU    RSS       START             RESTART  RESTARTS  LAST EXIT        NOTIFY  KIND     FLAGS      HANDLE",
       "0     counter  counter   4242  5151     running       2m5s    1.25s  48.0 MiB  RecoveryFinished  never    0         -                -       static   spi,shmem  -",
       "1     crashy   crashy    -     -        stopped       -       -      -         RecoveryFinished  never    0         SIGKILL, 1h ago  -       static   shmem      -",
@@ -119,7 +119,7 @@ describe("status table", () => {
     const empty: StatusReport = { postmaster: { ...report.postmaster, shutdown: "smart", uptimeMs: 500 }, workers: [] };
     assert.equal(
       formatStatus(empty, now),
-      "postmaster pid 100: phase running, database embedded (./.bgworker/pgdata), up 500ms, shared memory 4.0 KiB, 0 of 8 worker slots in use, shutting down (smart)\n(no background workers)",
+      "postmaster pid 100: phase running, database embedded (./.bgworker/pgdata), up 500ms, shared memory 4.0 KiB, 0 of 8 worker slots in use, 1 spare runner (1 warm, at most 8, 9.0 MiB), shutting down (smart)\n(no background workers)",
     );
   });
 

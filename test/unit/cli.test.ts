@@ -66,7 +66,7 @@ class InstantPostmaster implements ControlHandler {
 
   status(): StatusReport {
     return {
-      postmaster: { pid: 4000, phase: "running", database: "none", uptimeMs: 65_000, shmemBytes: 0, maxWorkerProcesses: 2, shutdown: null },
+      postmaster: { pid: 4000, phase: "running", database: "none", uptimeMs: 65_000, shmemBytes: 0, maxWorkerProcesses: 2, spares: { count: 1, ready: 1, target: 1, max: 8, pssBytes: 9_437_184 }, shutdown: null },
       workers: this.definitions.map((definition, slot) => ({
         slot, name: definition.name, type: definition.type, pid: this.live.has(slot) ? 5000 + slot : null,
         state: this.live.has(slot) ? ("running" as const) : ("stopped" as const), startTime: "PostmasterStart" as const,
@@ -273,7 +273,7 @@ describe("bgworker: commands against a postmaster", () => {
     const table = await cli(["status"], cwd);
     assert.equal(table.code, 0, table.stderr);
     const lines = table.stdout.trimEnd().split("\n");
-    assert.equal(lines[0], "postmaster pid 4000: phase running, database none, up 1m5s, shared memory 0 B, 1 of 2 worker slots in use");
+    assert.equal(lines[0], "postmaster pid 4000: phase running, database none, up 1m5s, shared memory 0 B, 1 of 2 worker slots in use, 1 spare runner (1 warm, at most 8, 9.0 MiB)");
     assert.match(lines[1] ?? "", /^SLOT  NAME  TYPE  PID   BACKEND  STATE    UPTIME  CPU  RSS  START/);
     assert.match(lines[2] ?? "", /^0     fn    fn    5000  -        running  -       -    -    PostmasterStart  never    0         -          \d+\s+dynamic  spi    bgw1:pm-cli:0:1$/);
     const json = await cli(["status", "--json"], cwd);

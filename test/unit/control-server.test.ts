@@ -46,7 +46,7 @@ class FakePostmaster implements ControlHandler {
 
   status(): StatusReport {
     return {
-      postmaster: { pid: process.pid, phase: "running", database: "none", uptimeMs: 1, shmemBytes: 0, maxWorkerProcesses: this.maxWorkers, shutdown: null },
+      postmaster: { pid: process.pid, phase: "running", database: "none", uptimeMs: 1, shmemBytes: 0, maxWorkerProcesses: this.maxWorkers, spares: { count: 0, ready: 0, target: 0, max: 0, pssBytes: 0 }, shutdown: null },
       workers: this.slots.flatMap((slot, index) =>
         slot === undefined
           ? []

@@ -164,7 +164,7 @@ describe("status tracker", () => {
     const listeners = new Set<() => void>();
     const source: OpsSource = {
       status: (): StatusReport => ({
-        postmaster: { pid: 1, phase: "running", database: "none", uptimeMs: 0, shmemBytes: 0, maxWorkerProcesses: 8, shutdown: null },
+        postmaster: { pid: 1, phase: "running", database: "none", uptimeMs: 0, shmemBytes: 0, maxWorkerProcesses: 8, spares: { count: 1, ready: 1, target: 1, max: 8, pssBytes: 9_437_184 }, shutdown: null },
         workers,
       }),
       onChange: (listener) => (listeners.add(listener), () => listeners.delete(listener)),
@@ -206,7 +206,7 @@ describe("status tracker", () => {
     const listeners = new Set<() => void>();
     const source: OpsSource = {
       status: (): StatusReport => ({
-        postmaster: { pid: 1, phase: "running", database: "none", uptimeMs: 0, shmemBytes: 0, maxWorkerProcesses: 8, shutdown: null },
+        postmaster: { pid: 1, phase: "running", database: "none", uptimeMs: 0, shmemBytes: 0, maxWorkerProcesses: 8, spares: { count: 1, ready: 1, target: 1, max: 8, pssBytes: 9_437_184 }, shutdown: null },
         workers,
       }),
       onChange: (listener) => (listeners.add(listener), () => listeners.delete(listener)),
@@ -456,7 +456,7 @@ describe("metrics", () => {
       row({ slot: 1, name: "b", type: "tb", pid: null, state: "backoff", backoffMs: 100, lastExit: { code: null, signal: "SIGSEGV", at: "" } }),
     ];
     const source: OpsSource = {
-      status: () => ({ postmaster: { pid: 1, phase: "consistent", database: "x", uptimeMs: 60_000, shmemBytes: 8192, maxWorkerProcesses: 4, shutdown: null }, workers }),
+      status: () => ({ postmaster: { pid: 1, phase: "consistent", database: "x", uptimeMs: 60_000, shmemBytes: 8192, maxWorkerProcesses: 4, spares: { count: 1, ready: 1, target: 1, max: 8, pssBytes: 9_437_184 }, shutdown: null }, workers }),
       onChange: () => () => undefined,
       logTail: new LogTail(),
     };

@@ -13,6 +13,9 @@ describe("Postmaster options", () => {
     assert.equal(options.socketPath, "/srv/app/.bgworker/bgworker.sock");
     assert.equal(options.shutdownTimeoutMs, 10_000);
     assert.equal(options.logFormat, "text");
+    assert.equal(options.spareRunners, 1);
+    assert.equal(options.maxSpareRunners, 8);
+    assert.equal(resolveOptions({ extensions: [], spareRunners: 12 }).maxSpareRunners, 12, "the ceiling is at least the floor");
     assert.deepEqual(options.restartBackoff, { failures: 5, fastFailureMs: 1_000, initialDelayMs: 100, maxDelayMs: 30_000, resetAfterMs: 10_000 });
   });
 
@@ -24,6 +27,9 @@ describe("Postmaster options", () => {
       [{ extensions: [], shutdownTimeoutMs: -1 }, "Postmaster: shutdownTimeoutMs -1 must be an integer from 0 to 86400000"],
       [{ extensions: [], logFormat: "xml" }, 'Postmaster: logFormat "xml" must be one of text, json'],
       [{ extensions: [], database: { host: "x" } }, 'Postmaster: database object must be "embedded", { url: string }, { pgdata: string } or false'],
+      [{ extensions: [], spareRunners: 65 }, "Postmaster: spareRunners 65 must be an integer from 0 to 64"],
+      [{ extensions: [], maxSpareRunners: -1 }, "Postmaster: maxSpareRunners -1 must be an integer from 0 to 64"],
+      [{ extensions: [], spareRunners: 4, maxSpareRunners: 2 }, "Postmaster: maxSpareRunners 2 must be at least spareRunners (4)"],
       [{ extensions: [], restartBackoff: { failures: 1.5 } }, "Postmaster: restartBackoff.failures 1.5 must be an integer from 0 to 86400000"],
       // The URL is checked by the constructor, as strictly as start() would, and never repeated (it may hold a password).
       [{ extensions: [], database: { url: "http://u:secret@h/db" } }, 'Postmaster: database.url: scheme "http" is not PostgreSQL\'s (use postgres:// or postgresql://)'],
@@ -43,6 +49,13 @@ describe("bgworker start arguments", () => {
       logFormat: "json",
       maxWorkerProcesses: 4,
       shutdownTimeoutMs: 500,
+    });
+    assert.deepEqual(parseStart(["a.ts", "--spare-runners", "0", "--max-spare-runners", "3"]), {
+      extensions: ["./a.ts"],
+      database: "embedded",
+      logFormat: "text",
+      spareRunners: 0,
+      maxSpareRunners: 3,
     });
     assert.deepEqual(parseStart(["a.ts", "--database", "postgres://x/y"]).database, { url: "postgres://x/y" });
     assert.deepEqual(parseStart(["a.ts", "--pgdata", "/d"]).database, { pgdata: "/d" });

@@ -1,0 +1,26 @@
+/**
+ * The backstop for postmaster death: however the postmaster dies, a worker that has not ended itself within
+ * the grace is killed. A worker learns of the death at once through its IPC channel, but only when its event
+ * loop turns; one stuck in synchronous code never would. Where the shared-memory addon is present (Linux),
+ * the kernel does it: a parent-death signal arms a timer that delivers SIGKILL (native/orphan.cc), at no cost
+ * while the postmaster lives. Elsewhere a small thread watches the postmaster's death pipe (watchdog.ts).
+ */
+import { shmAddonIfAvailable } from "../shmem/native.js";
+import { startOrphanWatchdog } from "./watchdog.js";
+
+let guarded = false;
+
+/** Guards this process, once; `parentPid` is the postmaster's pid as this process first saw it. */
+export function guardAgainstOrphaning(graceMs: number, parentPid: number): void {
+  if (guarded) return;
+  guarded = true;
+  let armed = false;
+  try {
+    armed = shmAddonIfAvailable()?.armOrphanKill(graceMs) === true;
+  } catch {
+    // A failed syscall: the thread serves instead.
+  }
+  if (!armed) return startOrphanWatchdog(graceMs);
+  // The parent died before the kernel was asked: no signal will come, so end now, as the grace would.
+  if (process.ppid !== parentPid) setTimeout(() => process.kill(process.pid, "SIGKILL"), graceMs).unref();
+}

@@ -1,0 +1,169 @@
+/**
+ * TypeScript compiled once per content, not once per process: a `.ts` module's JavaScript is kept on disk,
+ * keyed by the compiler and its target, the file's path, its module format, the nearest tsconfig.json and the
+ * source itself (compared whole on every read).
+ * A worker that finds its module there reads one file and loads no compiler at all; only the first process to
+ * meet a new source (usually the postmaster loading the extension, or the first spare preloading a library)
+ * runs esbuild, as a short-lived child process, and writes the result for every later one.
+ *
+ * Why esbuild and not Node's own type stripping (`module.stripTypeScriptTypes`), measured on Node 24 and 26:
+ * the stripper is a WebAssembly build of SWC that costs every process that uses it about 19 MB of RSS and
+ * 90-210 ms on its first call, which is more than a whole bare worker; Node 26 strips only (no `enum`,
+ * `namespace` or parameter properties); and stripping keeps an import of a name that is only a type, which
+ * fails at link time where TypeScript (and esbuild) drop it. One compiler on every Node line keeps the
+ * semantics users had, and the cache makes its cost nil after the first process.
+ */
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+
+/** The module system a compiled file runs under; CommonJS output turns `import`/`export` into require/exports. */
+export type CompiledFormat = "module" | "commonjs";
+
+const require = createRequire(import.meta.url);
+
+interface Esbuild {
+  readonly version: string;
+  transformSync(input: string, options: Record<string, unknown>): { code: string };
+}
+
+let esbuild: Esbuild | undefined;
+
+function compiler(): Esbuild {
+  // Without this, esbuild's synchronous API keeps a worker thread alive for the rest of the process; a cache
+  // miss is rare enough to pay for a short child process instead.
+  process.env["ESBUILD_WORKER_THREADS"] = "0";
+  esbuild ??= require("esbuild") as Esbuild;
+  return esbuild;
+}
+
+/** esbuild's version without loading it: part of every cache key, so a new compiler never reads old output. */
+function compilerVersion(): string {
+  try {
+    const manifest = require.resolve("esbuild/package.json");
+    return (JSON.parse(readFileSync(manifest, "utf8")) as { version: string }).version;
+  } catch {
+    return "unknown";
+  }
+}
+
+const COMPILER_ID = `esbuild@${compilerVersion()}/1`;
+
+/** The tsconfig.json nearest above each directory (its text), or null: found by walking up once per directory. */
+const tsconfigs = new Map<string, string | null>();
+
+function nearestTsconfig(dir: string): string | null {
+  const known = tsconfigs.get(dir);
+  if (known !== undefined) return known;
+  let found: string | null;
+  try {
+    found = readFileSync(join(dir, "tsconfig.json"), "utf8");
+  } catch {
+    const parent = dirname(dir);
+    found = parent === dir ? null : nearestTsconfig(parent);
+  }
+  tsconfigs.set(dir, found);
+  return found;
+}
+
+/** The compiler options esbuild honours from the project's tsconfig (decorators, class fields, JSX). */
+function tsconfigRaw(path: string): Record<string, unknown> | undefined {
+  const text = nearestTsconfig(dirname(path));
+  if (text === null) return undefined;
+  try {
+    // tsconfig.json allows comments and trailing commas; get-tsconfig reads it as TypeScript does, `extends` included.
+    const { getTsconfig } = require("get-tsconfig") as typeof import("get-tsconfig");
+    const config = getTsconfig(dirname(path));
+    return config === null ? undefined : { compilerOptions: config.config.compilerOptions ?? {} };
+  } catch {
+    return undefined;
+  }
+}
+
+let cacheDir: string | null | undefined;
+
+/**
+ * The cache directory, created owner-only; null (no cache, compile in memory) when it cannot be made or is not
+ * this user's alone, since another user's directory could hand this process code to run.
+ */
+function cache(): string | null {
+  if (cacheDir !== undefined) return cacheDir;
+  const uid = process.getuid?.() ?? 0;
+  const dir = process.env["BGWORKER_CACHE_DIR"] ?? join(tmpdir(), `bgworker-${uid}`, "typescript");
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const stats = statSync(dir);
+    const parentStats = statSync(dirname(dir));
+    const ownedAlone = (s: { uid: number; mode: number }): boolean => s.uid === uid && (s.mode & 0o022) === 0;
+    cacheDir = ownedAlone(stats) && (process.env["BGWORKER_CACHE_DIR"] !== undefined || ownedAlone(parentStats)) ? dir : null;
+  } catch {
+    cacheDir = null;
+  }
+  return cacheDir;
+}
+
+/**
+ * A 53-bit hash of `text` (two multiplicative 32-bit lanes), to name cache files. It only spreads names: each
+ * entry holds its full key and source, compared on read, so two texts that share a name can never be
+ * confused. (A cryptographic hash would load OpenSSL into every worker: about 2 MB of memory each.)
+ */
+function spread(text: string): string {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(16);
+}
+
+/** What a cache file holds: the compiled code, with the key and source it was compiled from. */
+interface Entry {
+  readonly key: string;
+  readonly source: string;
+  readonly code: string;
+}
+
+/**
+ * The JavaScript of the TypeScript module at `path`, with an inline source map so that stack traces name its
+ * `.ts` lines. Read from the cache when this exact source was compiled before; compiled and stored otherwise.
+ * A syntax error is thrown as esbuild reports it: the file, line and column, and the offending text.
+ */
+export function compileTypeScript(path: string, source: string, format: CompiledFormat): string {
+  const target = `node${process.versions.node.split(".")[0]}`;
+  const key = `${COMPILER_ID}\0${target}\0${path}\0${format}\0${nearestTsconfig(dirname(path)) ?? ""}`;
+  const dir = cache();
+  const file = dir === null ? null : join(dir, `${spread(key)}-${spread(source)}.json`);
+  if (file !== null) {
+    try {
+      const entry = JSON.parse(readFileSync(file, "utf8")) as Entry;
+      if (entry.key === key && entry.source === source) return entry.code;
+    } catch {
+      // Not compiled yet (or a damaged entry, compiled again below).
+    }
+  }
+  const raw = tsconfigRaw(path);
+  const { code } = compiler().transformSync(source, {
+    loader: path.endsWith("x") ? "tsx" : "ts",
+    format: format === "commonjs" ? "cjs" : "esm",
+    sourcefile: path,
+    sourcemap: "inline",
+    target,
+    ...(raw === undefined ? {} : { tsconfigRaw: raw }),
+  });
+  if (file !== null) {
+    // Written whole under a temporary name, then renamed: a reader sees no file or the complete one.
+    const temporary = `${file}.${process.pid}.tmp`;
+    try {
+      writeFileSync(temporary, JSON.stringify({ key, source, code } satisfies Entry), { mode: 0o600 });
+      renameSync(temporary, file);
+    } catch {
+      // A full disk or a removed directory costs only the next process a compile.
+    }
+  }
+  return code;
+}
