@@ -36,8 +36,8 @@ interface SpareSession {
   adopt(config: pg.ClientConfig, applicationName: string): Promise<pg.Client | undefined>;
 }
 
-const SLOT = Symbol.for("bgworker.spi-preopen");
-type Slots = { [SLOT]?: SpareSession };
+const SPARE_SESSION = Symbol.for("bgworker.spi-preopen");
+type ProcessGlobals = { [SPARE_SESSION]?: SpareSession };
 
 const SPARE_APPLICATION_NAME = "bgworker spare";
 
@@ -133,9 +133,9 @@ function makeSpareSession(): SpareSession {
 }
 
 function spareSession(): SpareSession {
-  const slots = globalThis as typeof globalThis & Slots;
-  slots[SLOT] ??= makeSpareSession();
-  return slots[SLOT];
+  const globals = globalThis as typeof globalThis & ProcessGlobals;
+  globals[SPARE_SESSION] ??= makeSpareSession();
+  return globals[SPARE_SESSION];
 }
 
 /**

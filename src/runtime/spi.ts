@@ -108,12 +108,12 @@ interface Session {
 }
 
 const SESSION = Symbol.for("bgworker.spi");
-type Slots = { [SESSION]?: Session };
+type ProcessGlobals = { [SESSION]?: Session };
 
 function session(): Session {
-  const slots = globalThis as typeof globalThis & Slots;
-  slots[SESSION] ??= { client: undefined, connecting: false, inTransaction: false, lost: undefined, onTerminated: undefined };
-  return slots[SESSION];
+  const globals = globalThis as typeof globalThis & ProcessGlobals;
+  globals[SESSION] ??= { client: undefined, connecting: false, inTransaction: false, lost: undefined, onTerminated: undefined };
+  return globals[SESSION];
 }
 
 /**
@@ -319,7 +319,6 @@ export async function disconnectSpi(): Promise<void> {
   if (client !== undefined) await client.end().catch(() => undefined);
 }
 
-// eslint-disable-next-line @typescript-eslint/ban-types -- the public function is the stack boundary
 function connected(where: string, caller: Function): pg.Client {
   const state = session();
   if (state.lost !== undefined) throw state.lost;
@@ -336,7 +335,6 @@ function connected(where: string, caller: Function): pg.Client {
 
 async function inTransaction(
   where: string,
-  // eslint-disable-next-line @typescript-eslint/ban-types -- the public function is the stack boundary
   caller: Function,
   sql: string,
   params: unknown[] | undefined,
