@@ -26,7 +26,7 @@ import { cleanupStaleSegments, ShmemHost, type ShmemAttachment, type ShmemReques
 import type { Phase, ShutdownMode, StatusReport } from "../status.js";
 import { PostmasterMachine, type Action, type MachineEvent, type MachineEventKind, type ResultOf, type TimerKey } from "./machine.js";
 import type { ResolvedOptions } from "./options.js";
-import { Runner, Runners } from "./runners.js";
+import { Runner, RunnerPool } from "./runner-pool.js";
 
 interface Waiter {
   readonly ref: HandleRef;
@@ -49,7 +49,7 @@ export class PostmasterShell implements ControlHandler {
   readonly #options: ResolvedOptions;
   readonly #logger: Logger;
   readonly #machine: PostmasterMachine;
-  readonly #runners: Runners;
+  readonly #runners: RunnerPool;
   readonly #timers = new Map<string, NodeJS.Timeout>();
   readonly #waiters = new Set<Waiter>();
   readonly #events: MachineEvent[] = [];
@@ -81,7 +81,7 @@ export class PostmasterShell implements ControlHandler {
       databaseServed: options.database !== false,
       shutdownTimeoutMs: options.shutdownTimeoutMs,
     });
-    this.#runners = new Runners({
+    this.#runners = new RunnerPool({
       spares: options.spareRunners,
       maxSpares: options.maxSpareRunners,
       cwd: options.cwd,

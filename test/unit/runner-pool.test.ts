@@ -8,7 +8,7 @@ import type { ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { describe, it } from "node:test";
 import { BackgroundWorkerBuilder, definitionOf } from "../../src/builder.js";
-import { BOOT_LIMIT, Runners, type Runner } from "../../src/postmaster/runners.js";
+import { BOOT_LIMIT, RunnerPool, type Runner } from "../../src/postmaster/runner-pool.js";
 
 /** Above Linux's largest pid (2^22): a signal the pool sends to a stand-in can reach no real process. */
 let nextPid = 5_000_000;
@@ -40,9 +40,9 @@ class StandIn extends EventEmitter {
   }
 }
 
-function pool(): { runners: Runners; children: StandIn[] } {
+function pool(): { runners: RunnerPool; children: StandIn[] } {
   const children: StandIn[] = [];
-  const runners = new Runners(
+  const runners = new RunnerPool(
     {
       spares: 0,
       maxSpares: 0,

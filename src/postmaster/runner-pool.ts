@@ -80,7 +80,7 @@ export class Runner {
   }
 }
 
-export interface RunnersOptions {
+export interface RunnerPoolOptions {
   /** The least number of spares (the `spareRunners` option); 0 keeps none. */
   readonly spares: number;
   /** The most spares the pool grows to (the `maxSpareRunners` option). */
@@ -107,7 +107,7 @@ function forkRunner(): ChildProcess {
   });
 }
 
-/** A worker waiting for a runner; see `Runners.request`. */
+/** A worker waiting for a runner; see `RunnerPool.request`. */
 export interface RunnerRequest {
   readonly definition: WorkerDefinition;
   /**
@@ -124,11 +124,11 @@ export interface RunnerRequest {
   withdrawn(): string | undefined;
 }
 
-export class Runners {
+export class RunnerPool {
   private readonly spares: Runner[] = [];
   /** Requests waiting for a warm spare or for a cold boot under BOOT_LIMIT, oldest first. */
   private readonly queue: RunnerRequest[] = [];
-  /** Runners handed a worker before they were ready, until they enter. */
+  /** RunnerPool handed a worker before they were ready, until they enter. */
   private coldBoots = 0;
   private readonly policy: SparePolicy;
   private readonly libraries = new Set<string>();
@@ -143,7 +143,7 @@ export class Runners {
   private readonly tick: NodeJS.Timeout;
 
   constructor(
-    private readonly options: RunnersOptions,
+    private readonly options: RunnerPoolOptions,
     private readonly events: RunnerEvents,
   ) {
     this.policy = new SparePolicy(options.spares, options.maxSpares);
