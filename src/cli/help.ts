@@ -124,6 +124,17 @@ Options:
   --log-file PATH    read this file instead
   -h, --help         show this help
 `,
+  "pg-install": `Usage: bgworker pg-install [--pg-config PATH]
+
+Builds the bgworker PostgreSQL extension (PGXS) and installs it into the server that pg_config names
+(default: the server binaries bgworker would use), for in-server mode: workers that PostgreSQL itself
+registers, starts and restarts (docs/in-server.md). Needs the server's development headers (Debian:
+postgresql-server-dev-NN), make and a C compiler. Prints what it installed where.
+
+Options:
+  --pg-config PATH  the pg_config of the server to install into
+  -h, --help        show this help
+`,
   startup: `Usage: bgworker startup systemd EXTENSION... [start options]
 
 Prints a systemd unit that runs "bgworker start EXTENSION... [options]" for this directory, with the
@@ -153,6 +164,7 @@ Commands:
   stop                 shut the postmaster down
   reload               SIGHUP to every worker, reload a managed server's configuration
   startup systemd      print a systemd unit for this project
+  pg-install           build and install the PostgreSQL extension for in-server mode
 
 Run "bgworker COMMAND --help" for a command's options.
 

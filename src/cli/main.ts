@@ -23,6 +23,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
   logs: () => import("./logs.js"),
   restart: () => import("./restart.js"),
   startup: () => import("./startup.js"),
+  "pg-install": () => import("./pg-install.js"),
 };
 
 /** "start, status, ... or reload": every command, for the messages that list them. */

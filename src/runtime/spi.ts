@@ -162,6 +162,16 @@ function mapDeep(value: unknown, fn: (v: unknown) => unknown): unknown {
 }
 
 /**
+ * Where the session's client comes from when it is not a connection over the network: an in-server worker
+ * (src/inserver, SPEC §9) installs a factory whose client runs SQL through its backend's own SPI.
+ */
+const CLIENT_FACTORY = Symbol.for("bgworker.spi-client-factory");
+
+function clientFactory(): ((config: pg.ClientConfig) => pg.Client) | undefined {
+  return (globalThis as { [CLIENT_FACTORY]?: (config: pg.ClientConfig) => pg.Client })[CLIENT_FACTORY];
+}
+
+/**
  * Opens THE session of this process: `application_name` = the worker's type, so `pg_stat_activity` shows it.
  * `dbname`/`username` default to the served database's. A wrong database or role rejects with a `SpiError`
  * carrying PostgreSQL's message and SQLSTATE (e.g. 3D000). `onTerminated` is called once if the server ends
@@ -197,7 +207,7 @@ export async function connectSpi(
     // (spi-preopen.ts); otherwise that session is closed before this one is opened.
     const [{ adoptPreopenedSession }, pgDriver] = await Promise.all([import("./spi-preopen.js"), loadDriver()]);
     const adopted = await adoptPreopenedSession(config, options.applicationName);
-    const opened = adopted ?? new pgDriver.Client(config);
+    const opened = adopted ?? clientFactory()?.(config) ?? new pgDriver.Client(config);
     client = opened;
     // Never let the driver emit an unhandled 'error' (it would kill the worker): remember it for the next call.
     opened.on("error", (error: Error) => {

@@ -142,7 +142,7 @@ describe("bgworker: usage and failures", () => {
 
   it("exits 2 with one line for usage errors, before trying to connect", async () => {
     const cases: Array<[string[], RegExp]> = [
-      [[], /^bgworker: missing command: start, status, launch, terminate, stop, reload, logs, restart or startup \(see "bgworker --help"\)$/],
+      [[], /^bgworker: missing command: start, status, launch, terminate, stop, reload, logs, restart, startup or pg-install \(see "bgworker --help"\)$/],
       [["dance"], /^bgworker: unknown command "dance"/],
       [["status", "--bogus"], /^bgworker: unknown option --bogus \(see "bgworker status --help"\)$/],
       [["status", "extra"], /^bgworker: unexpected argument "extra"/],
