@@ -7,12 +7,18 @@ import { createRequire } from "node:module";
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { moduleFormat } from "./typescript/format.js";
+import * as nodeModule from "node:module";
 import { installTypeScriptHooks, PACKAGE_FROM } from "./typescript/hooks.js";
+import { installRequireHooks } from "./typescript/require-hooks.js";
 
 export { moduleFormat } from "./typescript/format.js";
 
-/** How this process loads TypeScript: the in-thread hooks (typescript/hooks.ts) or tsx's threaded loader. */
-type TypeScriptSupport = "hooks" | "tsx";
+/**
+ * How this process loads TypeScript: the in-thread hooks (typescript/hooks.ts), the project's hooks on Node's
+ * loader thread with `require()` hooks in the main thread (Node lines without in-thread hooks), or tsx (a
+ * process started with it, or a Node 20 before 20.6, which has no `module.register`).
+ */
+type TypeScriptSupport = "hooks" | "thread" | "tsx";
 
 const TS_LOADER = Symbol.for("bgworker.typescript-loader");
 type ProcessGlobals = { [TS_LOADER]?: TypeScriptSupport };
@@ -23,10 +29,10 @@ export function typeScriptSupport(): TypeScriptSupport | undefined {
 }
 
 /**
- * Makes `.ts` modules importable in this process, once. Where Node has in-thread module hooks (22.15+), the
- * project's own hooks serve compiled modules from a cache shared by content; on older lines, tsx's loader
- * (a loader thread and esbuild) does. A process started with tsx's loader (`node --import tsx`, the test
- * suite running from source) keeps it.
+ * Makes `.ts` modules importable in this process, once: the project's hooks serve compiled modules from a
+ * cache shared by content, in-thread where Node has `module.registerHooks` (22.15+), else on Node's loader
+ * thread (`module.register`) with `require()` hooks in the main thread. A process started with tsx's loader
+ * (`node --import tsx`, the test suite running from source) keeps it.
  */
 export async function ensureTypeScript(): Promise<void> {
   const globals = globalThis as ProcessGlobals;
@@ -34,6 +40,14 @@ export async function ensureTypeScript(): Promise<void> {
   const underTsx = [...process.execArgv, process.env["NODE_OPTIONS"] ?? ""].some((arg) => /\btsx\b/.test(arg));
   if (!underTsx && installTypeScriptHooks()) {
     globals[TS_LOADER] = "hooks";
+    return;
+  }
+  const register = (nodeModule as { register?: (specifier: string | URL, parentURL?: string | URL) => void }).register;
+  if (!underTsx && register !== undefined) {
+    register(new URL("./typescript/loader-thread.js", import.meta.url));
+    installRequireHooks();
+    process.setSourceMapsEnabled(true);
+    globals[TS_LOADER] = "thread";
     return;
   }
   if (!underTsx) {
@@ -84,7 +98,7 @@ export async function importFrom(specifier: string, cwd: string): Promise<Record
   if (path !== undefined) return moduleExports(await import(pathToFileURL(path).href));
   // A package name resolves from `cwd`'s node_modules, not from this file's location.
   const parent = pathToFileURL(resolve(cwd, "index.js")).href;
-  if ((globalThis as ProcessGlobals)[TS_LOADER] === "hooks") {
+  if ((globalThis as ProcessGlobals)[TS_LOADER] !== "tsx") {
     return moduleExports(await import(`${PACKAGE_FROM}${encodeURIComponent(parent)}:${specifier}`));
   }
   const { tsImport } = await import("tsx/esm/api");

@@ -16,7 +16,7 @@
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, extname, join } from "node:path";
 
 /** The module system a compiled file runs under; CommonJS output turns `import`/`export` into require/exports. */
 export type CompiledFormat = "module" | "commonjs";
@@ -48,7 +48,7 @@ function compilerVersion(): string {
   }
 }
 
-const COMPILER_ID = `esbuild@${compilerVersion()}/1`;
+const COMPILER_ID = `esbuild@${compilerVersion()}/2`;
 
 /** The tsconfig.json nearest above each directory (its text), or null: found by walking up once per directory. */
 const tsconfigs = new Map<string, string | null>();
@@ -103,6 +103,13 @@ function cache(): string | null {
   return cacheDir;
 }
 
+/** esbuild's loader for each extension; JavaScript is compiled too when it must become CommonJS. */
+const LOADERS: Record<string, string> = { ".ts": "ts", ".mts": "ts", ".cts": "ts", ".tsx": "tsx", ".js": "js", ".mjs": "js", ".cjs": "js", ".jsx": "jsx" };
+
+/** What `import.meta` stands for in ES module code compiled to CommonJS. */
+const IMPORT_META_IN_COMMONJS = { "import.meta.url": "__bgworker_import_meta_url", "import.meta.filename": "__filename", "import.meta.dirname": "__dirname" };
+const IMPORT_META_BANNER = 'var __bgworker_import_meta_url = require("node:url").pathToFileURL(__filename).href;';
+
 /**
  * A 53-bit hash of `text` (two multiplicative 32-bit lanes), to name cache files. It only spreads names: each
  * entry holds its full key and source, compared on read, so two texts that share a name can never be
@@ -129,11 +136,11 @@ interface Entry {
 }
 
 /**
- * The JavaScript of the TypeScript module at `path`, with an inline source map so that stack traces name its
+ * The JavaScript of the module at `path` (TypeScript, or an ES module that must run as CommonJS), with an inline source map so that stack traces name its
  * `.ts` lines. Read from the cache when this exact source was compiled before; compiled and stored otherwise.
  * A syntax error is thrown as esbuild reports it: the file, line and column, and the offending text.
  */
-export function compileTypeScript(path: string, source: string, format: CompiledFormat): string {
+export function compileModule(path: string, source: string, format: CompiledFormat): string {
   const target = `node${process.versions.node.split(".")[0]}`;
   const key = `${COMPILER_ID}\0${target}\0${path}\0${format}\0${nearestTsconfig(dirname(path)) ?? ""}`;
   const dir = cache();
@@ -148,8 +155,10 @@ export function compileTypeScript(path: string, source: string, format: Compiled
   }
   const raw = tsconfigRaw(path);
   const { code } = compiler().transformSync(source, {
-    loader: path.endsWith("x") ? "tsx" : "ts",
+    loader: LOADERS[extname(path)] ?? "ts",
     format: format === "commonjs" ? "cjs" : "esm",
+    // ES module code compiled to CommonJS keeps its own URL (esbuild would leave `import.meta` empty).
+    ...(format === "commonjs" ? { define: IMPORT_META_IN_COMMONJS, banner: IMPORT_META_BANNER } : {}),
     sourcefile: path,
     sourcemap: "inline",
     target,
