@@ -5,7 +5,6 @@
  * libraries and hands over to the runner.
  */
 import { processRole } from "../context.js";
-import { ensureTypeScript } from "../modules.js";
 import { ignoreSignals } from "./signals.js";
 
 function orphanedSpare(): boolean {
@@ -20,5 +19,7 @@ if (!process.connected) process.exit(0);
 // No debugger on SIGUSR1, no death on SIGUSR2; a spare ignores SIGHUP as a worker does before attaching.
 ignoreSignals(["SIGHUP"]);
 
+// Loaded after the above, so that nothing it loads delays them.
+const { ensureTypeScript } = await import("../modules.js");
 await ensureTypeScript();
 await import("./runner.js");

@@ -170,8 +170,9 @@ process.on("message", (message: ToRunner) => {
   });
 });
 // Everything a launch would otherwise pay for, paid while the spare waits (spare.ts). Worker libraries import
-// "bgworker", whose entry point loads the whole package (the client, SPI, the postmaster's modules): the same
-// file as the library's import when bgworker is installed as a package (or imported by name inside it).
+// "bgworker", whose entry point loads what a worker uses (the postmaster's core, SPI's driver and the ops
+// modules are loaded on first use): the same file as the library's import when bgworker is installed as a
+// package (or imported by name inside it).
 // "ready" tells the postmaster the spare is fully warm, the libraries of its first preparation included; a
 // start that comes earlier is served all the same.
 guardAgainstOrphaning(ORPHAN_GRACE_MS, process.ppid);
