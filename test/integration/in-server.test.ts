@@ -1,7 +1,7 @@
 /**
  * In-server mode (SPEC §9): builds and installs the bgworker extension (`bgworker pg-install`) and runs its TAP
  * suite (pg/t: PostgreSQL's worker_spi test against the TypeScript worker_spi, signals, exits, transactions,
- * the server's death) with `prove` and PostgreSQL::Test::Cluster. Skipped, saying why, where the server's
+ * the server's death, the postmaster as PID 1) with `prove` and PostgreSQL::Test::Cluster. Skipped, saying why, where the server's
  * development headers, prove or IPC::Run are missing, or where the extension cannot be installed.
  *
  * PostgreSQL refuses to run as root: as root, the suite runs as the `postgres` user in a temp dir it owns
@@ -93,7 +93,7 @@ describe("in-server mode (pg/t, prove)", { skip: typeof found === "string" ? fou
         BGWORKER_PACKAGE_DIR: ROOT,
         HOME: testDir,
       };
-      const result = spawnSync("prove", ["-I", perlLib, "-I", "t", "t/001_worker_spi.pl", "t/002_signals_exits.pl"], {
+      const result = spawnSync("prove", ["-I", perlLib, "-I", "t", "t/001_worker_spi.pl", "t/002_signals_exits.pl", "t/003_postmaster_pid1.pl"], {
         cwd: join(ROOT, "pg"),
         env,
         encoding: "utf8",
