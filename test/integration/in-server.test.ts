@@ -60,6 +60,10 @@ function setup(): Setup | string {
     const gid = Number(output("id", ["-g", "postgres"]));
     if (!Number.isInteger(uid) || uid <= 0) return "running as root and there is no postgres user to run PostgreSQL";
     runAs = { uid, gid, name: "postgres" };
+    // The server loads this checkout's dist/ and runs prove in its pg/ as that user: every parent must let it in.
+    if (spawnSync("test", ["-r", join(ROOT, "pg", "Makefile")], { uid, gid }).status !== 0) {
+      return `the postgres user cannot read this checkout (${ROOT}): a parent directory is closed to it`;
+    }
   }
   return { pgConfig, bindir, pgxs, runAs };
 }
