@@ -10,6 +10,7 @@ import { moduleFormat } from "./typescript/format.js";
 import * as nodeModule from "node:module";
 import { installTypeScriptHooks, PACKAGE_FROM } from "./typescript/hooks.js";
 import { installRequireHooks } from "./typescript/require-hooks.js";
+import { entryPath } from "./package-paths.js";
 
 export { moduleFormat } from "./typescript/format.js";
 
@@ -44,7 +45,7 @@ export async function ensureTypeScript(): Promise<void> {
   }
   const register = (nodeModule as { register?: (specifier: string | URL, parentURL?: string | URL) => void }).register;
   if (!underTsx && register !== undefined) {
-    register(new URL("./typescript/loader-thread.js", import.meta.url));
+    register(pathToFileURL(entryPath("typescript/loader-thread")));
     installRequireHooks();
     process.setSourceMapsEnabled(true);
     globals[TS_LOADER] = "thread";

@@ -6,6 +6,8 @@
  */
 import "../node-version.js"; // first: an older Node stops here with one line
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { PACKAGE_ROOT } from "../package-paths.js";
 import { HELP, MAIN_HELP } from "./help.js";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "./usage.js";
 
@@ -29,9 +31,8 @@ const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
 /** "start, status, ... or reload": every command, for the messages that list them. */
 const COMMAND_LIST = Object.keys(COMMANDS).join(", ").replace(/, ([^,]+)$/, " or $1");
 
-/** Same relative path from src/cli/main.ts and from dist/cli/main.js. */
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: unknown };
+  const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version?: unknown };
   return typeof pkg.version === "string" ? pkg.version : "unknown";
 }
 

@@ -7,18 +7,18 @@
 import { execFile, spawn } from "node:child_process";
 import { accessSync, constants, cpSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { findPostgresBinaries } from "../database/binaries.js";
+import { PACKAGE_ROOT } from "../package-paths.js";
 import { HELP } from "./help.js";
 import { EXIT_FAILURE, EXIT_OK, parseOrUsage, UsageError } from "./usage.js";
 
 const COMMAND = "pg-install";
 const execFileAsync = promisify(execFile);
 
-/** This package's root (the directory of package.json): the same from src/cli and from dist/cli. */
-const PACKAGE_DIR = resolve(fileURLToPath(new URL("../..", import.meta.url)));
+/** This package's root (the directory of package.json). */
+const PACKAGE_DIR = PACKAGE_ROOT;
 
 /** The extension's files that `make install` puts in place, relative to pg_config's directories. */
 const INSTALLED = [

@@ -5,7 +5,7 @@
  */
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { entryPath } from "../package-paths.js";
 import { systemdUnit } from "../ops/systemd.js";
 import { HELP } from "./help.js";
 import { parseStartCommand } from "./start.js";
@@ -15,7 +15,7 @@ const COMMAND = "startup";
 
 /** The CLI's own entry point, as installed (dist/cli/main.js). */
 function cliScript(): string {
-  return path.join(path.dirname(fileURLToPath(import.meta.url)), "main.js");
+  return entryPath("cli/main");
 }
 
 export async function run(args: string[]): Promise<number> {

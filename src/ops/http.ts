@@ -9,6 +9,8 @@ import { readFileSync } from "node:fs";
 import http from "node:http";
 import { isIP } from "node:net";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { PACKAGE_ROOT } from "../package-paths.js";
 import { OpsMetrics } from "./metrics.js";
 import { StatusTracker, type OpsSource } from "./source.js";
 
@@ -43,9 +45,9 @@ export function urlOf(address: HttpAddress): string {
   return `http://${isIP(address.host) === 6 ? `[${address.host}]` : address.host}:${address.port}/`;
 }
 
-/** The dashboard: one HTML file with inline CSS and JS, next to this module in src/ (also from dist/). */
+/** The dashboard: one HTML file with inline CSS and JS, shipped in src/ops/ (also when built). */
 function dashboardHtml(): string {
-  return readFileSync(new URL("../../src/ops/dashboard.html", import.meta.url), "utf8");
+  return readFileSync(join(PACKAGE_ROOT, "src", "ops", "dashboard.html"), "utf8");
 }
 
 function tokenMatches(given: string | null | undefined, token: string): boolean {

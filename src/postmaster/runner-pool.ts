@@ -8,7 +8,6 @@ import { fork, type ChildProcess } from "node:child_process";
 import type { Socket } from "node:net";
 import { availableParallelism } from "node:os";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import type { ConnectionParams } from "../database/types.js";
 import type { WorkerDefinition } from "../definition.js";
 import { isFromRunner, type FromRunner, type ToRunner } from "../runtime/ipc.js";
@@ -16,9 +15,9 @@ import { WATCHDOG_FD } from "../runtime/watchdog.js";
 import type { PrepareMessage } from "../runtime/spare.js";
 import type { ShmemAttachment } from "../shmem/types.js";
 import { SparePolicy } from "./spare-policy.js";
-const FROM_SOURCE = import.meta.url.endsWith(".ts");
-/** The runner's entry, beside this one's directory; `.ts` when the postmaster itself runs from source. */
-const RUNNER_PATH = fileURLToPath(new URL(`../runtime/bootstrap${FROM_SOURCE ? ".ts" : ".js"}`, import.meta.url));
+import { entryPath, FROM_SOURCE } from "../package-paths.js";
+/** The runner's entry; `.ts` when the postmaster itself runs from source. */
+const RUNNER_PATH = entryPath("runtime/bootstrap");
 /**
  * Built, the runner loads TypeScript support itself, after its orphan guard is in place; from source it
  * needs the loader to read its own files.

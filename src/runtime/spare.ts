@@ -9,9 +9,11 @@
  * before the worker's function is called, never at import. A library whose preload fails is reported and
  * this spare retires, so that the library is imported at launch by a spare that never evaluated it.
  */
+import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { ConnectionParams } from "../database/types.js";
 import { importFrom, moduleExports, moduleFormat, modulePath, typeScriptSupport } from "../modules.js";
+import { FROM_SOURCE, PACKAGE_ROOT } from "../package-paths.js";
 import { attachShmem } from "../shmem/index.js";
 import type { ShmemAttachment } from "../shmem/types.js";
 import type { FromRunner } from "./ipc.js";
@@ -135,9 +137,9 @@ export async function dedicatePreopened(spiType: string | null): Promise<void> {
  */
 export async function warmLoader(): Promise<void> {
   // The in-thread hooks have nothing to warm: a cached module costs a file read.
-  if (import.meta.url.endsWith(".ts") || typeScriptSupport() !== "tsx") return;
+  if (FROM_SOURCE || typeScriptSupport() !== "tsx") return;
   try {
-    await import(new URL("./loader-warmup.d.ts", import.meta.url).href);
+    await import(pathToFileURL(join(PACKAGE_ROOT, "dist", "runtime", "loader-warmup.d.ts")).href);
   } catch {
     // Only a missed warm-up: the first TypeScript import pays for the loader instead.
   }

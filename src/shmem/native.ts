@@ -8,8 +8,8 @@
 import { readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { makeError } from "../errors.js";
+import { PACKAGE_ROOT } from "../package-paths.js";
 
 /** What `wait` reports, as `Atomics.wait`. */
 export type WaitResult = "ok" | "not-equal" | "timed-out";
@@ -41,8 +41,6 @@ export interface ShmAddon {
   armOrphanKill(graceMs: number): boolean;
 }
 
-// The same relative path works from src/shmem/ (tsx) and dist/shmem/ (built): both are two levels below the root.
-const PACKAGE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 let addon: ShmAddon | undefined;
 

@@ -97,12 +97,39 @@ function npmCli(): string {
   throw new Error("no npm on PATH");
 }
 
-/** Loads the installed package's addon in a fresh process: `ok`, or the error's message. */
-async function addonIn(dir: string): Promise<string> {
-  const script = `const native = await import(${JSON.stringify(join(dir, "node_modules", "bgworker", "dist", "shmem", "native.js"))});
-    try { native.shmAddon(); console.log("ok"); } catch (error) { console.log(error.message); }`;
-  const ran = await run(process.execPath, ["--input-type=module", "-e", script], dir);
-  return ran.output.trim();
+/**
+ * Shared memory in the installed package, as a user meets it: `bgworker start` with an extension whose two
+ * workers count into a PgAtomic and a PgLwLock (no database). `ok` once they have counted, else the one line
+ * the postmaster stopped with.
+ */
+async function sharedMemoryIn(dir: string, node = process.execPath, env: NodeJS.ProcessEnv = {}): Promise<string> {
+  // A directory of its own inside the project (which the postmaster's cleanup removes), finding its bgworker above.
+  const app = mkdtempSync(join(dir, "shmem-"));
+  cpSync(join(FIXTURES, "shmem-extension.ts"), join(app, "shmem-extension.ts"));
+  cpSync(join(FIXTURES, "shmem-worker.ts"), join(app, "shmem-worker.ts"));
+  const child = spawn(node, [join(dir, "node_modules", "bgworker", "dist", "cli", "main.js"), "start", "./shmem-extension.ts", "--no-database", "--log-format", "json"], {
+    cwd: app,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const postmaster = new RunningPostmaster(child, app);
+  try {
+    const version = (await run(node, ["-p", "process.versions.node"], dir, env)).output.trim();
+    const counted = `counted on Node ${version}: hits 2000, count 2000, segment made by Node ${version}`;
+    const outcome = await Promise.race([
+      postmaster.waitForLog(/^counted on Node \S+: hits 2000,/).then((record) => record.message),
+      postmaster.exited.then(() => {
+        const failed = postmaster.records.find((record) => record.level === "FATAL" || record.level === "ERROR");
+        return failed?.message ?? postmaster.stderrText.join("\n") ?? "exited";
+      }),
+    ]);
+    if (outcome !== counted) return outcome;
+    postmaster.signal("SIGINT");
+    assert.equal((await postmaster.exited).code, 0, postmaster.transcript());
+    return "ok";
+  } finally {
+    await postmaster.close();
+  }
 }
 
 describe("the packed package", () => {
@@ -140,9 +167,9 @@ describe("the packed package", () => {
     made.push(dir);
     assert.equal(installed.code, 0, installed.output);
     assert.match(installed.output, /bgworker: the shared-memory addon was not built .*npm rebuild bgworker/);
-    const message = await addonIn(dir);
+    const message = await sharedMemoryIn(dir);
     assert.ok(!message.includes("\n"), message);
-    assert.match(message, /^shared memory needs bgworker's native addon, which is not available \(.+\): .*apt-get install g\+\+ make python3.*npm rebuild bgworker/);
+    assert.match(message, /^postmaster start-up failed: shared memory needs bgworker's native addon, which is not available \(.+\): .*apt-get install g\+\+ make python3.*npm rebuild bgworker/);
 
     writeFileSync(join(dir, "extension.ts"), 'import { BackgroundWorkerBuilder } from "bgworker";\nexport function _PG_init(): void {\n  new BackgroundWorkerBuilder("hello").setLibrary("./worker.ts").setFunction("hello").setRestartTime(null).load();\n}\n');
     writeFileSync(join(dir, "worker.ts"), 'export function hello(): void {\n  console.log("hello from a worker");\n}\n');
@@ -193,14 +220,14 @@ describe("the packed package", () => {
     made.push(dir);
     assert.equal(installed.code, 0, installed.output);
     assert.doesNotMatch(installed.output, /was not built/);
-    assert.equal(await addonIn(dir), "ok");
+    assert.equal(await sharedMemoryIn(dir), "ok");
   });
 
   it("with every install script skipped (npm's script policy), the prebuilt addon and npm's PostgreSQL still work", async () => {
     const { dir, installed } = await install(withPrebuilt, NO_COMPILER, ["--ignore-scripts"]);
     made.push(dir);
     assert.equal(installed.code, 0, installed.output);
-    assert.equal(await addonIn(dir), "ok");
+    assert.equal(await sharedMemoryIn(dir), "ok");
     // The binary package's own script restores its libraries' symlinks; skipped, bgworker restores them.
     const state = mkdtempSync(join(tmpdir(), "bgw-state-"));
     chmodSync(state, 0o755);
@@ -242,23 +269,7 @@ describe("the packed package", () => {
       assert.ok(existsSync(join(dir, "node_modules", "bgworker", "prebuilds", "linux-x64", `bgworker.abi${abi}.glibc.node`)));
       assert.ok(!existsSync(join(dir, "node_modules", "bgworker", "build")), "nothing was compiled");
 
-      cpSync(join(FIXTURES, "shmem-extension.ts"), join(dir, "shmem-extension.ts"));
-      cpSync(join(FIXTURES, "shmem-worker.ts"), join(dir, "shmem-worker.ts"));
-      const child = spawn(node, [join(dir, "node_modules", "bgworker", "dist", "cli", "main.js"), "start", "./shmem-extension.ts", "--no-database", "--log-format", "json"], {
-        cwd: dir,
-        env: { ...process.env, ...env },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      const postmaster = new RunningPostmaster(child, dir);
-      try {
-        const version = (await run(node, ["-p", "process.versions.node"], dir, env)).output.trim();
-        const counted = await postmaster.waitForLog(/^counted on Node \S+: hits 2000, count 2000, segment made by Node \S+$/);
-        assert.equal(counted.message, `counted on Node ${version}: hits 2000, count 2000, segment made by Node ${version}`, postmaster.transcript());
-        postmaster.signal("SIGINT");
-        assert.equal((await postmaster.exited).code, 0, postmaster.transcript());
-      } finally {
-        await postmaster.close();
-      }
+      assert.equal(await sharedMemoryIn(dir, node, env), "ok");
     });
   }
 });

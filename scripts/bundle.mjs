@@ -1,0 +1,92 @@
+// Bundles the JavaScript that tsc wrote into dist/ into a few modules, because each ES module Node loads costs
+// a file read, a parse, a link and memory of its own: a worker's `import "bgworker"` of ~45 modules was the
+// largest part of its boot (docs/performance.md, "Light workers").
+//
+// - The entries keep their paths: the package's export and bin, the runner that the postmaster forks and the
+//   in-server child and registrar that the C extension starts by path.
+// - Everything `import "bgworker"` loads statically, and TypeScript support, is one chunk (dist/chunks/core):
+//   the modules a worker loads in any case are one module. What only some processes need stays lazy, in
+//   chunks of its own: the postmaster's shell, the runner, SPI and `pg`, each CLI command.
+// - Every entry and chunk of one process shares the same module instances (one build, one module graph).
+// - The TypeScript loader that Node 20 runs on its own thread is a file on its own: it shares nothing with the
+//   main thread, and needs none of the rest.
+// tsc's declaration files are left as they are: the package's types are unchanged.
+import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { rollup } from "rollup";
+
+const DIST = resolve(process.argv[2] ?? "dist");
+/** Every module that something other than an import loads, named from dist/ without `.js`. */
+const ENTRIES = [
+  "index", // the package's export
+  "cli/main", // bin: bgworker, bgw
+  "runtime/bootstrap", // forked by the postmaster for every runner
+  "inserver/child", // started by the C extension for every in-server worker
+  "inserver/register", // started by the C extension at server start, runs the modules' _PG_init
+  "modules", // TypeScript support on its own (the bench measures its cost apart)
+];
+/** The modules whose static imports make up the core chunk. */
+const CORE_ROOTS = ["index", "modules"];
+/** Module.register()'s loader, run on Node's loader thread: bundled alone. */
+const LOADER_THREAD = "typescript/loader-thread";
+
+const entryFile = (name) => join(DIST, `${name}.js`);
+// Dependencies are the user's installed copies, resolved by Node as before; only the package's own code is bundled.
+const external = (id) => !id.startsWith(".") && !isAbsolute(id);
+const onwarn = (warning, warn) => {
+  // Cycles between the package's modules are checked by test/unit/import-cycles.test.ts against its sources.
+  if (warning.code !== "CIRCULAR_DEPENDENCY") warn(warning);
+};
+/** Readable output: the code as tsc wrote it, with the functions' names, and no source maps to read. */
+const output = { format: "es", generatedCode: "es2015", sourcemap: false };
+
+function javascriptFiles(dir) {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) return javascriptFiles(path);
+    return name.endsWith(".js") ? [path] : [];
+  });
+}
+
+/** The modules reachable from `roots` through static imports (dynamic imports stay lazy). */
+function staticClosure(roots, getModuleInfo) {
+  const seen = new Set();
+  const visit = (id) => {
+    if (seen.has(id)) return;
+    seen.add(id);
+    for (const imported of getModuleInfo(id)?.importedIds ?? []) if (!external(imported)) visit(imported);
+  };
+  roots.forEach(visit);
+  return seen;
+}
+
+const staging = join(DIST, ".bundle");
+rmSync(staging, { recursive: true, force: true });
+
+const roots = CORE_ROOTS.map(entryFile);
+let core;
+const library = await rollup({ input: Object.fromEntries(ENTRIES.map((name) => [name, entryFile(name)])), external, onwarn });
+await library.write({
+  ...output,
+  dir: staging,
+  entryFileNames: "[name].js",
+  chunkFileNames: "chunks/[name]-[hash].js",
+  manualChunks(id, { getModuleInfo }) {
+    core ??= staticClosure(roots, getModuleInfo);
+    return core.has(id) && !roots.includes(id) ? "core" : undefined;
+  },
+});
+await library.close();
+
+const loader = await rollup({ input: entryFile(LOADER_THREAD), external, onwarn });
+await loader.write({ ...output, file: join(staging, `${LOADER_THREAD}.js`), inlineDynamicImports: true });
+await loader.close();
+
+// The modules tsc wrote are replaced by the bundle's: none of them stays to be loaded by mistake.
+for (const file of javascriptFiles(DIST)) if (!file.startsWith(staging)) rmSync(file);
+for (const file of javascriptFiles(staging)) {
+  const target = join(DIST, relative(staging, file));
+  mkdirSync(dirname(target), { recursive: true });
+  renameSync(file, target);
+}
+rmSync(staging, { recursive: true, force: true });
