@@ -17,6 +17,10 @@
  *             parts of a worker); an idle postmaster's tree and spares (measures/light.ts); it also runs
  *             the scale group's many-workers rows
  *   database  PostgreSQL's parallel worker; SPI first query; SPI overhead vs pg, postgres.js (measures/database.ts)
+ *   inserver  in-server mode on a throwaway cluster with the extension installed (`bgworker pg-install`): SPI
+ *             `SELECT 1` and a 1,000-row select vs server-side SPI, out-of-server SPI and pg over the Unix
+ *             socket; bgworker.launch vs a C dynamic worker launch and a bare node start; latch wake-up
+ *             (measures/inserver.ts); skipped, saying why, without the server's headers or write access
  *   burst     50 launches at once (quick: 12), the pool refilling (measures/burst.ts)
  *   scale     many static workers: start, RSS, idle CPU, status; launch/terminate cycles (measures/scale.ts);
  *             200 idle static `.ts` workers (and 1,000, full run only) to all running and their tree's PSS,
@@ -43,6 +47,7 @@ import { median, round, summarize, type Summary } from "./lib/stats.js";
 import { measureEsbuildFirstStart, measureProcessExit } from "./measures/apart.js";
 import { measureBurst } from "./measures/burst.js";
 import { measureDatabase, type DatabaseResults } from "./measures/database.js";
+import { inServerRows, measureInServer, type InServerResults } from "./measures/inserver.js";
 import { measureLatch } from "./measures/latch.js";
 import { measureLaunch, type LaunchResults } from "./measures/launch.js";
 import { measureLight, SHAPES, type LightResults, type Shape } from "./measures/light.js";
@@ -50,7 +55,7 @@ import { measureMany, type ManyResults } from "./measures/many.js";
 import { measureRestart } from "./measures/restart.js";
 import { measureScale, type ScaleResults } from "./measures/scale.js";
 
-const GROUPS = ["launch", "restart", "latch", "light", "database", "burst", "scale"] as const;
+const GROUPS = ["launch", "restart", "latch", "light", "database", "inserver", "burst", "scale"] as const;
 
 const { values } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" }, out: { type: "string" } } });
 const quick = values.quick === true;
@@ -363,6 +368,7 @@ async function main(): Promise<void> {
   };
   let launch: LaunchResults | undefined;
   let database: DatabaseResults | undefined;
+  let inServer: InServerResults | undefined;
   progress(`${quick ? "quick" : "full"} run on Node ${process.version} (${process.execPath}); user project in ${project.dir}`);
   try {
     // Quiet-machine groups first.
@@ -422,6 +428,13 @@ async function main(): Promise<void> {
       database = await measureDatabase(ctx);
       raw.database = database;
       databaseRows(database, sizes);
+    }
+    if (only.has("inserver")) {
+      await settle("inserver");
+      progress("inserver");
+      inServer = await measureInServer(ctx);
+      raw.inserver = inServer;
+      inServerRows(inServer);
     }
     if (launch !== undefined) launchRows(launch, database);
     // Then the groups that load the machine heavily, each after the machine has gone quiet again.
@@ -511,7 +524,7 @@ async function main(): Promise<void> {
     /** 1, 5 and 15-minute load averages at the start and the end: other work on the machine skews every figure. */
     loadAverage: { start: loadAtStart.map((l) => round(l, 2)), end: loadAtEnd.map((l) => round(l, 2)) },
     node: process.version,
-    postgresql: database?.postgresVersion ?? null,
+    postgresql: database?.postgresVersion ?? inServer?.postgresVersion ?? null,
     seconds: Math.round((Date.now() - began) / 1000),
     sizes,
     table: allRows().map((row) => ({
