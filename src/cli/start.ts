@@ -9,6 +9,7 @@ import type { DatabaseOption } from "../database/types.js";
 import { defaultSocketPath, SOCKET_ENV } from "../control/socket-path.js";
 import { guardTerminalStream, LOG_FORMATS, Logger, teeSink, terminalSink, writeToTerminal, type LogFormat, type LogSink } from "../log.js";
 import { DAEMON_ENV, isDaemonChild, reportToStarter, startDetached } from "../ops/daemon.js";
+import { assertNotInServer } from "../inserver/mode.js";
 import { HTTP_TOKEN_ENV, isLoopback, OpsServer, parseHttpAddress, type HttpAddress } from "../ops/http.js";
 import { DEFAULT_LOG_FILE, DEFAULT_LOG_FILES, DEFAULT_LOG_ROTATION_SIZE, parseSize, RotatingLogFile } from "../ops/log-file.js";
 import { LogTail } from "../ops/log-tail.js";
@@ -111,6 +112,7 @@ function httpOf(address: string | undefined, token: string | undefined): StartOp
     if (token !== undefined) throw new UsageError("--http-token needs --http", "start");
     return null;
   }
+  assertNotInServer("bgworker start --http", "http");
   const parsed = parseHttpAddress(address);
   if (parsed === undefined) throw new UsageError(`--http ${JSON.stringify(address)} must be [HOST:]PORT, e.g. 9187 or 127.0.0.1:9187`, "start");
   const chosen = token ?? process.env[HTTP_TOKEN_ENV];

@@ -9,6 +9,7 @@ import { leaveRole, processRole, takeRole, type ClientRole } from "../context.js
 import { makeError } from "../errors.js";
 import { formatHandle, parseHandle } from "../handle-format.js";
 import type { DynamicBackgroundWorker } from "../handle.js";
+import { assertNotInServer } from "../inserver/mode.js";
 import { Launcher } from "../launcher.js";
 import type { ShutdownMode, StatusReport, WorkerStatusRow } from "../status.js";
 import { RequestChannel } from "./channel.js";
@@ -242,6 +243,7 @@ function connectError(socketPath: string, error: NodeJS.ErrnoException): Error {
  * worker (they have their own).
  */
 export async function connect(socketPath?: string): Promise<PostmasterClient> {
+  assertNotInServer("connect", "control-socket", connect);
   const absolute = clientSocketPath(socketPath);
   const address = socketAddress(absolute);
   const decoder = new FrameDecoder(MAX_REPLY_BYTES);

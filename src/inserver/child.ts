@@ -16,6 +16,7 @@ import { Latch } from "../runtime/latch.js";
 import { ignoreSignals, SignalWakeFlags, WORKER_SIGNALS, type WorkerSignal } from "../runtime/signals.js";
 import { WorkerRole } from "../runtime/worker-role.js";
 import { installInServerSpi } from "./spi-backend.js";
+import { markInServer } from "./mode.js";
 import { BackendRequester } from "./requester.js";
 import { BackendTransport } from "./transport.js";
 import { FrameWriter, type FrameReader } from "./wire.js";
@@ -214,6 +215,7 @@ process.on("unhandledRejection", (reason) => {
   exitWorker(1);
 });
 
+markInServer();
 ignoreSignals(["SIGHUP"]);
 captureOutput();
 await ensureTypeScript();

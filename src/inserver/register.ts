@@ -8,9 +8,8 @@
 import { writeSync } from "node:fs";
 import { withInit, type InitContext } from "../context.js";
 import type { WorkerDefinition } from "../definition.js";
-import { makeError } from "../errors.js";
 import { ensureTypeScript, importFrom, modulePath } from "../modules.js";
-import { NO_SHMEM_IN_SERVER } from "./shmem-message.js";
+import { markInServer, notInServerError } from "./mode.js";
 import { FrameWriter } from "./wire.js";
 
 const FD = 3;
@@ -43,6 +42,7 @@ export function registrationFrame(definition: WorkerDefinition): FrameWriter {
 }
 
 async function main(): Promise<void> {
+  markInServer();
   const modules = (process.argv[2] ?? "")
     .split(",")
     .map((m) => m.trim())
@@ -63,12 +63,12 @@ async function main(): Promise<void> {
       extension: path,
       registerStatic(definition, startup) {
         if (definition.shmem || startup !== undefined) {
-          throw makeError(Error, "ERR_BGWORKER_EXTENSION", `background worker "${definition.name}": ${NO_SHMEM_IN_SERVER}`);
+          throw notInServerError(`load: background worker "${definition.name}" has enableShmemAccess()`, "shmem");
         }
         send(registrationFrame(definition));
       },
       requestShmem() {
-        throw makeError(Error, "ERR_BGWORKER_EXTENSION", `pgShmemInit: ${NO_SHMEM_IN_SERVER}`);
+        throw notInServerError("pgShmemInit", "shmem");
       },
     };
     try {

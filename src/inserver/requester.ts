@@ -6,7 +6,7 @@
  */
 import type { OnLost, OutgoingRequest, Requester } from "../control/channel.js";
 import { BackgroundWorkerStatus, BackgroundWorkerStatusError, makeError, NoFreeWorkerSlotError } from "../errors.js";
-import { NO_SHMEM_IN_SERVER } from "./shmem-message.js";
+import { notInServerError } from "./mode.js";
 import { DatabaseError, type BackendTransport } from "./transport.js";
 import { FrameWriter } from "./wire.js";
 
@@ -43,7 +43,7 @@ export class BackendRequester implements Requester {
     switch (request.op) {
       case "launch": {
         const d = request.definition;
-        if (d.shmem) throw makeError(Error, "ERR_BGWORKER_FAILED", `loadDynamic: background worker "${d.name}": ${NO_SHMEM_IN_SERVER}`);
+        if (d.shmem) throw notInServerError(`loadDynamic: background worker "${d.name}" has enableShmemAccess()`, "shmem");
         const reply = await this.#transport.request(
           new FrameWriter("D")
             .str(d.name)
@@ -70,7 +70,7 @@ export class BackendRequester implements Requester {
         return undefined;
       }
       default:
-        throw makeError(Error, "ERR_BGWORKER_FAILED", `${request.op}: not available in in-server mode (the control socket is not in-server in this version)`);
+        throw notInServerError(request.op, "control-socket");
     }
   }
 }

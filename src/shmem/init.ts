@@ -1,6 +1,7 @@
 /** `pgShmemInit`: an extension's request for shared memory structures, made in its `_PG_init`. */
 import { currentInit } from "../context.js";
 import { fail, show } from "../errors.js";
+import { assertNotInServer } from "../inserver/mode.js";
 import { validateRequests } from "./requests.js";
 import { shmemState } from "./state.js";
 import { isShmemStructure, SHMEM_REQUEST, type RequestsShmem, type ShmemStructure } from "./structure.js";
@@ -17,6 +18,7 @@ export interface ShmemInitContext {
  * be requested once.
  */
 export function pgShmemInit(...structures: ShmemStructure[]): void {
+  assertNotInServer("pgShmemInit", "shmem", pgShmemInit);
   const checked: RequestsShmem[] = [];
   const init = currentInit();
   if (init === undefined) {

@@ -3,6 +3,7 @@
  * their place in this process's mapping.
  */
 import { fail, show } from "../errors.js";
+import { inServer, notInServerError } from "../inserver/mode.js";
 import type { PgAtomic } from "./atomic.js";
 import type { Layout } from "./layout.js";
 import type { PgLwLock } from "./lwlock.js";
@@ -67,6 +68,8 @@ export function locate(kind: string, name: string, signature: string, caller: Fu
   }
   const mapping = shmemState.mapping;
   if (mapping === undefined) {
+    // In-server there is never a mapping: say why, rather than how a postmaster's worker would get one.
+    if (inServer()) throw notInServerError(owner, "shmem", caller);
     fail(
       Error,
       `${owner}: shared memory is not attached in this process (it is in the postmaster once started, ` +
