@@ -19,8 +19,8 @@ LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
 REVOKE EXECUTE ON FUNCTION bgworker.launch(text, text, text, text, bigint, boolean, integer, boolean) FROM PUBLIC;
 
--- The TypeScript workers this server knows: the static ones of bgworker.modules and the dynamic ones
--- launched since it started, with PostgreSQL's state of each.
+-- The TypeScript workers this server knows: the static ones of bgworker.modules and the dynamic ones that
+-- PostgreSQL may still start, with the state of each (Started once its function has been entered).
 CREATE FUNCTION bgworker.workers(
   OUT kind text,
   OUT name text,

@@ -15,10 +15,12 @@
 #include "portability/instr_time.h"
 #include "postmaster/postmaster.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/wait_event.h"
 
 PG_MODULE_MAGIC;
 
@@ -128,32 +130,142 @@ bgw_handle_parse(const char *text, bool *ours)
 	return (BackgroundWorkerHandle *) h;
 }
 
-int
-bgw_notify_pid_of(BackgroundWorkerHandle *handle)
+/* The index of the live definition whose handle is `h`, or -1. Call with the spinlock held. */
+static int
+find_entry(const BgwHandleMirror *h)
 {
-	BgwHandleMirror *h = (BgwHandleMirror *) handle;
-	int			pid = 0;
-
-	if (bgw_shared == NULL)
-		return 0;
-	SpinLockAcquire(&bgw_shared->lock);
 	for (int i = 0; i < bgw_shared->ndynamic; i++)
 	{
 		BgwDynamic *d = &bgw_shared->dynamic[i];
 
 		if (d->in_use && d->has_handle && d->handle.slot == h->slot && d->handle.generation == h->generation)
-		{
-			pid = d->notify_pid;
-			break;
-		}
+			return i;
+	}
+	return -1;
+}
+
+bool
+bgw_notify_pid_of(BackgroundWorkerHandle *handle, int *notify_pid)
+{
+	int			index;
+
+	*notify_pid = 0;
+	if (bgw_shared == NULL)
+		return false;
+	SpinLockAcquire(&bgw_shared->lock);
+	index = find_entry((BgwHandleMirror *) handle);
+	if (index >= 0)
+		*notify_pid = bgw_shared->dynamic[index].notify_pid;
+	SpinLockRelease(&bgw_shared->lock);
+	return index >= 0;
+}
+
+BgwHandleStatus
+bgw_worker_status(BackgroundWorkerHandle *handle, pid_t *pidp)
+{
+	pid_t		pid = 0;
+	BgwHandleStatus status = GetBackgroundWorkerPid(handle, &pid);
+	int			entered = -1;	/* -1: no definition of ours (a worker of another extension) */
+
+	*pidp = 0;
+	if (bgw_shared != NULL)
+	{
+		int			index;
+
+		SpinLockAcquire(&bgw_shared->lock);
+		index = find_entry((BgwHandleMirror *) handle);
+		if (index >= 0)
+			entered = bgw_shared->dynamic[index].entered_pid;
+		SpinLockRelease(&bgw_shared->lock);
+	}
+	if (status == BGWH_STARTED)
+	{
+		/* Forked but not yet in its function (or a restart whose new run has not entered yet). */
+		if (entered >= 0 && entered != (int) pid)
+			return BGWH_NOT_YET_STARTED;
+		*pidp = pid;
+		return BGWH_STARTED;
+	}
+	if (status == BGWH_STOPPED && entered > 0)
+		*pidp = entered;
+	return status;
+}
+
+BgwHandleStatus
+bgw_wait_for_startup(BackgroundWorkerHandle *handle, pid_t *pidp)
+{
+	/*
+	 * As WaitForBackgroundWorkerStartup: the postmaster sets this backend's latch (SIGUSR1 to the notify pid)
+	 * when the worker starts or stops, and the worker's backend does when its function is entered.
+	 */
+	for (;;)
+	{
+		BgwHandleStatus status = bgw_worker_status(handle, pidp);
+		int			rc;
+
+		if (status != BGWH_NOT_YET_STARTED)
+			return status;
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_POSTMASTER_DEATH, 0, WAIT_EVENT_BGWORKER_STARTUP);
+		if (rc & WL_POSTMASTER_DEATH)
+			return BGWH_POSTMASTER_DIED;
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+void
+bgw_terminate(BackgroundWorkerHandle *handle)
+{
+	if (bgw_shared != NULL)
+	{
+		int			index;
+
+		SpinLockAcquire(&bgw_shared->lock);
+		index = find_entry((BgwHandleMirror *) handle);
+		if (index >= 0)
+			bgw_shared->dynamic[index].done = true;
+		SpinLockRelease(&bgw_shared->lock);
+	}
+	TerminateBackgroundWorker(handle);
+}
+
+void
+bgw_mark_entered(int index, uint32 nonce)
+{
+	int			notify = 0;
+	BgwDynamic *d = &bgw_shared->dynamic[index];
+
+	SpinLockAcquire(&bgw_shared->lock);
+	if (d->in_use && d->nonce == nonce)
+	{
+		d->entered_pid = MyProcPid;
+		notify = d->notify_pid;
 	}
 	SpinLockRelease(&bgw_shared->lock);
-	return pid;
+	/* What the postmaster does when a worker starts or stops: the notify pid's SIGUSR1 sets its latch. */
+	if (notify > 0)
+		kill(notify, SIGUSR1);
+}
+
+void
+bgw_mark_done(int index, uint32 nonce)
+{
+	BgwDynamic *d = &bgw_shared->dynamic[index];
+
+	SpinLockAcquire(&bgw_shared->lock);
+	if (d->in_use && d->nonce == nonce)
+		d->done = true;
+	SpinLockRelease(&bgw_shared->lock);
 }
 
 /* ----- dynamic workers ----- */
 
-/* Frees the definitions of dynamic workers that PostgreSQL has forgotten (their slot moved on). */
+/*
+ * Frees the definitions of dynamic workers that PostgreSQL has forgotten. GetBackgroundWorkerPid says
+ * Stopped both for those and for a worker that waits for its restart time (PostgreSQL keeps its slot), so
+ * Stopped frees a definition only when the worker cannot run again: it never restarts, it was terminated or
+ * exited with code 0, or PostgreSQL has given its slot to a newer worker.
+ */
 static void
 collect_stopped(void)
 {
@@ -163,14 +275,23 @@ collect_stopped(void)
 		BgwHandleMirror h;
 		uint32		nonce;
 		bool		candidate;
+		bool		forgotten;
 		pid_t		pid;
 
 		SpinLockAcquire(&bgw_shared->lock);
 		candidate = d->in_use && d->has_handle;
 		h = d->handle;
 		nonce = d->nonce;
+		forgotten = d->never_restart || d->done;
+		for (int j = 0; candidate && !forgotten && j < bgw_shared->ndynamic; j++)
+		{
+			BgwDynamic *other = &bgw_shared->dynamic[j];
+
+			if (other->in_use && other->has_handle && other->handle.slot == h.slot && other->handle.generation > h.generation)
+				forgotten = true;
+		}
 		SpinLockRelease(&bgw_shared->lock);
-		if (!candidate)
+		if (!candidate || !forgotten)
 			continue;
 		if (GetBackgroundWorkerPid((BackgroundWorkerHandle *) &h, &pid) == BGWH_STOPPED)
 		{
@@ -196,6 +317,9 @@ take_entry(uint32 *nonce)
 			{
 				d->in_use = true;
 				d->has_handle = false;
+				d->never_restart = false;
+				d->done = false;
+				d->entered_pid = 0;
 				d->nonce = bgw_shared->next_nonce++;
 				if (bgw_shared->next_nonce == 0)
 					bgw_shared->next_nonce = 1;
@@ -227,6 +351,7 @@ bgw_register_dynamic(const char *name, const char *type, const char *library, co
 	BgwDynamic *d;
 	uint32		nonce = 0;
 	int			index;
+	volatile bool registered = false;
 
 	bgw_require_shared("launching a dynamic TypeScript worker");
 	if (strlen(json) >= BGW_DEF_MAX || strlen(library) >= sizeof(d->library))
@@ -243,6 +368,7 @@ bgw_register_dynamic(const char *name, const char *type, const char *library, co
 						 bgw_shared->ndynamic)));
 	d = &bgw_shared->dynamic[index];
 	d->notify_pid = notify_pid;
+	d->never_restart = restart_seconds == BGW_NEVER_RESTART;
 	strlcpy(d->name, name, sizeof(d->name));
 	strlcpy(d->type, type, sizeof(d->type));
 	strlcpy(d->library, library, sizeof(d->library));
@@ -262,7 +388,18 @@ bgw_register_dynamic(const char *name, const char *type, const char *library, co
 	memcpy(worker.bgw_extra + 1, &nonce, sizeof(nonce));
 	worker.bgw_notify_pid = notify_pid;
 
-	if (!RegisterDynamicBackgroundWorker(&worker, handle))
+	/* PostgreSQL's own checks may raise an ERROR: the definition slot is given back then too. */
+	PG_TRY();
+	{
+		registered = RegisterDynamicBackgroundWorker(&worker, handle);
+	}
+	PG_CATCH();
+	{
+		release_entry(index);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (!registered)
 	{
 		release_entry(index);
 		return false;

@@ -84,8 +84,14 @@ typedef struct BgwDynamic
 {
 	bool		in_use;
 	bool		has_handle;
+	/* BGW_NEVER_RESTART: PostgreSQL forgets the worker at its first exit. */
+	bool		never_restart;
+	/* Terminated, or exited with code 0: PostgreSQL forgets the worker once it has stopped. */
+	bool		done;
 	uint32		nonce;
 	int			notify_pid;
+	/* The backend whose Node child entered the worker's function (SPEC §5's Started); 0 before. */
+	int			entered_pid;
 	BgwHandleMirror handle;
 	char		name[BGW_MAXLEN];
 	char		type[BGW_MAXLEN];
@@ -119,7 +125,21 @@ extern bool bgw_register_dynamic(const char *name, const char *type, const char 
 								 int notify_pid, const char *json, BackgroundWorkerHandle **handle);
 extern char *bgw_handle_string(BackgroundWorkerHandle *handle);
 extern BackgroundWorkerHandle *bgw_handle_parse(const char *text, bool *ok);
-extern int	bgw_notify_pid_of(BackgroundWorkerHandle *handle);
+/* The notify pid of the dynamic worker a handle names; false when no definition of ours holds it. */
+extern bool bgw_notify_pid_of(BackgroundWorkerHandle *handle, int *notify_pid);
+
+/*
+ * PostgreSQL's GetBackgroundWorkerPid with SPEC §5's Started: the worker's function has been entered, not
+ * only its backend forked (that is NotYetStarted). A stopped worker that had entered gives that pid.
+ */
+extern BgwHandleStatus bgw_worker_status(BackgroundWorkerHandle *handle, pid_t *pid);
+/* WaitForBackgroundWorkerStartup with that meaning of Started. */
+extern BgwHandleStatus bgw_wait_for_startup(BackgroundWorkerHandle *handle, pid_t *pid);
+/* TerminateBackgroundWorker, recording that the worker is done (its definition may go once it stops). */
+extern void bgw_terminate(BackgroundWorkerHandle *handle);
+/* The worker of definition `index` (registered with `nonce`) has entered its function / ends for good. */
+extern void bgw_mark_entered(int index, uint32 nonce);
+extern void bgw_mark_done(int index, uint32 nonce);
 
 /* ----- the worker (worker.c) ----- */
 extern PGDLLEXPORT void bgworker_main(Datum arg) pg_attribute_noreturn();

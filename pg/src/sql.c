@@ -99,7 +99,10 @@ bgworker_launch(PG_FUNCTION_ARGS)
 				 errhint("You may need to increase max_worker_processes (now %d).", max_worker_processes)));
 	if (!wait)
 		PG_RETURN_NULL();
-	status = WaitForBackgroundWorkerStartup(handle, &pid);
+	/* Started is SPEC §5's: the worker's function has been entered. One that entered and already ended gives its pid. */
+	status = bgw_wait_for_startup(handle, &pid);
+	if (status == BGWH_STOPPED && pid > 0)
+		PG_RETURN_INT32(pid);
 	if (status == BGWH_STOPPED)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
@@ -168,8 +171,9 @@ bgworker_workers(PG_FUNCTION_ARGS)
 		SpinLockRelease(&bgw_shared->lock);
 		if (!copy.in_use || !copy.has_handle)
 			continue;
-		status = GetBackgroundWorkerPid((BackgroundWorkerHandle *) &copy.handle, &pid);
-		if (status == BGWH_STOPPED)
+		status = bgw_worker_status((BackgroundWorkerHandle *) &copy.handle, &pid);
+		/* A stopped worker that waits for its restart time is still registered: shown as Stopped. */
+		if (status == BGWH_STOPPED && (copy.never_restart || copy.done))
 			continue;
 		values[0] = CStringGetTextDatum("dynamic");
 		values[1] = CStringGetTextDatum(copy.name);
@@ -193,6 +197,6 @@ bgworker_terminate(PG_FUNCTION_ARGS)
 	BackgroundWorkerHandle *handle = bgw_handle_parse(handle_text, &ours);
 
 	if (ours)
-		TerminateBackgroundWorker(handle);
+		bgw_terminate(handle);
 	PG_RETURN_VOID();
 }

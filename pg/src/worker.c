@@ -51,6 +51,9 @@ static volatile pid_t child_pid = 0;
 
 static int	child_sock = -1;
 static int	static_index = -1;
+/* A dynamic worker's definition in the shared table, and the nonce it was registered with. */
+static int	dynamic_index = -1;
+static uint32 dynamic_nonce = 0;
 static StringInfoData inbuf;
 static StringInfoData out;
 static MemoryContext request_ctx;
@@ -703,24 +706,38 @@ serve_handle(FrameReader *r)
 	PG_END_TRY();
 	if (!ours)
 	{
-		send_status(op == 3 ? ST_STOPPED : ST_STOPPED, 0);
+		send_status(ST_STOPPED, 0);
 		return;
 	}
 	switch (op)
 	{
 		case 0:
-			status = GetBackgroundWorkerPid(handle, &pid);
+			status = bgw_worker_status(handle, &pid);
 			send_status(status_of(status), status == BGWH_STARTED ? pid : 0);
 			return;
 		case 1:
 		case 2:
-			if (bgw_notify_pid_of(handle) != MyProcPid)
 			{
-				send_status(ST_UNTRACKED, 0);
-				return;
+				int			notify = 0;
+
+				/*
+				 * Only the notify pid waits (as pgrx). A handle whose definition is gone names a worker that
+				 * PostgreSQL has forgotten: it is Stopped whoever asks.
+				 */
+				if (!bgw_notify_pid_of(handle, &notify))
+				{
+					status = GetBackgroundWorkerPid(handle, &pid);
+					send_status(status == BGWH_STOPPED ? ST_STOPPED : ST_UNTRACKED, 0);
+					return;
+				}
+				if (notify != MyProcPid)
+				{
+					send_status(ST_UNTRACKED, 0);
+					return;
+				}
 			}
 			if (op == 1)
-				status = WaitForBackgroundWorkerStartup(handle, &pid);
+				status = bgw_wait_for_startup(handle, &pid);
 			else
 				status = WaitForBackgroundWorkerShutdown(handle);
 			/* the waits use this backend's latch: a wake-up meant for the child may have been consumed */
@@ -728,12 +745,27 @@ serve_handle(FrameReader *r)
 			send_simple('l');
 			return;
 		case 3:
-			TerminateBackgroundWorker(handle);
+			bgw_terminate(handle);
 			send_status(ST_STOPPED, 0);
 			return;
 		default:
 			send_error("08P01", "unknown handle operation");
 	}
+}
+
+/*
+ * The child is about to call the worker's function: from now on the worker is Started (SPEC §5), for
+ * handles, bgworker.launch() and bgworker.workers().
+ */
+static void
+serve_entered(void)
+{
+	if (bgw_shared == NULL)
+		return;
+	if (static_index >= 0)
+		bgw_shared->static_pids[static_index] = MyProcPid;
+	else if (dynamic_index >= 0)
+		bgw_mark_entered(dynamic_index, dynamic_nonce);
 }
 
 /* ----- the child ----- */
@@ -784,6 +816,9 @@ serve_frame(char type, FrameReader *r)
 		case 'H':
 			serve_handle(r);
 			break;
+		case 'N':
+			serve_entered();
+			break;
 		default:
 			ereport(LOG, (errmsg("background worker \"%s\": unknown frame type %d from its Node process",
 								 MyBgworkerEntry->bgw_name, (int) type)));
@@ -821,7 +856,12 @@ child_ended(void)
 	}
 	child_pid = 0;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+	{
+		/* PostgreSQL unregisters a worker that exits with code 0: its definition may go once it has. */
+		if (dynamic_index >= 0)
+			bgw_mark_done(dynamic_index, dynamic_nonce);
 		proc_exit(0);
+	}
 	if (WIFSIGNALED(status))
 		ereport(LOG,
 				(errmsg("background worker \"%s\": its Node process (PID %d) was terminated by signal %d: %s",
@@ -925,8 +965,7 @@ bgworker_main(Datum arg)
 	{
 		definition = pstrdup(bgw_statics[index].json);
 		static_index = index;
-		if (bgw_shared != NULL)
-			bgw_shared->static_pids[index] = MyProcPid;
+		/* bgworker.workers() shows it Started once its function is entered (serve_entered). */
 		before_shmem_exit(forget_static_pid, 0);
 	}
 	else if (kind == 'D' && bgw_shared != NULL && index >= 0 && index < bgw_shared->ndynamic)
@@ -940,6 +979,8 @@ bgworker_main(Datum arg)
 		{
 			definition = pstrdup(d->json);
 			generation = d->handle.generation;
+			dynamic_index = index;
+			dynamic_nonce = nonce;
 		}
 		SpinLockRelease(&bgw_shared->lock);
 	}

@@ -194,6 +194,8 @@ async function become(start: StartFrame): Promise<void> {
     );
     return exitWorker(1);
   }
+  // The backend counts the worker as Started (SPEC §5) from the "N" frame on.
+  transport.send(new FrameWriter("N"));
   try {
     await (fn as (arg: unknown) => unknown)(decodeDatum(definition.argument));
   } catch (error) {

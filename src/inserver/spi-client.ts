@@ -57,10 +57,9 @@ export class InServerClient extends EventEmitter {
 
   /** BackgroundWorkerInitializeConnection in the backend; a database or role it cannot use is its FATAL. */
   async connect(): Promise<void> {
-    // No role given: PGUSER of the worker's environment, as libpq's default, else PostgreSQL's own default
-    // for a background worker (the bootstrap superuser).
-    const user = this.#user ?? (process.env["PGUSER"] || null);
-    const reply = await this.#transport.request(new FrameWriter("C").str(this.#database).str(user));
+    // No role given: PostgreSQL's own default for a background worker, the bootstrap superuser
+    // (BackgroundWorkerInitializeConnection with no user name). PGUSER is libpq's, and no connection is made here.
+    const reply = await this.#transport.request(new FrameWriter("C").str(this.#database).str(this.#user));
     this.processID = reply.u32();
   }
 

@@ -1,16 +1,20 @@
 /**
- * worker_spi as another role, on another database: PostgreSQL's `worker_spi_launch(index, dboid, roleoid)`.
- * The unchanged example worker reads its database from WORKER_SPI_DATABASE and connects with the default
- * role (PGUSER of its environment); this wrapper takes both from its name, "... as ROLE in DATABASE", and
- * runs it.
+ * worker_spi as another role, on another database: PostgreSQL's `worker_spi_launch(index, dboid, roleoid)`,
+ * whose worker connects with `BackgroundWorkerInitializeConnectionByOid(dboid, roleoid)`. The role is passed
+ * explicitly, as `connectWorkerToSpi(dbname, username)` takes it: with none, an in-server worker connects as
+ * the bootstrap superuser, as PostgreSQL's background workers do. Both come from the worker's name,
+ * "... as ROLE in DATABASE". Connected, it waits on its latch as worker_spi does between rounds, until SIGTERM.
  */
-import { BackgroundWorker, type Datum } from "bgworker";
-import { worker_spi_main } from "../../examples/worker_spi/worker.js";
+import { BackgroundWorker, SignalWakeFlags } from "bgworker";
 
-export async function worker_spi_main_as(arg: Datum): Promise<void> {
-  const target = / as (\S+) in (\S+)$/.exec(BackgroundWorker.getName());
-  if (target === null) throw new Error(`worker_spi_main_as: name ${JSON.stringify(BackgroundWorker.getName())} does not end with " as ROLE in DATABASE"`);
-  process.env["PGUSER"] = target[1];
-  process.env["WORKER_SPI_DATABASE"] = target[2];
-  await worker_spi_main(arg);
+export async function worker_spi_main_as(): Promise<void> {
+  const name = BackgroundWorker.getName();
+  const target = / as (\S+) in (\S+)$/.exec(name);
+  if (target === null) throw new Error(`worker_spi_main_as: name ${JSON.stringify(name)} does not end with " as ROLE in DATABASE"`);
+  const [, role, database] = target;
+  BackgroundWorker.attachSignalHandlers(SignalWakeFlags.SIGHUP | SignalWakeFlags.SIGTERM);
+  await BackgroundWorker.connectWorkerToSpi(database, role);
+  console.log(`${name} connected`);
+  while (await BackgroundWorker.waitLatch(null)) BackgroundWorker.sighupReceived();
+  process.exit(1);
 }

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { accessSync, chownSync, constants, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { accessSync, chownSync, constants, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
@@ -97,7 +97,9 @@ describe("in-server mode (pg/t, prove)", { skip: typeof found === "string" ? fou
         BGWORKER_PACKAGE_DIR: ROOT,
         HOME: testDir,
       };
-      const result = spawnSync("prove", ["-I", perlLib, "-I", "t", "t/001_worker_spi.pl", "t/002_signals_exits.pl", "t/003_postmaster_pid1.pl"], {
+      // Every numbered test file of pg/t, in order.
+      const files = readdirSync(join(ROOT, "pg", "t")).filter((f) => /^\d{3}_.*\.pl$/.test(f)).sort().map((f) => `t/${f}`);
+      const result = spawnSync("prove", ["-I", perlLib, "-I", "t", ...files], {
         cwd: join(ROOT, "pg"),
         env,
         encoding: "utf8",
