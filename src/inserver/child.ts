@@ -7,12 +7,13 @@
  */
 import { existsSync } from "node:fs";
 import { takeRole } from "../context.js";
-import { decodeDatum, type WorkerDefinition } from "../definition.js";
+import type { WorkerDefinition } from "../definition.js";
 import { Launcher } from "../launcher.js";
 import type { LogLevel } from "../log.js";
 import { ensureTypeScript, importFrom } from "../modules.js";
 import type { StartMessage } from "../runtime/ipc.js";
 import { Latch } from "../runtime/latch.js";
+import { endOnUncaught, runFunction, WorkerExit, type WorkerEnd } from "../runtime/run-function.js";
 import { ignoreSignals, SignalWakeFlags, WORKER_SIGNALS, type WorkerSignal } from "../runtime/signals.js";
 import { WorkerRole } from "../runtime/worker-role.js";
 import { installInServerSpi } from "./spi-backend.js";
@@ -34,13 +35,6 @@ interface StartFrame {
   readonly backendPid: number;
   readonly cwd: string;
   readonly database: string;
-}
-
-/** Unwinds the worker's code when it must end (FATAL); never shown to the user. */
-class WorkerExit extends Error {
-  constructor(readonly code: number) {
-    super(`background worker exiting with code ${code}`);
-  }
 }
 
 let role: WorkerRole | undefined;
@@ -75,14 +69,6 @@ function onFrame(frame: FrameReader): void {
 
 function log(level: LogLevel, message: string, detail?: string): void {
   transport.send(new FrameWriter("L").u8(Math.max(0, LEVELS.indexOf(level))).str(message).str(detail ?? null));
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function errorStack(error: unknown): string | undefined {
-  return error instanceof Error && error.stack !== undefined ? error.stack : undefined;
 }
 
 /** The worker's stdout and stderr become log lines of the server, one per line. */
@@ -143,6 +129,8 @@ function exitWorker(code: number): never {
   process.exit(code);
 }
 
+const END: WorkerEnd = { log, exit: exitWorker };
+
 async function become(start: StartFrame): Promise<void> {
   const { definition } = start;
   process.title = `bgworker: ${definition.name}`;
@@ -179,50 +167,13 @@ async function become(start: StartFrame): Promise<void> {
   installInServerSpi(transport);
   routeLatches();
 
-  let fn: unknown;
-  try {
-    fn = (await importFrom(definition.library, start.cwd))[definition.function];
-  } catch (error) {
-    log("LOG", `background worker "${definition.name}": function "${definition.function}" not found in library "${definition.library}"`, errorText(error));
-    return exitWorker(1);
-  }
-  if (typeof fn !== "function") {
-    log(
-      "LOG",
-      `background worker "${definition.name}": function "${definition.function}" not found in library "${definition.library}"`,
-      fn === undefined ? undefined : `"${definition.function}" is a ${typeof fn}, not a function`,
-    );
-    return exitWorker(1);
-  }
   // The backend counts the worker as Started (SPEC §5) from the "N" frame on.
-  transport.send(new FrameWriter("N"));
-  try {
-    await (fn as (arg: unknown) => unknown)(decodeDatum(definition.argument));
-  } catch (error) {
-    if (error instanceof WorkerExit) return;
-    log("ERROR", `background worker "${definition.type}": ${errorText(error)}`, errorStack(error));
-    return exitWorker(1);
-  }
-  exitWorker(0);
+  await runFunction(definition, () => importFrom(definition.library, start.cwd), () => transport.send(new FrameWriter("N")), END);
 }
 
-process.on("uncaughtException", (error) => {
-  if (error instanceof WorkerExit) return;
-  log("ERROR", `uncaught exception: ${errorText(error)}`, errorStack(error));
-  exitWorker(1);
-});
-process.on("unhandledRejection", (reason) => {
-  if (reason instanceof WorkerExit) return;
-  log("ERROR", `unhandled rejection: ${errorText(reason)}`, errorStack(reason));
-  exitWorker(1);
-});
-
+const endWith = endOnUncaught(END);
 markInServer();
 ignoreSignals(["SIGHUP"]);
 captureOutput();
 await ensureTypeScript();
-become(await started).catch((error: unknown) => {
-  if (error instanceof WorkerExit) return;
-  log("ERROR", errorText(error), errorStack(error));
-  exitWorker(1);
-});
+become(await started).catch(endWith);

@@ -6,7 +6,6 @@
  */
 import { takeRole } from "../context.js";
 import { RequestChannel } from "../control/channel.js";
-import { decodeDatum } from "../definition.js";
 import { Launcher } from "../launcher.js";
 import type { LogLevel } from "../log.js";
 import { attachShmem, denyShmem } from "../shmem/index.js";
@@ -14,6 +13,7 @@ import type { FromRunner, StartMessage, ToRunner } from "./ipc.js";
 import { Latch } from "./latch.js";
 import { dedicatePreopened, librariesSettled, library, prepare, warmLoader } from "./spare.js";
 import { guardAgainstOrphaning } from "./orphan.js";
+import { endOnUncaught, runFunction, WorkerExit, type WorkerEnd } from "./run-function.js";
 import { WORKER_SIGNALS } from "./signals.js";
 import { WorkerRole } from "./worker-role.js";
 
@@ -39,16 +39,11 @@ function exitWorker(code: number): void {
   setTimeout(() => process.exit(code), 200).unref();
 }
 
-/** Unwinds the worker's code when it must end (FATAL); never shown to the user. */
-class WorkerExit extends Error {
-  constructor(readonly code: number) {
-    super(`background worker exiting with code ${code}`);
-  }
-}
-
 function log(level: LogLevel, message: string, detail?: string): void {
   send(detail === undefined ? { t: "log", level, message } : { t: "log", level, message, detail });
 }
+
+const END: WorkerEnd = { log, exit: exitWorker };
 
 function installSignals(role: WorkerRole): void {
   const { type } = role.start.definition;
@@ -110,64 +105,19 @@ async function become(start: StartMessage): Promise<void> {
   else if (start.shmem !== null) attachShmem(start.shmem);
   await dedicatePreopened(definition.spi ? definition.type : null);
 
-  let fn: unknown;
-  try {
-    // Preloaded while this process was a spare, in the common case: then this costs no import.
-    fn = (await library(definition.library, start.cwd))[definition.function];
-  } catch (error) {
-    role.log("LOG", `background worker "${definition.name}": function "${definition.function}" not found in library "${definition.library}"`, errorText(error));
-    return exitWorker(1);
-  }
-  if (typeof fn !== "function") {
-    role.log(
-      "LOG",
-      `background worker "${definition.name}": function "${definition.function}" not found in library "${definition.library}"`,
-      fn === undefined ? undefined : `"${definition.function}" is a ${typeof fn}, not a function`,
-    );
-    return exitWorker(1);
-  }
-  send({ t: "entered" });
-  try {
-    await (fn as (arg: unknown) => unknown)(decodeDatum(definition.argument));
-  } catch (error) {
-    if (error instanceof WorkerExit) return;
-    role.log("ERROR", `background worker "${definition.type}": ${errorText(error)}`, errorStack(error));
-    return exitWorker(1);
-  }
-  exitWorker(0);
+  // Preloaded while this process was a spare, in the common case: then this costs no import.
+  await runFunction(definition, () => library(definition.library, start.cwd), () => send({ t: "entered" }), END);
 }
 
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function errorStack(error: unknown): string | undefined {
-  return error instanceof Error && error.stack !== undefined ? error.stack : undefined;
-}
-
-// A WorkerExit thrown from a signal handler or a callback ends up here: the exit is already under way.
-process.on("uncaughtException", (error) => {
-  if (error instanceof WorkerExit) return;
-  log("ERROR", `uncaught exception: ${errorText(error)}`, errorStack(error));
-  exitWorker(1);
-});
-process.on("unhandledRejection", (reason) => {
-  if (reason instanceof WorkerExit) return;
-  log("ERROR", `unhandled rejection: ${errorText(reason)}`, errorStack(reason));
-  exitWorker(1);
-});
-
+// An error nobody caught ends the worker with code 1; so does a failure to become it.
+const endWith = endOnUncaught(END);
 
 let started = false;
 process.on("message", (message: ToRunner) => {
   if (message.t === "prepare" && !started) prepare(message, send);
   if (message.t !== "start" || started) return;
   started = true;
-  become(message).catch((error: unknown) => {
-    if (error instanceof WorkerExit) return;
-    log("ERROR", errorText(error), errorStack(error));
-    exitWorker(1);
-  });
+  become(message).catch(endWith);
 });
 // Everything a launch would otherwise pay for, paid while the spare waits (spare.ts). Worker libraries import
 // "bgworker", whose entry point loads what a worker uses (the postmaster's core, SPI's driver and the ops

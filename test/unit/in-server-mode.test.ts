@@ -1,13 +1,16 @@
 /**
  * What in-server mode (SPEC §9) does not provide yet fails at its boundary with one line and the code
- * ERR_BGWORKER_NOT_IN_SERVER (src/inserver/mode.ts), and only in-server.
+ * ERR_BGWORKER_NOT_IN_SERVER (src/inserver/mode.ts), and only in-server; and the one piece of code that runs
+ * a worker's function in both worker programs (src/runtime/run-function.ts) maps outcomes as SPEC §4 says.
  */
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
+import { BackgroundWorkerBuilder, definitionOf } from "../../src/builder.js";
 import { parseStartCommand } from "../../src/cli/start.js";
 import { connect } from "../../src/control/client.js";
 import { ERROR_CODES } from "../../src/errors.js";
 import { IN_SERVER_ENV, inServer, markInServer } from "../../src/inserver/mode.js";
+import { runFunction, WorkerExit } from "../../src/runtime/run-function.js";
 import { PgAtomic, pgShmemInit } from "../../src/shmem/index.js";
 
 async function caught(fn: () => unknown): Promise<Error & { code?: unknown }> {
@@ -68,5 +71,43 @@ describe("not in-server yet: ERR_BGWORKER_NOT_IN_SERVER", () => {
     const error = await caught(() => pgShmemInit(new PgAtomic("in-server test other", "u32")));
     assert.notEqual(error.code, "ERR_BGWORKER_NOT_IN_SERVER");
     assert.match(error.message, /inside an extension's _PG_init\(\)/);
+  });
+});
+
+describe("runFunction: one way to run a worker's function, for the runner and the in-server child", () => {
+  const definition = (fn: string) => definitionOf(new BackgroundWorkerBuilder("runs").setLibrary("./lib.ts").setFunction(fn).setArgument(7n));
+
+  async function run(fn: string, exports: Record<string, unknown>): Promise<{ events: string[]; exits: number[] }> {
+    const events: string[] = [];
+    const exits: number[] = [];
+    await runFunction(
+      definition(fn),
+      async () => exports,
+      () => events.push("entered"),
+      { log: (level, message) => events.push(`${level} ${message}`), exit: (code) => void exits.push(code) },
+    );
+    return { events, exits };
+  }
+
+  it("enters, then calls the function with its argument; a return is exit 0", async () => {
+    const seen: unknown[] = [];
+    const { events, exits } = await run("main", { main: (arg: unknown) => seen.push(arg) });
+    assert.deepEqual(events, ["entered"]);
+    assert.deepEqual(seen, [7n]);
+    assert.deepEqual(exits, [0]);
+  });
+
+  it("a throw is an ERROR line and exit 1; a WorkerExit (FATAL under way) exits nothing more", async () => {
+    const thrown = await run("main", { main: () => { throw new Error("boom"); } });
+    assert.deepEqual(thrown.events, ["entered", 'ERROR background worker "runs": boom']);
+    assert.deepEqual(thrown.exits, [1]);
+    const fatal = await run("main", { main: () => { throw new WorkerExit(1); } });
+    assert.deepEqual(fatal.exits, []);
+  });
+
+  it("a missing function is SPEC §3's one line and exit 1, never entered", async () => {
+    const { events, exits } = await run("absent", { main: () => undefined });
+    assert.deepEqual(events, ['LOG background worker "runs": function "absent" not found in library "./lib.ts"']);
+    assert.deepEqual(exits, [1]);
   });
 });
