@@ -11,6 +11,7 @@ import * as nodeModule from "node:module";
 import { installTypeScriptHooks, PACKAGE_FROM } from "./typescript/hooks.js";
 import { installRequireHooks } from "./typescript/require-hooks.js";
 import { entryPath } from "./package-paths.js";
+import { directModule } from "./typescript/direct.js";
 
 export { moduleFormat } from "./typescript/format.js";
 
@@ -23,6 +24,11 @@ type TypeScriptSupport = "hooks" | "thread" | "tsx";
 
 const TS_LOADER = Symbol.for("bgworker.typescript-loader");
 type ProcessGlobals = { [TS_LOADER]?: TypeScriptSupport };
+
+/** A process started with tsx (`node --import tsx`, the test suite from source) keeps tsx's loader for everything. */
+function startedUnderTsx(): boolean {
+  return [...process.execArgv, process.env["NODE_OPTIONS"] ?? ""].some((arg) => /\btsx\b/.test(arg));
+}
 
 /** How this process loads TypeScript, once `ensureTypeScript()` has run. */
 export function typeScriptSupport(): TypeScriptSupport | undefined {
@@ -38,7 +44,7 @@ export function typeScriptSupport(): TypeScriptSupport | undefined {
 export async function ensureTypeScript(): Promise<void> {
   const globals = globalThis as ProcessGlobals;
   if (globals[TS_LOADER] !== undefined) return;
-  const underTsx = [...process.execArgv, process.env["NODE_OPTIONS"] ?? ""].some((arg) => /\btsx\b/.test(arg));
+  const underTsx = startedUnderTsx();
   if (!underTsx && installTypeScriptHooks()) {
     globals[TS_LOADER] = "hooks";
     return;
@@ -89,14 +95,25 @@ export function missingModule(specifier: string, cwd: string): string | null {
  * Imports `specifier` as `import()` would from a module in `cwd`, and returns its exports whatever its module
  * system (see `moduleExports`).
  */
-export async function importFrom(specifier: string, cwd: string): Promise<Record<string, unknown>> {
+export async function importFrom(specifier: string, cwd: string, options: { fresh?: boolean } = {}): Promise<Record<string, unknown>> {
   const path = modulePath(specifier, cwd);
+  // A fresh import evaluates the module again: require() forgets a module whose evaluation threw, and an ES
+  // module is imported under a new URL.
+  const fresh = options.fresh === true ? "?bgworker-launch" : "";
+  // Compiled files only while nothing is loaded through hooks: one module graph is loaded one way, so that no
+  // module of it is ever evaluated twice under two URLs.
+  const direct = path === undefined || startedUnderTsx() || typeScriptSupport() !== undefined ? undefined : await directModule(path);
+  if (direct !== undefined) {
+    if (direct.endsWith(".cjs")) return moduleExports(createRequire(direct)(direct));
+    return moduleExports(await import(pathToFileURL(direct).href + fresh));
+  }
+  await ensureTypeScript();
   if (path !== undefined && moduleFormat(path) === "commonjs") {
     // Through require(), as Node itself runs CommonJS: tsx's ESM loader cannot run a `.cts` that imports an
     // ES module (`import ... from "bgworker"` compiles to require()), while its require hook can.
     return moduleExports(createRequire(path)(path));
   }
-  if (path !== undefined) return moduleExports(await import(pathToFileURL(path).href));
+  if (path !== undefined) return moduleExports(await import(pathToFileURL(path).href + fresh));
   // A package name resolves from `cwd`'s node_modules, not from this file's location.
   const parent = pathToFileURL(resolve(cwd, "index.js")).href;
   if ((globalThis as ProcessGlobals)[TS_LOADER] !== "tsx") {

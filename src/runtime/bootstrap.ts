@@ -1,8 +1,7 @@
 /**
  * The first code of every runner process. Before anything that could stall (the TypeScript loader, the
  * runtime's modules), it makes sure a runner whose postmaster is gone does not linger: a spare that has not
- * become a worker exits as soon as its IPC channel closes. Then it loads TypeScript support for worker
- * libraries and hands over to the runner.
+ * become a worker exits as soon as its IPC channel closes. Then it hands over to the runner.
  */
 import { processRole } from "../context.js";
 import { ignoreSignals } from "./signals.js";
@@ -19,7 +18,7 @@ if (!process.connected) process.exit(0);
 // No debugger on SIGUSR1, no death on SIGUSR2; a spare ignores SIGHUP as a worker does before attaching.
 ignoreSignals(["SIGHUP"]);
 
-// Loaded after the above, so that nothing it loads delays them.
-const { ensureTypeScript } = await import("../modules.js");
-await ensureTypeScript();
+// Loaded after the above, so that nothing it loads delays them. TypeScript support is not installed here: a
+// `.ts` library is loaded as compiled files where it can be (typescript/direct.ts), and the module hooks are
+// installed by the first import that needs them (modules.ts, importFrom).
 await import("./runner.js");

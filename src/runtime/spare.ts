@@ -12,7 +12,7 @@
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { ConnectionParams } from "../database/types.js";
-import { importFrom, moduleExports, moduleFormat, modulePath, typeScriptSupport } from "../modules.js";
+import { importFrom, modulePath, typeScriptSupport } from "../modules.js";
 import { FROM_SOURCE, PACKAGE_ROOT } from "../package-paths.js";
 import { attachShmem } from "../shmem/index.js";
 import type { ShmemAttachment } from "../shmem/types.js";
@@ -67,9 +67,7 @@ export async function library(specifier: string, cwd: string): Promise<Library> 
   }
   const path = modulePath(specifier, cwd);
   if (failedPreloads.has(key) && path !== undefined) {
-    // require() forgets a module whose evaluation threw; an ES module needs a new URL to be evaluated again.
-    if (moduleFormat(path) === "commonjs") return importFrom(specifier, cwd);
-    return moduleExports(await import(`${pathToFileURL(path).href}?bgworker-launch`));
+    return importFrom(specifier, cwd, { fresh: true });
   }
   return load(specifier, cwd, key);
 }

@@ -26,11 +26,13 @@ const require = createRequire(import.meta.url);
 interface Esbuild {
   readonly version: string;
   transformSync(input: string, options: Record<string, unknown>): { code: string };
+  build(options: import("esbuild").BuildOptions & { write: false }): Promise<import("esbuild").BuildResult & { outputFiles: import("esbuild").OutputFile[] }>;
+  stop(): Promise<void> | void;
 }
 
 let esbuild: Esbuild | undefined;
 
-function compiler(): Esbuild {
+export function compiler(): Esbuild {
   // Without this, esbuild's synchronous API keeps a worker thread alive for the rest of the process; a cache
   // miss is rare enough to pay for a short child process instead.
   process.env["ESBUILD_WORKER_THREADS"] = "0";
@@ -53,7 +55,7 @@ const COMPILER_ID = `esbuild@${compilerVersion()}/2`;
 /** The tsconfig.json nearest above each directory (its text), or null: found by walking up once per directory. */
 const tsconfigs = new Map<string, string | null>();
 
-function nearestTsconfig(dir: string): string | null {
+export function nearestTsconfig(dir: string): string | null {
   const known = tsconfigs.get(dir);
   if (known !== undefined) return known;
   let found: string | null;
@@ -87,7 +89,7 @@ let cacheDir: string | null | undefined;
  * The cache directory, created owner-only; null (no cache, compile in memory) when it cannot be made or is not
  * this user's alone, since another user's directory could hand this process code to run.
  */
-function cache(): string | null {
+export function cache(): string | null {
   if (cacheDir !== undefined) return cacheDir;
   const uid = process.getuid?.() ?? 0;
   const dir = process.env["BGWORKER_CACHE_DIR"] ?? join(tmpdir(), `bgworker-${uid}`, "typescript");
@@ -115,7 +117,7 @@ const IMPORT_META_BANNER = 'var __bgworker_import_meta_url = require("node:url")
  * entry holds its full key and source, compared on read, so two texts that share a name can never be
  * confused. (A cryptographic hash would load OpenSSL into every worker: about 2 MB of memory each.)
  */
-function spread(text: string): string {
+export function spread(text: string): string {
   let h1 = 0xdeadbeef;
   let h2 = 0x41c6ce57;
   for (let i = 0; i < text.length; i++) {
@@ -135,14 +137,21 @@ interface Entry {
   readonly code: string;
 }
 
+/** The Node line compiled for: its own syntax is left as written. */
+export const TARGET = `node${process.versions.node.split(".")[0]}`;
+
+/** What a module's JavaScript depends on besides its source: the compiler, the target, the path, the format, tsconfig.json. */
+export function compileKey(path: string, format: CompiledFormat): string {
+  return `${COMPILER_ID}\0${TARGET}\0${path}\0${format}\0${nearestTsconfig(dirname(path)) ?? ""}`;
+}
+
 /**
  * The JavaScript of the module at `path` (TypeScript, or an ES module that must run as CommonJS), with an inline source map so that stack traces name its
  * `.ts` lines. Read from the cache when this exact source was compiled before; compiled and stored otherwise.
  * A syntax error is thrown as esbuild reports it: the file, line and column, and the offending text.
  */
 export function compileModule(path: string, source: string, format: CompiledFormat): string {
-  const target = `node${process.versions.node.split(".")[0]}`;
-  const key = `${COMPILER_ID}\0${target}\0${path}\0${format}\0${nearestTsconfig(dirname(path)) ?? ""}`;
+  const key = compileKey(path, format);
   const dir = cache();
   const file = dir === null ? null : join(dir, `${spread(key)}-${spread(source)}.json`);
   if (file !== null) {
@@ -161,7 +170,7 @@ export function compileModule(path: string, source: string, format: CompiledForm
     ...(format === "commonjs" ? { define: IMPORT_META_IN_COMMONJS, banner: IMPORT_META_BANNER } : {}),
     sourcefile: path,
     sourcemap: "inline",
-    target,
+    target: TARGET,
     ...(raw === undefined ? {} : { tsconfigRaw: raw }),
   });
   if (file !== null) {

@@ -144,4 +144,48 @@ describe("module formats of extensions and worker libraries", () => {
       await postmaster.close();
     }
   });
+
+  it("a TypeScript library loaded as compiled files: import.meta names the source, an edited module is recompiled, a computed import still works", async () => {
+    const dir = project("module");
+    writeFileSync(join(dir, "value.ts"), "export const value: number = 1;\n");
+    writeFileSync(join(dir, "other.ts"), "export const other = 'other';\n");
+    writeFileSync(
+      join(dir, "edited.ts"),
+      [
+        'import { value } from "./value.ts";',
+        "export function edited(): void {",
+        "  console.log(`value ${value} from ${import.meta.url.replace(/^.*\\//, '')} in ${import.meta.dirname === process.cwd()}`);",
+        "  process.exit(1);",
+        "}",
+        "",
+      ].join("\n"),
+    );
+    // A specifier computed at run time cannot be rewritten to a compiled file: this library goes through the hooks.
+    writeFileSync(
+      join(dir, "computed.ts"),
+      'export async function computed(): Promise<void> {\n  const name = ["./other", "ts"].join(".");\n  console.log(`computed ${(await import(name)).other}`);\n}\n',
+    );
+    writeFileSync(
+      join(dir, "ext_edited.ts"),
+      [
+        'import { BackgroundWorkerBuilder } from "bgworker";',
+        "export function _PG_init(): void {",
+        '  new BackgroundWorkerBuilder("edited").setLibrary("./edited.ts").setFunction("edited").setRestartTime(1000).load();',
+        '  new BackgroundWorkerBuilder("computed").setLibrary("./computed.ts").setFunction("computed").setRestartTime(null).load();',
+        "}",
+        "",
+      ].join("\n"),
+    );
+    const child = spawn(process.execPath, [CLI, "start", "./ext_edited.ts", "--no-database", "--log-format", "json"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+    const postmaster = new RunningPostmaster(child, dir);
+    try {
+      await postmaster.waitForLog(/^value 1 from edited\.ts in true$/);
+      await postmaster.waitForLog(/^computed other$/);
+      // A module the library imports is edited: a runner that loads the library afterwards runs the new source.
+      writeFileSync(join(dir, "value.ts"), "export const value: number = 2;\n");
+      await postmaster.waitForLog(/^value 2 from edited\.ts in true$/);
+    } finally {
+      await postmaster.close();
+    }
+  });
 });

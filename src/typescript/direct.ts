@@ -1,0 +1,205 @@
+/**
+ * TypeScript modules that Node loads as plain files, with no module hooks in the process. A worker library
+ * written in TypeScript is compiled module by module into the cache (compile.ts's directory, `direct/`): each
+ * module's file is named by its path (not its content), and its imports of the library's other TypeScript
+ * modules are rewritten to those modules' files, its imports of packages to the files Node itself would load
+ * (so that `bgworker`, `pg` or any package stays the one instance of the process). Node then imports the
+ * entry's compiled file as it would any `.mjs` or `.cjs`: no resolve or load hook runs, so a worker on
+ * Node 20 needs no loader thread, and on later lines no hooks in its thread.
+ *
+ * Each compiled file has a record beside it (the source it was compiled from, the TypeScript modules it
+ * imports); a library is loaded directly only once every module of its graph is checked against its source,
+ * and recompiled where the source changed. A graph is loaded the usual way, through the hooks, whenever
+ * something in it needs them: an import whose specifier is not a literal (`import(name)`, `require(name)`),
+ * `import.meta.resolve` or `require.resolve` (they would resolve from the cache), an import of a file that is
+ * neither TypeScript nor JavaScript, a JavaScript file of the project (it may import TypeScript), an import
+ * that does not resolve, or a syntax error (reported by the hooks' compile, with its file and line).
+ * `import.meta.url`, `import.meta.dirname`, `import.meta.filename`, `__dirname` and `__filename` name the
+ * source file, and inline source maps make stack traces name its `.ts` lines.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { isBuiltin } from "node:module";
+import { dirname, join, sep } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { Plugin } from "esbuild";
+import { PACKAGE_ROOT } from "../package-paths.js";
+import { cache, compileKey, compiler, spread, TARGET, type CompiledFormat } from "./compile.js";
+import { moduleFormat } from "./format.js";
+import { TYPESCRIPT } from "./resolution.js";
+
+/** The record kept beside each compiled file. */
+interface Compiled {
+  readonly key: string;
+  readonly source: string;
+  /** The TypeScript modules this one imports (absolute paths), each compiled beside it. */
+  readonly imports: readonly string[];
+  /**
+   * The files of packages it imports, as resolved when it was compiled: a package moved or removed since (a
+   * new version in a store laid out by version) makes the module compile again, resolving afresh.
+   */
+  readonly packages: readonly string[];
+  /** False when the module needs the hooks (see the header); its file is then never loaded. */
+  readonly direct: boolean;
+}
+
+const JAVASCRIPT = /\.[cm]?js$/;
+/** In compiled code: an import or require of a computed name, or a resolution relative to the cache. */
+const NEEDS_HOOKS = /\bimport\s*\(\s*(?!["'])|\brequire\s*\(\s*(?!["'])|\bimport\.meta\.resolve\b|\brequire\.resolve\b/;
+/** Passed to esbuild's own resolver from the plugin, so that the plugin does not resolve its own lookups. */
+const LOOKUP = Symbol("bgworker-direct-lookup");
+
+function directory(): string | null {
+  const root = cache();
+  if (root === null) return null;
+  const dir = join(root, "direct");
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return dir;
+  } catch {
+    return null;
+  }
+}
+
+/** Where the module at `path` is compiled to: named by its key, so its importers' files never change with its source. */
+function fileOf(dir: string, path: string): { code: string; record: string; key: string; format: CompiledFormat } {
+  const format = moduleFormat(path);
+  const key = compileKey(path, format);
+  const name = join(dir, spread(key));
+  return { code: `${name}${format === "commonjs" ? ".cjs" : ".mjs"}`, record: `${name}.json`, key, format };
+}
+
+/** The module's record if its compiled file is current (same key and source), else undefined. */
+function current(dir: string, path: string): Compiled | undefined {
+  const { record, key } = fileOf(dir, path);
+  try {
+    const compiled = JSON.parse(readFileSync(record, "utf8")) as Compiled;
+    const fresh = compiled.key === key && compiled.source === readFileSync(path, "utf8") && compiled.packages.every((file) => existsSync(file));
+    return fresh ? compiled : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Written whole under a temporary name, then renamed: a reader sees no file or the complete one. */
+function writeWhole(file: string, text: string): void {
+  const temporary = `${file}.${process.pid}.tmp`;
+  writeFileSync(temporary, text, { mode: 0o600 });
+  renameSync(temporary, file);
+}
+
+/** A file of the user's project rather than of an installed package or of bgworker itself. */
+function inProject(path: string): boolean {
+  return !path.includes(`${sep}node_modules${sep}`) && !path.startsWith(PACKAGE_ROOT + sep);
+}
+
+/** What `import.meta` and CommonJS's file names stand for: the source file, not the compiled one. */
+function sourceNames(path: string, format: CompiledFormat): Record<string, string> {
+  const names = {
+    "import.meta.url": JSON.stringify(pathToFileURL(path).href),
+    "import.meta.filename": JSON.stringify(path),
+    "import.meta.dirname": JSON.stringify(dirname(path)),
+  };
+  return format === "commonjs" ? { ...names, __filename: names["import.meta.filename"], __dirname: names["import.meta.dirname"] } : names;
+}
+
+/** Compiles one module into `dir`, its imports rewritten; returns its record. */
+async function compile(dir: string, path: string): Promise<Compiled> {
+  const { code: file, record, key, format } = fileOf(dir, path);
+  const source = readFileSync(path, "utf8");
+  const imports = new Set<string>();
+  const packages = new Set<string>();
+  let direct = true;
+  const rewrite: Plugin = {
+    name: "bgworker-direct",
+    setup(build) {
+      build.onResolve({ filter: /.*/ }, async (args) => {
+        if (args.kind === "entry-point" || args.pluginData === LOOKUP) return undefined;
+        if (isBuiltin(args.path)) return { path: args.path, external: true };
+        const found = await build.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: LOOKUP });
+        if (found.errors.length === 0 && !found.external && TYPESCRIPT.test(found.path)) {
+          imports.add(found.path);
+          return { path: pathToFileURL(fileOf(dir, found.path).code).href, external: true };
+        }
+        if (found.errors.length === 0 && !found.external && JAVASCRIPT.test(found.path) && !inProject(found.path)) {
+          packages.add(found.path);
+          return { path: pathToFileURL(found.path).href, external: true };
+        }
+        direct = false;
+        return { path: args.path, external: true };
+      });
+    },
+  };
+  let code = "";
+  try {
+    const result = await compiler().build({
+      entryPoints: [path],
+      bundle: true,
+      write: false,
+      // Only names the output, so that the source map's paths lead back from the cache to the source.
+      outfile: file,
+      format: format === "commonjs" ? "cjs" : "esm",
+      platform: "node",
+      target: TARGET,
+      // Node's own resolution: a package's `main` (not `module`), the `node` condition with `import` or `require`.
+      mainFields: ["main"],
+      conditions: ["node"],
+      define: sourceNames(path, format),
+      sourcemap: "inline",
+      logLevel: "silent",
+      plugins: [rewrite],
+    });
+    code = result.outputFiles[0]?.text ?? "";
+  } catch {
+    direct = false; // a syntax error: the hooks' compile reports it
+  }
+  if (NEEDS_HOOKS.test(code)) direct = false;
+  const compiled: Compiled = { key, source, imports: [...imports], packages: [...packages], direct };
+  try {
+    if (direct) writeWhole(file, code);
+    writeWhole(record, JSON.stringify(compiled));
+  } catch {
+    // A full disk or a removed directory: loaded through the hooks this time.
+    return { ...compiled, direct: false };
+  }
+  return compiled;
+}
+
+/** Walks of a graph in progress in this process. */
+let walks = 0;
+
+/**
+ * The compiled file to import for the TypeScript module at `path`, with every module of its graph current;
+ * undefined when the graph needs the hooks or there is no cache. Compiles what changed (esbuild, stopped
+ * afterwards so that no compiler process stays beside the worker).
+ */
+export async function directModule(path: string): Promise<string | undefined> {
+  const dir = directory();
+  if (dir === null || !TYPESCRIPT.test(path)) return undefined;
+  const seen = new Set<string>();
+  const pending = [path];
+  let compiled = false;
+  walks += 1;
+  try {
+    while (pending.length > 0) {
+      const next = pending.pop()!;
+      if (seen.has(next)) continue;
+      seen.add(next);
+      let record = current(dir, next);
+      if (record === undefined) {
+        record = await compile(dir, next);
+        compiled = true;
+      }
+      if (!record.direct) return undefined;
+      pending.push(...record.imports);
+    }
+  } catch {
+    return undefined; // an unreadable source: the hooks report it as Node would
+  } finally {
+    walks -= 1;
+    // Stopped once no other walk of this process (libraries preloaded side by side) may still be compiling.
+    if (compiled && walks === 0) await compiler().stop();
+  }
+  process.setSourceMapsEnabled(true);
+  return fileOf(dir, path).code;
+}
+
