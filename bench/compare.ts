@@ -75,11 +75,11 @@ const lights = results.map((result) => result.facts.light as Record<string, any>
 if (lights.some((light) => light !== undefined)) {
   const PARTS: [string, string][] = [
     ["esmEntry", "an ES module entry file (over `node -e`)"],
-    ["typeScriptSupport", "TypeScript support (the package's, for this Node line)"],
     ["importBgworker", '`import "bgworker"`'],
-    ["tsLibrary", "the `.ts` library"],
+    ["tsLibrary", "the `.ts` library, as compiled files from the cache"],
     ["runnerItself", "the runner itself (a warm spare against the shape with all of the above)"],
     ["becomingTheWorker", "becoming the worker (an idle worker against a warm spare)"],
+    ["typeScriptHooks", "the package's TypeScript module hooks (over an ES module entry; only for a library that needs them)"],
     ["pg", "`pg` (over an ES module entry; loaded by SPI only)"],
     ["tsx", "tsx's loader registered (over an ES module entry)"],
     ["workerThread", "one worker thread (over an ES module entry)"],

@@ -189,11 +189,11 @@ function lightRows(light: LightResults): void {
     /** What each part adds, in the runner's order (each over the one before), then the extras over an ESM entry. */
     parts: {
       esmEntry: part("esm", "bare"),
-      typeScriptSupport: part("typescript", "esm"),
-      importBgworker: part("package", "typescript"),
+      importBgworker: part("package", "esm"),
       tsLibrary: part("library", "package"),
       runnerItself: part("spare", "library"),
       becomingTheWorker: part("worker", "spare"),
+      typeScriptHooks: part("typescript", "esm"),
       pg: part("pg", "esm"),
       tsx: part("tsx", "esm"),
       workerThread: part("thread", "esm"),
@@ -320,7 +320,7 @@ function factLines(facts: Record<string, any>): string[] {
     const p = l.parts;
     const sign = (v: number): string => `${v >= 0 ? "+" : ""}${v}`;
     lines.push(
-      `**Light workers** (Node ${l.node}, ${l.inThreadHooks ? "in-thread module hooks" : "no in-thread module hooks: tsx's loader"}): an idle \`.ts\` worker PSS ${l.worker.pssMb} MB (USS ${l.worker.ussMb}), a warm spare ${l.spare.pssMb} MB (USS ${l.spare.ussMb}), a bare \`node -e\` with an IPC channel ${l.shapes.bare.pssMb} MB (USS ${l.shapes.bare.ussMb}). Part by part, PSS (CPU to ready): an ES module entry ${sign(p.esmEntry.pssMb)} MB (${sign(p.esmEntry.cpuMs)} ms), TypeScript support ${sign(p.typeScriptSupport.pssMb)} MB (${sign(p.typeScriptSupport.cpuMs)} ms), \`import "bgworker"\` ${sign(p.importBgworker.pssMb)} MB (${sign(p.importBgworker.cpuMs)} ms), the \`.ts\` library ${sign(p.tsLibrary.pssMb)} MB (${sign(p.tsLibrary.cpuMs)} ms), the runner itself (a spare against that shape) ${sign(p.runnerItself.pssMb)} MB (${sign(p.runnerItself.cpuMs)} ms), becoming the worker ${sign(p.becomingTheWorker.pssMb)} MB; beside them, over an ES module entry: \`pg\` ${sign(p.pg.pssMb)} MB (${sign(p.pg.cpuMs)} ms), tsx's loader ${sign(p.tsx.pssMb)} MB (${sign(p.tsx.cpuMs)} ms), a worker thread ${sign(p.workerThread.pssMb)} MB. CPU to ready: bare ${f(l.shapes.bare.cpuMs)}; \`node -e 0\` to its exit ${f(l.nodeE0CpuMs)}; a spare's boot ${f(l.spareBootCpuMs)}, ${f(l.spareBootWallMs)} of wall clock from its fork to warm. Idle postmaster with no workers: ${l.idlePostmaster.treePssMb} MB PSS for ${l.idlePostmaster.processes} processes (postmaster ${l.idlePostmaster.postmasterPssMb} MB, ${l.idlePostmaster.spares} spare(s) of ${l.idlePostmaster.sparePssMb.join(", ")} MB).`,
+      `**Light workers** (Node ${l.node}, ${l.inThreadHooks ? "Node has in-thread module hooks" : "no in-thread module hooks: the package's hooks would run on Node's loader thread"}): an idle \`.ts\` worker PSS ${l.worker.pssMb} MB (USS ${l.worker.ussMb}), a warm spare ${l.spare.pssMb} MB (USS ${l.spare.ussMb}), a bare \`node -e\` with an IPC channel ${l.shapes.bare.pssMb} MB (USS ${l.shapes.bare.ussMb}). Part by part, PSS (CPU to ready): an ES module entry ${sign(p.esmEntry.pssMb)} MB (${sign(p.esmEntry.cpuMs)} ms), \`import "bgworker"\` ${sign(p.importBgworker.pssMb)} MB (${sign(p.importBgworker.cpuMs)} ms), the \`.ts\` library as compiled files ${sign(p.tsLibrary.pssMb)} MB (${sign(p.tsLibrary.cpuMs)} ms), the runner itself (a spare against that shape) ${sign(p.runnerItself.pssMb)} MB (${sign(p.runnerItself.cpuMs)} ms), becoming the worker ${sign(p.becomingTheWorker.pssMb)} MB; beside them, over an ES module entry: the package's TypeScript module hooks (installed only for a library that needs them) ${sign(p.typeScriptHooks.pssMb)} MB (${sign(p.typeScriptHooks.cpuMs)} ms), \`pg\` ${sign(p.pg.pssMb)} MB (${sign(p.pg.cpuMs)} ms), tsx's loader ${sign(p.tsx.pssMb)} MB (${sign(p.tsx.cpuMs)} ms), a worker thread ${sign(p.workerThread.pssMb)} MB. CPU to ready: bare ${f(l.shapes.bare.cpuMs)}; \`node -e 0\` to its exit ${f(l.nodeE0CpuMs)}; a spare's boot ${f(l.spareBootCpuMs)}, ${f(l.spareBootWallMs)} of wall clock from its fork to warm. Idle postmaster with no workers: ${l.idlePostmaster.treePssMb} MB PSS for ${l.idlePostmaster.processes} processes (postmaster ${l.idlePostmaster.postmasterPssMb} MB, ${l.idlePostmaster.spares} spare(s) of ${l.idlePostmaster.sparePssMb.join(", ")} MB).`,
     );
   }
   if (facts.many !== undefined) {

@@ -13,10 +13,11 @@
  *                     with an IPC channel as a runner is:
  *                       bare        `node -e` that waits on its IPC channel (the peer of the target)
  *                       esm         an ES module entry file (peers/node.mjs), as a runner's bootstrap is
- *                       typescript  + the package's TypeScript support (dist/modules.js ensureTypeScript)
  *                       package     + `import "bgworker"` (dist/index.js)
- *                       library     + the `.ts` library imported (the worker's own code)
- *                     and, each over `esm` alone: `pg` imported, tsx's loader registered, one worker thread
+ *                       library     + the `.ts` library loaded as a runner loads it (compiled files, no hooks)
+ *                     and, each over `esm` alone: the package's TypeScript module hooks (which a runner
+ *                     installs only for a library that needs them), `pg` imported, tsx's loader registered,
+ *                     one worker thread
  *                     Each shape reports its own CPU from exec to shaped (getrusage), sampled as the spares are.
  */
 import { execFile, fork, spawn, type ChildProcess } from "node:child_process";
@@ -41,8 +42,8 @@ export type Shape = (typeof SHAPES)[number];
 const SHAPE_PARTS: Record<Exclude<Shape, "bare">, string> = {
   esm: "bare",
   typescript: "typescript",
-  package: "typescript,package",
-  library: "typescript,package,library",
+  package: "package",
+  library: "package,library",
   pg: "pg",
   tsx: "tsx",
   thread: "thread",

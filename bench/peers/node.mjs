@@ -5,11 +5,13 @@
 //   tsx       TypeScript loader registered as a runner registers it (tsx's ESM and CJS APIs), then warmed with
 //             the same shipped .d.ts a spare imports (its transform comes from tsx's disk cache)
 //   thread    one idle worker thread, as the orphan watchdog is
-//   typescript  TypeScript support as the built package gives a runner (dist/modules.js ensureTypeScript():
-//             Node's in-thread hooks where the line has them, else tsx's loader)
-//   library   a `.ts` worker library imported by path (BENCH_LIBRARY), as a spare preloads one
+//   typescript  the package's TypeScript module hooks (dist/modules.js ensureTypeScript(): Node's in-thread
+//             hooks where the line has them, else the hooks on Node's loader thread), which a runner installs
+//             only for a library that needs them (docs/lifecycle.md)
+//   library   a `.ts` worker library (BENCH_LIBRARY) loaded as a spare preloads one: dist/modules.js
+//             importFrom(), its compiled files from the cache, no hooks
 //   pg        the `pg` driver imported (what SPI loads)
-// The parts load in the runner's order: typescript, package, library (then pg, tsx, thread).
+// The parts load in the runner's order: package, library (then typescript, pg, tsx, thread on their own).
 // Modes:
 //   idle SHAPE              prints "ready" once shaped, then stays (the bench reads its RSS and PSS); forked
 //                           with an IPC channel, it sends {t: "ready", cpuMs} instead: its own user + system CPU
@@ -36,7 +38,7 @@ async function shape(list) {
     cjs.register();
     await import(pathToFileURL(join(REPO, "dist", "runtime", "loader-warmup.d.ts")).href).catch(() => undefined);
   }
-  if (parts.has("library")) await import(pathToFileURL(process.env.BENCH_LIBRARY).href);
+  if (parts.has("library")) await (await import(pathToFileURL(join(REPO, "dist", "modules.js")).href)).importFrom(process.env.BENCH_LIBRARY, process.cwd());
   if (parts.has("pg")) await import("pg");
   if (parts.has("thread")) new Worker("setInterval(() => {}, 1 << 30)", { eval: true }).unref();
 }
