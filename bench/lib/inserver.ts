@@ -1,78 +1,19 @@
 /**
- * In-server mode's prerequisites and a throwaway PostgreSQL cluster with the bgworker extension preloaded.
- *
- * `inServerSetup()` answers what test/integration/in-server.test.ts's setup() checks before it installs the
- * extension: a pg_config, the server's development headers, write access to its pkglibdir, a built package,
- * and, as root, a `postgres` user that can read the checkout. It imports nothing from the bench, so the test
- * can use it too (its own extra checks, prove and IPC::Run, stay there).
+ * A throwaway PostgreSQL cluster with the bgworker extension preloaded, and `bgworker pg-install`. Whether
+ * in-server mode can run here at all, and why not, is the tests' check (test/helpers/in-server.ts's
+ * `inServerSetup()`, without its prove and IPC::Run: the bench runs no TAP file), so both skip for the same
+ * reasons in the same words.
  *
  * The cluster lives in a temp dir, serves a Unix socket only (listen_addresses empty) on a free port number,
  * and runs as the `postgres` user when the bench runs as root (PostgreSQL refuses root). `stop()` ends it by
  * pg_ctl, else by its postmaster's pid, and is also run if the bench is interrupted while it runs.
  */
-import { execFileSync, spawnSync } from "node:child_process";
-import { accessSync, appendFileSync, chmodSync, chownSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-
-export interface RunAs {
-  readonly uid: number;
-  readonly gid: number;
-  readonly name: string;
-}
-
-export interface InServerSetup {
-  readonly pgConfig: string;
-  readonly bindir: string;
-  readonly pgxs: string;
-  readonly pkglibdir: string;
-  readonly sharedir: string;
-  readonly version: string;
-  /** The user PostgreSQL runs as when this process is root; null: as this process's user. */
-  readonly runAs: RunAs | null;
-}
-
-function output(command: string, args: readonly string[]): string | null {
-  try {
-    return execFileSync(command, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 10_000 }).trim();
-  } catch {
-    return null;
-  }
-}
-
-function writable(path: string): boolean {
-  try {
-    accessSync(path, constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** What in-server mode needs on this machine, or why it cannot run here (one line). `root`: the package's directory. */
-export function inServerSetup(root: string): InServerSetup | string {
-  const pgConfig = ["/usr/lib/postgresql/15/bin/pg_config", "pg_config"].find((p) => output(p, ["--version"]) !== null);
-  if (pgConfig === undefined) return "no pg_config (install postgresql-server-dev-NN)";
-  const [version, include, pgxs, bindir, pkglibdir, sharedir] = ["--version", "--includedir-server", "--pgxs", "--bindir", "--pkglibdir", "--sharedir"].map((flag) => output(pgConfig, [flag]));
-  if (version == null || include == null || pgxs == null || bindir == null || pkglibdir == null || sharedir == null || !existsSync(join(include, "postgres.h")) || !existsSync(pgxs)) {
-    return "the PostgreSQL server development headers are missing (Debian: postgresql-server-dev-NN)";
-  }
-  if (!writable(pkglibdir)) return `cannot install the extension into ${pkglibdir} (run as its owner, or root)`;
-  if (!existsSync(join(root, "dist", "inserver", "child.js"))) return "the package is not built (npm run build)";
-  let runAs: RunAs | null = null;
-  if (process.getuid?.() === 0) {
-    const uid = Number(output("id", ["-u", "postgres"]));
-    const gid = Number(output("id", ["-g", "postgres"]));
-    if (!Number.isInteger(uid) || uid <= 0) return "running as root and there is no postgres user to run PostgreSQL";
-    runAs = { uid, gid, name: "postgres" };
-    // The server loads this checkout's dist/: every parent directory must let that user in.
-    if (spawnSync("test", ["-r", join(root, "dist", "inserver", "child.js")], { uid, gid }).status !== 0) {
-      return `the postgres user cannot read this checkout (${root}): a parent directory is closed to it`;
-    }
-  }
-  return { pgConfig, bindir, pgxs, pkglibdir, sharedir, version, runAs };
-}
+import type { InServerSetup } from "../../test/helpers/in-server.js";
 
 /** A port number no one listens on at this moment (the server binds none: it names its socket file). */
 async function freePort(): Promise<number> {

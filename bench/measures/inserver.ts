@@ -22,8 +22,9 @@ import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
+import { inServerSetup } from "../../test/helpers/in-server.js";
 import type { Context } from "../lib/context.js";
-import { InServerCluster, inServerSetup, pgInstall } from "../lib/inserver.js";
+import { InServerCluster, pgInstall } from "../lib/inserver.js";
 import { CliPostmaster, childrenOf } from "../lib/postmaster.js";
 import { CLI, REPO, reportLines } from "../lib/project.js";
 import { addFact, addRow, progress } from "../lib/report.js";
@@ -218,7 +219,7 @@ class Bench {
 const gone = (pid: number): Promise<true> => until(`process ${pid} to end`, () => (existsSync(`/proc/${pid}`) ? undefined : true), 30_000, 5);
 
 export async function measureInServer(ctx: Context): Promise<InServerResults> {
-  const setup = inServerSetup(REPO);
+  const setup = inServerSetup({ prove: false });
   if (typeof setup === "string") return { skipped: setup };
   progress(`inserver: bgworker pg-install into ${setup.version}`);
   const failed = pgInstall(CLI, setup);

@@ -6,7 +6,10 @@
  * Not here, because they differ by design (docs/in-server.md, "What differs from `bgworker start`"):
  * - restart times: in-server they are whole seconds, rounded up, so every restart time here is 1000 ms;
  * - restart-storm damping (SPEC §6): only the bgworker postmaster has it;
- * - handles and "Started": PostgreSQL's in-server (forked, not yet in the function);
+ * - handles: PostgreSQL's in-server (slot and generation), and a restartable worker waiting for its restart is
+ *   Stopped there where the bgworker postmaster says NotYetStarted. "Started" itself is not a difference: it is
+ *   SPEC §5's in both modes (the worker's function entered), so a handle case that rests on Started alone
+ *   (waitForStartup() resolving once the function runs) is common to both; none is here yet;
  * - a worker's pid: the bgworker postmaster's Node process out-of-server, the backend in-server (its Node process
  *   is the backend's child), so each runner says how it finds a worker's pid (`workerPid`);
  * - pg_terminate_backend() of a worker that attached SIGTERM: out-of-server it ends the worker's session (a

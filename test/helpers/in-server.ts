@@ -1,7 +1,10 @@
 /**
- * In-server mode (SPEC §9) for node:test files: whether this machine can run it (the same checks, and the same
- * reasons to skip, as test/integration/in-server.test.ts), `bgworker pg-install`, and a throwaway cluster with
- * the bgworker extension preloaded. PostgreSQL refuses to run as root: as root the server runs as `postgres`.
+ * In-server mode (SPEC §9) for node:test files: whether this machine can run it (`inServerSetup()`, the one
+ * check, with its reasons to skip, that test/integration/in-server.test.ts, test/integration/both-modes.test.ts
+ * and the bench's in-server group share), `bgworker pg-install`, and a throwaway cluster with the bgworker
+ * extension preloaded. PostgreSQL refuses to run as root: as root the server runs as `postgres`.
+ *
+ * The bench imports this module; it imports nothing from the bench, so the tests stay independent of it.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { accessSync, constants, existsSync } from "node:fs";
@@ -14,7 +17,7 @@ import { pickFreePort } from "../../src/database/ports.js";
 import type { ConnectionParams } from "../../src/database/types.js";
 import { CLI, processesIn, ROOT, waitGone } from "./postmaster.js";
 
-function output(command: string, args: string[]): string | null {
+function output(command: string, args: readonly string[]): string | null {
   try {
     return execFileSync(command, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 10_000 }).trim();
   } catch {
@@ -31,40 +34,65 @@ function writable(path: string): boolean {
   }
 }
 
+export interface RunAs {
+  readonly uid: number;
+  readonly gid: number;
+  readonly name: string;
+}
+
 export interface InServerSetup {
   readonly pgConfig: string;
   readonly bindir: string;
   readonly pgxs: string;
-  readonly runAs: { uid: number; gid: number; name: string } | null;
+  readonly pkglibdir: string;
+  readonly sharedir: string;
+  /** `pg_config --version` (e.g. "PostgreSQL 15.8"): the server the extension is built for. */
+  readonly version: string;
+  /** The user PostgreSQL runs as when this process is root; null: as this process's user. */
+  readonly runAs: RunAs | null;
 }
 
-/** What in-server tests need, or why they are skipped (no headers, prove, IPC::Run, install access or build). */
-export function inServerSetup(): InServerSetup | string {
+export interface InServerNeeds {
+  /**
+   * pg/t's TAP suite runs here (default true): prove and IPC::Run must be installed, and the server's user must
+   * read pg/, where prove runs. The bench runs no TAP file and passes false.
+   */
+  readonly prove?: boolean;
+}
+
+/**
+ * What in-server mode needs on this machine, or why it cannot run here (one line, printed as the skip reason):
+ * a pg_config, the server's development headers, prove and IPC::Run (unless `needs.prove` is false), write
+ * access to its pkglibdir, a built package, and, as root, a `postgres` user that can read this checkout.
+ */
+export function inServerSetup(needs: InServerNeeds = {}): InServerSetup | string {
+  const prove = needs.prove ?? true;
   const pgConfig = ["/usr/lib/postgresql/15/bin/pg_config", "pg_config"].find((p) => output(p, ["--version"]) !== null);
   if (pgConfig === undefined) return "no pg_config (install postgresql-server-dev-NN)";
-  const include = output(pgConfig, ["--includedir-server"]);
-  const pgxs = output(pgConfig, ["--pgxs"]);
-  const bindir = output(pgConfig, ["--bindir"]);
-  const pkglibdir = output(pgConfig, ["--pkglibdir"]);
-  if (include === null || pgxs === null || bindir === null || pkglibdir === null || !existsSync(join(include, "postgres.h")) || !existsSync(pgxs)) {
+  const [version, include, pgxs, bindir, pkglibdir, sharedir] = ["--version", "--includedir-server", "--pgxs", "--bindir", "--pkglibdir", "--sharedir"].map((flag) => output(pgConfig, [flag]));
+  if (version == null || include == null || pgxs == null || bindir == null || pkglibdir == null || sharedir == null || !existsSync(join(include, "postgres.h")) || !existsSync(pgxs)) {
     return "the PostgreSQL server development headers are missing (Debian: postgresql-server-dev-NN)";
   }
-  if (output("prove", ["--version"]) === null) return "prove is missing (Debian: perl)";
-  if (spawnSync("perl", ["-MIPC::Run", "-e", "1"]).status !== 0) return "IPC::Run is missing (Debian: libipc-run-perl)";
+  if (prove) {
+    if (output("prove", ["--version"]) === null) return "prove is missing (Debian: perl)";
+    if (spawnSync("perl", ["-MIPC::Run", "-e", "1"]).status !== 0) return "IPC::Run is missing (Debian: libipc-run-perl)";
+  }
   if (!writable(pkglibdir)) return `cannot install the extension into ${pkglibdir} (run as its owner, or root)`;
   if (!existsSync(join(ROOT, "dist", "inserver", "child.js"))) return "the package is not built (npm run build)";
-  let runAs: InServerSetup["runAs"] = null;
+  let runAs: RunAs | null = null;
   if (process.getuid?.() === 0) {
     const uid = Number(output("id", ["-u", "postgres"]));
     const gid = Number(output("id", ["-g", "postgres"]));
     if (!Number.isInteger(uid) || uid <= 0) return "running as root and there is no postgres user to run PostgreSQL";
     runAs = { uid, gid, name: "postgres" };
-    // The server loads this checkout's dist/ and the test's modules as that user: every parent must let it in.
-    if (spawnSync("test", ["-r", join(ROOT, "pg", "Makefile")], { uid, gid }).status !== 0) {
+    // The server loads this checkout's dist/ (and a test's modules) as that user, and prove runs in its pg/:
+    // every parent directory must let that user in.
+    const read = [join(ROOT, "dist", "inserver", "child.js"), ...(prove ? [join(ROOT, "pg", "Makefile")] : [])];
+    if (read.some((path) => spawnSync("test", ["-r", path], { uid, gid }).status !== 0)) {
       return `the postgres user cannot read this checkout (${ROOT}): a parent directory is closed to it`;
     }
   }
-  return { pgConfig, bindir, pgxs, runAs };
+  return { pgConfig, bindir, pgxs, pkglibdir, sharedir, version, runAs };
 }
 
 /** `bgworker pg-install` into the server that `pg_config` names; throws with its output when it fails. */
