@@ -11,7 +11,8 @@ import * as nodeModule from "node:module";
 import { installTypeScriptHooks, PACKAGE_FROM } from "./typescript/hooks.js";
 import { installRequireHooks } from "./typescript/require-hooks.js";
 import { entryPath } from "./package-paths.js";
-import { directModule } from "./typescript/direct.js";
+import { directModule, plainJavaScript } from "./typescript/direct.js";
+import { TYPESCRIPT } from "./typescript/resolution.js";
 
 export { moduleFormat } from "./typescript/format.js";
 
@@ -107,7 +108,9 @@ export async function importFrom(specifier: string, cwd: string, options: { fres
     if (direct.endsWith(".cjs")) return moduleExports(createRequire(direct)(direct));
     return moduleExports(await import(pathToFileURL(direct).href + fresh));
   }
-  await ensureTypeScript();
+  // JavaScript that imports no TypeScript is Node's alone: a `.js` library needs no hooks either.
+  const plain = path !== undefined && !TYPESCRIPT.test(path) && !startedUnderTsx() && typeScriptSupport() === undefined && plainJavaScript(path);
+  if (!plain) await ensureTypeScript();
   if (path !== undefined && moduleFormat(path) === "commonjs") {
     // Through require(), as Node itself runs CommonJS: tsx's ESM loader cannot run a `.cts` that imports an
     // ES module (`import ... from "bgworker"` compiles to require()), while its require hook can.

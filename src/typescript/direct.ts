@@ -203,3 +203,41 @@ export async function directModule(path: string): Promise<string | undefined> {
   return fileOf(dir, path).code;
 }
 
+/** The literal specifiers of a JavaScript module's imports, exports, dynamic imports and requires. */
+const SPECIFIERS = [
+  /\b(?:import|export)\s[^;]*?\bfrom\s*["']([^"']+)["']/g,
+  /\bimport\s*["']([^"']+)["']/g,
+  /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g,
+  /\brequire\s*\(\s*["']([^"']+)["']\s*\)/g,
+];
+/** A relative import Node resolves as written: a file with its JavaScript extension (or JSON). */
+const PLAIN_FILE = /\.(?:[cm]?js|json)$/;
+
+/**
+ * Whether the JavaScript module at `path`, and the project's JavaScript it imports by relative path, can be
+ * loaded by Node as it is: every relative import names an existing JavaScript or JSON file, none names
+ * TypeScript, and none is computed (`import(name)`, `require(name)`). Read from the sources with patterns:
+ * anything they cannot vouch for (a `.ts` import, an extensionless one, a computed one, even in a comment)
+ * answers false, and the module hooks load the library instead.
+ */
+export function plainJavaScript(path: string, seen = new Set<string>()): boolean {
+  if (seen.has(path)) return true;
+  seen.add(path);
+  let source: string;
+  try {
+    source = readFileSync(path, "utf8");
+  } catch {
+    return false;
+  }
+  if (/\bimport\s*\(\s*(?!["'])|\brequire\s*\(\s*(?!["'])/.test(source)) return false;
+  for (const pattern of SPECIFIERS) {
+    for (const [, specifier] of source.matchAll(pattern)) {
+      if (specifier === undefined || !(specifier.startsWith("./") || specifier.startsWith("../"))) continue;
+      const target = join(dirname(path), specifier);
+      if (!PLAIN_FILE.test(target) || !existsSync(target)) return false;
+      if (JAVASCRIPT.test(target) && inProject(target) && !plainJavaScript(target, seen)) return false;
+    }
+  }
+  return true;
+}
+

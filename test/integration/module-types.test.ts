@@ -145,7 +145,7 @@ describe("module formats of extensions and worker libraries", () => {
     }
   });
 
-  it("a TypeScript library loaded as compiled files: import.meta names the source, an edited module is recompiled, a computed import still works", async () => {
+  it("a TypeScript library loaded as compiled files: import.meta names the source, an edited module is recompiled; a computed import and JavaScript importing TypeScript still work", async () => {
     const dir = project("module");
     writeFileSync(join(dir, "value.ts"), "export const value: number = 1;\n");
     writeFileSync(join(dir, "other.ts"), "export const other = 'other';\n");
@@ -165,6 +165,8 @@ describe("module formats of extensions and worker libraries", () => {
       join(dir, "computed.ts"),
       'export async function computed(): Promise<void> {\n  const name = ["./other", "ts"].join(".");\n  console.log(`computed ${(await import(name)).other}`);\n}\n',
     );
+    // Project JavaScript that imports TypeScript: Node alone cannot load it, so it goes through the hooks too.
+    writeFileSync(join(dir, "viajs.js"), 'import { value } from "./value.ts";\nexport function viajs() { console.log(`via js ${value}`); }\n');
     writeFileSync(
       join(dir, "ext_edited.ts"),
       [
@@ -172,6 +174,7 @@ describe("module formats of extensions and worker libraries", () => {
         "export function _PG_init(): void {",
         '  new BackgroundWorkerBuilder("edited").setLibrary("./edited.ts").setFunction("edited").setRestartTime(1000).load();',
         '  new BackgroundWorkerBuilder("computed").setLibrary("./computed.ts").setFunction("computed").setRestartTime(null).load();',
+        '  new BackgroundWorkerBuilder("viajs").setLibrary("./viajs.js").setFunction("viajs").setRestartTime(null).load();',
         "}",
         "",
       ].join("\n"),
@@ -181,6 +184,7 @@ describe("module formats of extensions and worker libraries", () => {
     try {
       await postmaster.waitForLog(/^value 1 from edited\.ts in true$/);
       await postmaster.waitForLog(/^computed other$/);
+      await postmaster.waitForLog(/^via js 1$/);
       // A module the library imports is edited: a runner that loads the library afterwards runs the new source.
       writeFileSync(join(dir, "value.ts"), "export const value: number = 2;\n");
       await postmaster.waitForLog(/^value 2 from edited\.ts in true$/);
