@@ -11,8 +11,16 @@ import { fileURLToPath } from "node:url";
 /** True when the package runs from its TypeScript sources (`node --import tsx`, the test suite). */
 export const FROM_SOURCE = import.meta.url.endsWith(".ts");
 
-/** The package's root: the nearest directory above this module with a package.json (none is in src/ or dist/). */
-export const PACKAGE_ROOT = findRoot(dirname(fileURLToPath(import.meta.url)));
+let root: string | undefined;
+
+/**
+ * The package's root: the nearest directory above this module with a package.json (none is in src/ or dist/).
+ * Found on first use, not at import: every process that imports the package would pay for the walk.
+ */
+export function packageRoot(): string {
+  root ??= findRoot(dirname(fileURLToPath(import.meta.url)));
+  return root;
+}
 
 function findRoot(from: string): string {
   for (let dir = from; ; dir = dirname(dir)) {
@@ -26,5 +34,5 @@ function findRoot(from: string): string {
  * its `.ts` source when the package runs from source, else the built `.js` under dist/.
  */
 export function entryPath(name: string): string {
-  return FROM_SOURCE ? join(PACKAGE_ROOT, "src", `${name}.ts`) : join(PACKAGE_ROOT, "dist", `${name}.js`);
+  return FROM_SOURCE ? join(packageRoot(), "src", `${name}.ts`) : join(packageRoot(), "dist", `${name}.js`);
 }

@@ -7,7 +7,7 @@
 import "../node-version.js"; // first: an older Node stops here with one line
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { PACKAGE_ROOT } from "../package-paths.js";
+import { packageRoot } from "../package-paths.js";
 import { HELP, MAIN_HELP } from "./help.js";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "./usage.js";
 
@@ -32,7 +32,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
 const COMMAND_LIST = Object.keys(COMMANDS).join(", ").replace(/, ([^,]+)$/, " or $1");
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version?: unknown };
+  const pkg = JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version?: unknown };
   return typeof pkg.version === "string" ? pkg.version : "unknown";
 }
 

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { findPostgresBinaries } from "../database/binaries.js";
-import { PACKAGE_ROOT } from "../package-paths.js";
+import { packageRoot } from "../package-paths.js";
 import { HELP } from "./help.js";
 import { EXIT_FAILURE, EXIT_OK, parseOrUsage, UsageError } from "./usage.js";
 
@@ -18,7 +18,7 @@ const COMMAND = "pg-install";
 const execFileAsync = promisify(execFile);
 
 /** This package's root (the directory of package.json). */
-const PACKAGE_DIR = PACKAGE_ROOT;
+const PACKAGE_DIR = packageRoot();
 
 /** The extension's files that `make install` puts in place, relative to pg_config's directories. */
 const INSTALLED = [

@@ -10,7 +10,6 @@ import type { ConnectionParams } from "./types.js";
 
 type PgPass = (info: { host: string; port: number; database: string; user: string }, done: (password: string | undefined) => void) => void;
 
-const require = createRequire(import.meta.url);
 
 /** The password for pg's `password` option: the URL's, or a lookup made when the server asks for one. */
 export function passwordOf(params: ConnectionParams): string | (() => Promise<string>) {
@@ -21,7 +20,7 @@ export function passwordOf(params: ConnectionParams): string | (() => Promise<st
 async function lookUpPassword(params: ConnectionParams): Promise<string> {
   const fromEnv = process.env["PGPASSWORD"];
   if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
-  const pgpass = require("pgpass") as PgPass;
+  const pgpass = createRequire(import.meta.url)("pgpass") as PgPass;
   const found = await new Promise<string | undefined>((resolve) =>
     pgpass({ host: params.host, port: params.port, database: params.database, user: params.user }, resolve),
   );

@@ -10,7 +10,7 @@ import http from "node:http";
 import { isIP } from "node:net";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { PACKAGE_ROOT } from "../package-paths.js";
+import { packageRoot } from "../package-paths.js";
 import { OpsMetrics } from "./metrics.js";
 import { StatusTracker, type OpsSource } from "./source.js";
 
@@ -47,7 +47,7 @@ export function urlOf(address: HttpAddress): string {
 
 /** The dashboard: one HTML file with inline CSS and JS, shipped in src/ops/ (also when built). */
 function dashboardHtml(): string {
-  return readFileSync(join(PACKAGE_ROOT, "src", "ops", "dashboard.html"), "utf8");
+  return readFileSync(join(packageRoot(), "src", "ops", "dashboard.html"), "utf8");
 }
 
 function tokenMatches(given: string | null | undefined, token: string): boolean {

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { ConnectionParams } from "../database/types.js";
 import { importFrom, modulePath, typeScriptSupport } from "../modules.js";
-import { FROM_SOURCE, PACKAGE_ROOT } from "../package-paths.js";
+import { FROM_SOURCE, packageRoot } from "../package-paths.js";
 import { attachShmem } from "../shmem/index.js";
 import type { ShmemAttachment } from "../shmem/types.js";
 import type { FromRunner } from "./ipc.js";
@@ -137,7 +137,7 @@ export async function warmLoader(): Promise<void> {
   // The in-thread hooks have nothing to warm: a cached module costs a file read.
   if (FROM_SOURCE || typeScriptSupport() !== "tsx") return;
   try {
-    await import(pathToFileURL(join(PACKAGE_ROOT, "dist", "runtime", "loader-warmup.d.ts")).href);
+    await import(pathToFileURL(join(packageRoot(), "dist", "runtime", "loader-warmup.d.ts")).href);
   } catch {
     // Only a missed warm-up: the first TypeScript import pays for the loader instead.
   }

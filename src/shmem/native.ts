@@ -9,7 +9,7 @@ import { readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { makeError } from "../errors.js";
-import { PACKAGE_ROOT } from "../package-paths.js";
+import { packageRoot } from "../package-paths.js";
 
 /** What `wait` reports, as `Atomics.wait`. */
 export type WaitResult = "ok" | "not-equal" | "timed-out";
@@ -50,10 +50,10 @@ export function shmAddon(): ShmAddon {
     try {
       const load = require("node-gyp-build") as (dir: string) => unknown;
       try {
-        addon = load(PACKAGE_ROOT) as ShmAddon;
+        addon = load(packageRoot()) as ShmAddon;
       } catch (error) {
         // build/Release made by another Node's install: this Node's prebuilt binary, if the package has one.
-        const prebuilt = /NODE_MODULE_VERSION|undefined symbol/.test(String(error)) ? prebuiltFor(PACKAGE_ROOT) : undefined;
+        const prebuilt = /NODE_MODULE_VERSION|undefined symbol/.test(String(error)) ? prebuiltFor(packageRoot()) : undefined;
         if (prebuilt === undefined) throw error;
         addon = require(prebuilt) as ShmAddon;
       }

@@ -21,7 +21,12 @@ import { dirname, extname, join } from "node:path";
 /** The module system a compiled file runs under; CommonJS output turns `import`/`export` into require/exports. */
 export type CompiledFormat = "module" | "commonjs";
 
-const require = createRequire(import.meta.url);
+/** This module's require(), made on first use: at import it would cost every process a module record. */
+let requireHere: NodeJS.Require | undefined;
+function require(id: string): unknown {
+  requireHere ??= createRequire(import.meta.url);
+  return requireHere(id);
+}
 
 interface Esbuild {
   readonly version: string;
@@ -43,14 +48,21 @@ export function compiler(): Esbuild {
 /** esbuild's version without loading it: part of every cache key, so a new compiler never reads old output. */
 function compilerVersion(): string {
   try {
-    const manifest = require.resolve("esbuild/package.json");
+    requireHere ??= createRequire(import.meta.url);
+    const manifest = requireHere.resolve("esbuild/package.json");
     return (JSON.parse(readFileSync(manifest, "utf8")) as { version: string }).version;
   } catch {
     return "unknown";
   }
 }
 
-const COMPILER_ID = `esbuild@${compilerVersion()}/2`;
+let compilerId: string | undefined;
+
+/** esbuild's version in every key (read on first use: resolving it costs every process that imports the package). */
+function compilerIdentity(): string {
+  compilerId ??= `esbuild@${compilerVersion()}/2`;
+  return compilerId;
+}
 
 /** The tsconfig.json nearest above each directory (its text), or null: found by walking up once per directory. */
 const tsconfigs = new Map<string, string | null>();
@@ -142,7 +154,7 @@ export const TARGET = `node${process.versions.node.split(".")[0]}`;
 
 /** What a module's JavaScript depends on besides its source: the compiler, the target, the path, the format, tsconfig.json. */
 export function compileKey(path: string, format: CompiledFormat): string {
-  return `${COMPILER_ID}\0${TARGET}\0${path}\0${format}\0${nearestTsconfig(dirname(path)) ?? ""}`;
+  return `${compilerIdentity()}\0${TARGET}\0${path}\0${format}\0${nearestTsconfig(dirname(path)) ?? ""}`;
 }
 
 /**

@@ -22,7 +22,7 @@ import { isBuiltin } from "node:module";
 import { dirname, join, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { Plugin } from "esbuild";
-import { PACKAGE_ROOT } from "../package-paths.js";
+import { packageRoot } from "../package-paths.js";
 import { cache, compileKey, compiler, spread, TARGET, type CompiledFormat } from "./compile.js";
 import { moduleFormat } from "./format.js";
 import { TYPESCRIPT } from "./resolution.js";
@@ -89,7 +89,7 @@ function writeWhole(file: string, text: string): void {
 
 /** A file of the user's project rather than of an installed package or of bgworker itself. */
 function inProject(path: string): boolean {
-  return !path.includes(`${sep}node_modules${sep}`) && !path.startsWith(PACKAGE_ROOT + sep);
+  return !path.includes(`${sep}node_modules${sep}`) && !path.startsWith(packageRoot() + sep);
 }
 
 /** What `import.meta` and CommonJS's file names stand for: the source file, not the compiled one. */
