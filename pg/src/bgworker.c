@@ -40,6 +40,8 @@ int			bgw_init_timeout_ms = 30000;
 BgwStatic  *bgw_statics = NULL;
 int			bgw_nstatics = 0;
 BgwShared  *bgw_shared = NULL;
+BgwNodePid *bgw_nodes = NULL;
+int			bgw_nnodes = 0;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -50,6 +52,13 @@ static int
 dynamic_entries(void)
 {
 	return max_worker_processes + 8;
+}
+
+/* One entry per PGPROC that a background worker can have: they are all among the first MaxBackends. */
+static Size
+nodes_size(void)
+{
+	return mul_size(MaxBackends, sizeof(BgwNodePid));
 }
 
 static Size
@@ -63,7 +72,7 @@ bgw_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(shared_size());
+	RequestAddinShmemSpace(add_size(shared_size(), nodes_size()));
 }
 
 static void
@@ -82,6 +91,10 @@ bgw_shmem_startup(void)
 		bgw_shared->next_nonce = 1;
 		bgw_shared->ndynamic = dynamic_entries();
 	}
+	bgw_nodes = ShmemInitStruct("bgworker node pids", nodes_size(), &found);
+	if (!found)
+		memset(bgw_nodes, 0, nodes_size());
+	bgw_nnodes = MaxBackends;
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -100,6 +100,16 @@ typedef struct BgwDynamic
 	char		json[BGW_DEF_MAX];
 } BgwDynamic;
 
+/*
+ * The Node child of a worker's backend, once the worker's function is entered: setLatch(pid) of that worker
+ * signals the child itself (SIGURG, the latch of a Node worker) instead of waking the backend to pass it on.
+ */
+typedef struct BgwNodePid
+{
+	int			backend_pid;
+	int			node_pid;
+} BgwNodePid;
+
 typedef struct BgwShared
 {
 	slock_t		lock;
@@ -113,6 +123,10 @@ typedef struct BgwShared
 extern BgwStatic *bgw_statics;
 extern int	bgw_nstatics;
 extern BgwShared *bgw_shared;
+
+/* Indexed by a backend's PGPROC number (its place in ProcGlobal->allProcs); bgw_nnodes of them, under bgw_shared->lock. */
+extern BgwNodePid *bgw_nodes;
+extern int	bgw_nnodes;
 
 extern void bgw_require_shared(const char *what);
 

@@ -571,19 +571,117 @@ serve_log(FrameReader *r)
 	ereport(elevel, (errmsg_internal("%s", message), detail ? errdetail_internal("%s", detail) : 0));
 }
 
+/* ----- latches ----- */
+
+/* This worker's entry in bgw_nodes, or -1. */
+static int
+own_node_index(void)
+{
+	int			index;
+
+	if (bgw_nodes == NULL || MyProc == NULL)
+		return -1;
+	index = (int) (MyProc - ProcGlobal->allProcs);
+	return index >= 0 && index < bgw_nnodes ? index : -1;
+}
+
+/* Records (or, with 0, forgets) this worker's Node child as the target of setLatch(pid) of this worker. */
+static void
+publish_node_pid(pid_t node_pid)
+{
+	int			index = own_node_index();
+
+	if (index < 0)
+		return;
+	SpinLockAcquire(&bgw_shared->lock);
+	bgw_nodes[index].backend_pid = node_pid > 0 ? MyProcPid : 0;
+	bgw_nodes[index].node_pid = (int) node_pid;
+	SpinLockRelease(&bgw_shared->lock);
+}
+
+static void
+forget_node_pid(int code, Datum arg)
+{
+	publish_node_pid(0);
+}
+
+/* The Node child of the in-server worker whose backend has this pid, or 0. */
+static pid_t
+node_pid_of(int pid)
+{
+	pid_t		node = 0;
+
+	if (bgw_nodes == NULL)
+		return 0;
+	SpinLockAcquire(&bgw_shared->lock);
+	for (int i = 0; i < bgw_nnodes; i++)
+	{
+		if (bgw_nodes[i].backend_pid == pid)
+		{
+			node = bgw_nodes[i].node_pid;
+			break;
+		}
+	}
+	SpinLockRelease(&bgw_shared->lock);
+	return node;
+}
+
+/*
+ * The PGPROC of any PostgreSQL process with this pid. BackendPidGetProc only knows the processes in the
+ * ProcArray, those connected to a database; auxiliary processes are AuxiliaryPidGetProc's (as
+ * pg_log_backend_memory_contexts looks for both), and a background worker that has not connected has a
+ * PGPROC (its latch) but is in neither: ProcGlobal's array of all PGPROCs has it. Its pid is read without a
+ * lock: a PGPROC reused meanwhile gets a spurious wake-up, which latches allow.
+ */
+static PGPROC *
+proc_of_pid(int pid)
+{
+	PGPROC	   *proc = BackendPidGetProc(pid);
+
+	if (proc == NULL)
+		proc = AuxiliaryPidGetProc(pid);
+	for (uint32 i = 0; proc == NULL && i < ProcGlobal->allProcCount; i++)
+	{
+		if (ProcGlobal->allProcs[i].pid == pid)
+			proc = &ProcGlobal->allProcs[i];
+	}
+	return proc;
+}
+
+/*
+ * setLatch(pid) of the child: no reply (the child does not wait for one). An in-server worker's latch is its
+ * Node child's, so the child is signalled directly, as a Node worker's latch is set out-of-server; waking
+ * its backend to pass the latch on would cost one more process wake-up. Any other process (or a worker whose
+ * function is not entered yet) gets PostgreSQL's SetLatch(). A pid of no PostgreSQL process is a WARNING in
+ * the server's log: the child has checked that the process exists.
+ */
 static void
 serve_set_latch(FrameReader *r)
 {
 	int			pid = (int) frame_get_u32(r);
-	PGPROC	   *proc = pid > 0 ? BackendPidGetProc(pid) : NULL;
+	pid_t		node;
+	PGPROC	   *proc;
 
+	if (r->bad || pid <= 0)
+	{
+		ereport(WARNING,
+				(errmsg("background worker \"%s\": malformed set-latch frame from its Node process",
+						MyBgworkerEntry->bgw_name)));
+		return;
+	}
+	node = node_pid_of(pid);
+	if (node > 0 && kill(node, SIGURG) == 0)
+		return;
+	proc = proc_of_pid(pid);
 	if (proc == NULL)
 	{
-		send_error("42704", psprintf("no PostgreSQL process with pid %d", pid));
+		ereport(WARNING,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("background worker \"%s\": setLatch(%d): PID %d is not a PostgreSQL process",
+						MyBgworkerEntry->bgw_name, pid, pid)));
 		return;
 	}
 	SetLatch(&proc->procLatch);
-	send_simple('Z');
 }
 
 static void
@@ -762,6 +860,8 @@ serve_entered(void)
 {
 	if (bgw_shared == NULL)
 		return;
+	/* the child listens for SIGURG from now on (its worker exists) */
+	publish_node_pid(child_pid);
 	if (static_index >= 0)
 		bgw_shared->static_pids[static_index] = MyProcPid;
 	else if (dynamic_index >= 0)
@@ -834,6 +934,8 @@ child_ended(void)
 	pid_t		pid = child_pid;
 	int			waited_ms = 0;
 
+	/* before it is reaped: its pid may be reused afterwards */
+	publish_node_pid(0);
 	close(child_sock);
 	child_sock = -1;
 	for (;;)
@@ -997,6 +1099,7 @@ bgworker_main(Datum arg)
 
 	script = bgw_script_path("child.js");
 	on_proc_exit(reap_child, 0);
+	before_shmem_exit(forget_node_pid, 0);
 	child_pid = bgw_spawn_node(script, NULL, &child_sock);
 	if (child_pid < 0)
 	{

@@ -10,7 +10,7 @@ import { takeRole } from "../context.js";
 import type { WorkerDefinition } from "../definition.js";
 import { Launcher } from "../launcher.js";
 import type { LogLevel } from "../log.js";
-import { ensureTypeScript, importFrom } from "../modules.js";
+import { importFrom } from "../modules.js";
 import type { StartMessage } from "../runtime/ipc.js";
 import { Latch } from "../runtime/latch.js";
 import { endOnUncaught, runFunction, WorkerExit, type WorkerEnd } from "../runtime/run-function.js";
@@ -112,14 +112,18 @@ function installSignals(worker: WorkerRole): void {
 
 /**
  * `BackgroundWorker.setLatch(pid)` of another worker signals SIGURG to that pid. An in-server worker's pid is
- * its backend's, whose latch only PostgreSQL's `SetLatch()` sets: the request goes to this worker's backend.
+ * its backend's: the request goes to this worker's backend, which signals that worker's Node process (this
+ * SIGURG listener) or sets the latch of any other PostgreSQL process with `SetLatch()`. It has no reply, so
+ * the worker does not wait on a wake-up of its own: a process that does not exist is ESRCH here, as
+ * out-of-server, and a pid of no PostgreSQL process is the backend's WARNING in the server's log.
  */
-function routeLatches(): void {
+function routeLatches(worker: WorkerRole): void {
+  process.on("SIGURG", () => worker.latch.set());
   const kill = process.kill.bind(process);
   process.kill = ((pid: number, signal?: string | number): true => {
     if (signal !== "SIGURG" || pid === process.pid) return kill(pid, signal);
     if (!existsSync(`/proc/${pid}`)) throw Object.assign(new Error(`kill ESRCH`), { code: "ESRCH", errno: -3, syscall: "kill" });
-    transport.request(new FrameWriter("S").u32(pid)).catch(() => undefined);
+    transport.send(new FrameWriter("S", 16).u32(pid));
     return true;
   }) as typeof process.kill;
 }
@@ -165,7 +169,7 @@ async function become(start: StartFrame): Promise<void> {
   takeRole(worker);
   installSignals(worker);
   installInServerSpi(transport);
-  routeLatches();
+  routeLatches(worker);
 
   // The backend counts the worker as Started (SPEC §5) from the "N" frame on.
   await runFunction(definition, () => importFrom(definition.library, start.cwd), () => transport.send(new FrameWriter("N")), END);
@@ -175,5 +179,6 @@ const endWith = endOnUncaught(END);
 markInServer();
 ignoreSignals(["SIGHUP"]);
 captureOutput();
-await ensureTypeScript();
+// No TypeScript support up front: importFrom() loads a .ts library as compiled files and installs the module
+// hooks only for a library that needs them, so a worker on Node 20 has no loader thread otherwise.
 become(await started).catch(endWith);
