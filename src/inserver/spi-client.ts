@@ -64,16 +64,18 @@ export class InServerClient extends EventEmitter {
   }
 
   async query(config: string | QueryConfigLike, values?: unknown[]): Promise<QueryResultLike> {
-    const query: QueryConfigLike = typeof config === "string" ? { text: config, ...(values === undefined ? {} : { values }) } : config;
-    const transaction = query.values === undefined || query.values.length === 0 ? TRANSACTION_FRAMES[query.text.trim().toUpperCase()] : undefined;
+    const text = typeof config === "string" ? config : config.text;
+    const params = (typeof config === "string" ? values : config.values) ?? [];
+    // Only a text of a few letters can be BEGIN, COMMIT or ROLLBACK: a statement is not upper-cased on its way.
+    const trimmed = params.length === 0 ? text.trim() : "";
+    const transaction = trimmed.length <= 8 ? TRANSACTION_FRAMES[trimmed.toUpperCase()] : undefined;
     if (transaction !== undefined) {
-      await this.#transport.request(new FrameWriter(transaction));
-      return { command: query.text.trim().toUpperCase(), rowCount: null, rows: [], fields: [] };
+      await this.#transport.request(new FrameWriter(transaction, 16));
+      return { command: trimmed.toUpperCase(), rowCount: null, rows: [], fields: [] };
     }
-    const params = query.values ?? [];
-    const frame = new FrameWriter("Q").str(query.text).u32(params.length);
+    const frame = new FrameWriter("Q", text.length <= 4096 ? 64 + text.length * 3 : undefined).str(text).u32(params.length);
     for (const value of params) frame.str(asText(value));
-    return this.#result(await this.#transport.request(frame), query.rowMode === "array");
+    return this.#result(await this.#transport.request(frame), typeof config !== "string" && config.rowMode === "array");
   }
 
   #result(reply: FrameReader, arrays: boolean): QueryResultLike {

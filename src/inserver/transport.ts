@@ -5,10 +5,12 @@
  * pending requests pairs each reply with its request.
  */
 import { writeSync } from "node:fs";
-import { Socket } from "node:net";
+import { Socket, type OnReadOpts, type SocketConstructorOpts } from "node:net";
 import { FrameStream, FrameWriter, type FrameReader } from "./wire.js";
 
 const FD = 3;
+/** The size of a read: libuv's own for a stream. */
+const READ_BUFFER = 64 * 1024;
 /** Reply frame types; every other frame from the backend comes on its own. */
 const REPLIES = new Set(["K", "Z", "T", "E", "h", "s"]);
 
@@ -69,13 +71,29 @@ export class BackendTransport {
   constructor(onFrame: (frame: FrameReader) => void, onGone: () => void) {
     this.#onFrame = onFrame;
     this.#onGone = onGone;
-    this.#socket = new Socket({ fd: FD, readable: true, writable: false });
-    this.#socket.on("data", (chunk: Buffer) => {
-      for (const frame of this.#stream.push(chunk)) this.#dispatch(frame);
-    });
+    // Reads land in one buffer of this transport's and come straight to #read, past the stream machinery
+    // of 'data' events: a reply is one read, and this is the path of every statement.
+    // (Node's Socket takes `onread` from its constructor's options, as net.connect() passes them on; its
+    // types list it for connect() only.)
+    const options: SocketConstructorOpts & { onread: OnReadOpts } = {
+      fd: FD,
+      readable: true,
+      writable: false,
+      onread: { buffer: Buffer.allocUnsafe(READ_BUFFER), callback: (bytes, into) => this.#read(bytes, into) },
+    };
+    this.#socket = new Socket(options);
     this.#socket.on("error", () => this.#lose());
     this.#socket.on("close", () => this.#lose());
     this.#socket.on("end", () => this.#lose());
+  }
+
+  /** True: reading goes on. */
+  #read(bytes: number, into: Uint8Array): boolean {
+    // The next read reuses the buffer, and a reply may be read after this returns: its bytes are copied.
+    const chunk = Buffer.allocUnsafe(bytes);
+    chunk.set(into.subarray(0, bytes));
+    for (const frame of this.#stream.push(chunk)) this.#dispatch(frame);
+    return true;
   }
 
   get gone(): boolean {

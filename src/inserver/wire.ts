@@ -6,50 +6,59 @@
 
 const NULL_LENGTH = 0xffffffff;
 
-/** Builds one frame. */
+/**
+ * Builds one frame in one buffer, its length written last: one allocation for most frames and no copy to
+ * join parts, so that a request is one `write()` of one buffer.
+ */
 export class FrameWriter {
-  readonly #chunks: Buffer[] = [];
-  #length = 0;
+  #buffer: Buffer;
+  #pos = 5;
 
-  constructor(type: string) {
-    this.#push(Buffer.from(type, "latin1"));
+  constructor(type: string, capacity = 128) {
+    this.#buffer = Buffer.allocUnsafe(Math.max(capacity, 16));
+    this.#buffer[4] = type.charCodeAt(0) & 0xff;
   }
 
-  #push(chunk: Buffer): this {
-    this.#chunks.push(chunk);
-    this.#length += chunk.length;
-    return this;
+  #reserve(bytes: number): void {
+    if (this.#pos + bytes <= this.#buffer.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.#buffer.length * 2, this.#pos + bytes));
+    this.#buffer.copy(grown, 0, 0, this.#pos);
+    this.#buffer = grown;
   }
 
   u8(value: number): this {
-    const b = Buffer.allocUnsafe(1);
-    b.writeUInt8(value);
-    return this.#push(b);
+    this.#reserve(1);
+    this.#buffer[this.#pos++] = value & 0xff;
+    return this;
   }
 
   u32(value: number): this {
-    const b = Buffer.allocUnsafe(4);
-    b.writeUInt32BE(value >>> 0);
-    return this.#push(b);
+    this.#reserve(4);
+    this.#buffer.writeUInt32BE(value >>> 0, this.#pos);
+    this.#pos += 4;
+    return this;
   }
 
   i32(value: number): this {
-    const b = Buffer.allocUnsafe(4);
-    b.writeInt32BE(value);
-    return this.#push(b);
+    this.#reserve(4);
+    this.#buffer.writeInt32BE(value, this.#pos);
+    this.#pos += 4;
+    return this;
   }
 
   str(value: string | null | undefined): this {
     if (value === null || value === undefined) return this.u32(NULL_LENGTH);
-    const bytes = Buffer.from(value, "utf8");
-    this.u32(bytes.length);
-    return this.#push(bytes);
+    // At most 3 bytes of UTF-8 per UTF-16 unit: written in place, its length put before it afterwards.
+    this.#reserve(4 + (value.length > 4096 ? Buffer.byteLength(value, "utf8") : value.length * 3));
+    const written = this.#buffer.write(value, this.#pos + 4, "utf8");
+    this.#buffer.writeUInt32BE(written, this.#pos);
+    this.#pos += 4 + written;
+    return this;
   }
 
   toBuffer(): Buffer {
-    const header = Buffer.allocUnsafe(4);
-    header.writeUInt32BE(this.#length);
-    return Buffer.concat([header, ...this.#chunks], 4 + this.#length);
+    this.#buffer.writeUInt32BE(this.#pos - 4, 0);
+    return this.#buffer.subarray(0, this.#pos);
   }
 }
 
@@ -89,22 +98,45 @@ export class FrameReader {
   }
 }
 
-/** Splits a byte stream into frames. */
+/**
+ * Splits a byte stream into frames. A frame that spans several reads is joined once all of it has come (one
+ * copy, however many reads a large result takes).
+ */
 export class FrameStream {
   #buffer: Buffer = Buffer.alloc(0);
+  /** Reads after #buffer, not joined yet, and how many bytes they hold. */
+  #more: Buffer[] = [];
+  #moreLength = 0;
+  /** The bytes the frame at the start of #buffer needs in all (0: not known yet). */
+  #needed = 0;
 
   push(chunk: Buffer): FrameReader[] {
-    this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
+    if (this.#buffer.length === 0) this.#buffer = chunk;
+    else {
+      this.#more.push(chunk);
+      this.#moreLength += chunk.length;
+      if (this.#buffer.length + this.#moreLength < Math.max(this.#needed, 5)) return [];
+      this.#buffer = Buffer.concat([this.#buffer, ...this.#more], this.#buffer.length + this.#moreLength);
+      this.#more = [];
+      this.#moreLength = 0;
+    }
+    const buffer = this.#buffer;
     const frames: FrameReader[] = [];
     let pos = 0;
-    while (this.#buffer.length - pos >= 5) {
-      const length = this.#buffer.readUInt32BE(pos);
-      if (this.#buffer.length - pos - 4 < length) break;
-      const type = String.fromCharCode(this.#buffer[pos + 4]!);
-      frames.push(new FrameReader(type, this.#buffer.subarray(pos + 5, pos + 4 + length)));
+    this.#needed = 0;
+    while (buffer.length - pos >= 5) {
+      const length = buffer.readUInt32BE(pos);
+      if (buffer.length - pos - 4 < length) {
+        this.#needed = 4 + length;
+        break;
+      }
+      const type = String.fromCharCode(buffer[pos + 4]!);
+      frames.push(new FrameReader(type, buffer.subarray(pos + 5, pos + 4 + length)));
       pos += 4 + length;
     }
-    this.#buffer = this.#buffer.subarray(pos);
+    this.#buffer = pos === buffer.length ? EMPTY : buffer.subarray(pos);
     return frames;
   }
 }
+
+const EMPTY = Buffer.alloc(0);
