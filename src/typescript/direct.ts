@@ -102,9 +102,16 @@ function sourceNames(path: string, format: CompiledFormat): Record<string, strin
   return format === "commonjs" ? { ...names, __filename: names["import.meta.filename"], __dirname: names["import.meta.dirname"] } : names;
 }
 
-/** Compiles one module into `dir`, its imports rewritten; returns its record. */
-async function compile(dir: string, path: string): Promise<Compiled> {
-  const { code: file, record, key, format } = fileOf(dir, path);
+/** One module compiled, not yet written: its record, and its code when it can be loaded directly. */
+interface Output {
+  readonly path: string;
+  readonly compiled: Compiled;
+  readonly code: string;
+}
+
+/** Compiles one module, its imports rewritten; writing it is store()'s. */
+async function compile(dir: string, path: string): Promise<Output> {
+  const { code: file, key, format } = fileOf(dir, path);
   const source = readFileSync(path, "utf8");
   const imports = new Set<string>();
   const packages = new Set<string>();
@@ -153,15 +160,25 @@ async function compile(dir: string, path: string): Promise<Compiled> {
     direct = false; // a syntax error: the hooks' compile reports it
   }
   if (NEEDS_HOOKS.test(code)) direct = false;
-  const compiled: Compiled = { key, source, imports: [...imports], packages: [...packages], direct };
+  return { path, compiled: { key, source, imports: [...imports], packages: [...packages], direct }, code };
+}
+
+/**
+ * Writes what a walk compiled, the modules it found last first: a module's new file never appears before the
+ * files of the modules it newly imports, so a process loading the library at that moment finds either the
+ * old graph or the whole new one. False if something could not be written (the hooks serve this time).
+ */
+function store(dir: string, outputs: readonly Output[]): boolean {
   try {
-    if (direct) writeWhole(file, code);
-    writeWhole(record, JSON.stringify(compiled));
+    for (const { path, compiled, code } of [...outputs].reverse()) {
+      const { code: file, record } = fileOf(dir, path);
+      if (compiled.direct) writeWhole(file, code);
+      writeWhole(record, JSON.stringify(compiled));
+    }
+    return true;
   } catch {
-    // A full disk or a removed directory: loaded through the hooks this time.
-    return { ...compiled, direct: false };
+    return false; // a full disk or a removed directory
   }
-  return compiled;
 }
 
 /** Walks of a graph in progress in this process. */
@@ -177,28 +194,32 @@ export async function directModule(path: string): Promise<string | undefined> {
   if (dir === null || !TYPESCRIPT.test(path)) return undefined;
   const seen = new Set<string>();
   const pending = [path];
-  let compiled = false;
+  const outputs: Output[] = [];
+  let loadable = true;
   walks += 1;
   try {
-    while (pending.length > 0) {
+    while (loadable && pending.length > 0) {
       const next = pending.pop()!;
       if (seen.has(next)) continue;
       seen.add(next);
       let record = current(dir, next);
       if (record === undefined) {
-        record = await compile(dir, next);
-        compiled = true;
+        const output = await compile(dir, next);
+        outputs.push(output);
+        record = output.compiled;
       }
-      if (!record.direct) return undefined;
+      loadable = record.direct;
       pending.push(...record.imports);
     }
   } catch {
-    return undefined; // an unreadable source: the hooks report it as Node would
-  } finally {
-    walks -= 1;
-    // Stopped once no other walk of this process (libraries preloaded side by side) may still be compiling.
-    if (compiled && walks === 0) await compiler().stop();
+    loadable = false; // an unreadable source: the hooks report it as Node would
   }
+  walks -= 1;
+  // Written whether or not the graph can be loaded directly: a module that needs the hooks is known as such.
+  const stored = store(dir, outputs);
+  // Stopped once no other walk of this process (libraries preloaded side by side) may still be compiling.
+  if (outputs.length > 0 && walks === 0) await compiler().stop();
+  if (!loadable || !stored) return undefined;
   process.setSourceMapsEnabled(true);
   return fileOf(dir, path).code;
 }
