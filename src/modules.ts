@@ -103,13 +103,14 @@ export async function importFrom(specifier: string, cwd: string, options: { fres
   const fresh = options.fresh === true ? "?bgworker-launch" : "";
   // Compiled files only while nothing is loaded through hooks: one module graph is loaded one way, so that no
   // module of it is ever evaluated twice under two URLs.
-  const direct = path === undefined || startedUnderTsx() || typeScriptSupport() !== undefined ? undefined : await directModule(path);
+  const withoutHooks = path !== undefined && !startedUnderTsx() && typeScriptSupport() === undefined;
+  const direct = withoutHooks ? await directModule(path) : undefined;
   if (direct !== undefined) {
     if (direct.endsWith(".cjs")) return moduleExports(createRequire(direct)(direct));
     return moduleExports(await import(pathToFileURL(direct).href + fresh));
   }
   // JavaScript that imports no TypeScript is Node's alone: a `.js` library needs no hooks either.
-  const plain = path !== undefined && !TYPESCRIPT.test(path) && !startedUnderTsx() && typeScriptSupport() === undefined && plainJavaScript(path);
+  const plain = withoutHooks && !TYPESCRIPT.test(path) && plainJavaScript(path);
   if (!plain) await ensureTypeScript();
   if (path !== undefined && moduleFormat(path) === "commonjs") {
     // Through require(), as Node itself runs CommonJS: tsx's ESM loader cannot run a `.cts` that imports an

@@ -23,9 +23,12 @@ export type CompiledFormat = "module" | "commonjs";
 
 /** This module's require(), made on first use: at import it would cost every process a module record. */
 let requireHere: NodeJS.Require | undefined;
-function require(id: string): unknown {
+function localRequire(): NodeJS.Require {
   requireHere ??= createRequire(import.meta.url);
-  return requireHere(id);
+  return requireHere;
+}
+function require(id: string): unknown {
+  return localRequire()(id);
 }
 
 interface Esbuild {
@@ -48,8 +51,7 @@ export function compiler(): Esbuild {
 /** esbuild's version without loading it: part of every cache key, so a new compiler never reads old output. */
 function compilerVersion(): string {
   try {
-    requireHere ??= createRequire(import.meta.url);
-    const manifest = requireHere.resolve("esbuild/package.json");
+    const manifest = localRequire().resolve("esbuild/package.json");
     return (JSON.parse(readFileSync(manifest, "utf8")) as { version: string }).version;
   } catch {
     return "unknown";

@@ -43,21 +43,28 @@ interface Compiled {
 }
 
 const JAVASCRIPT = /\.[cm]?js$/;
-/** In compiled code: an import or require of a computed name, or a resolution relative to the cache. */
-const NEEDS_HOOKS = /\bimport\s*\(\s*(?!["'])|\brequire\s*\(\s*(?!["'])|\bimport\.meta\.resolve\b|\brequire\.resolve\b/;
+/** An import or require of a computed name: nothing can rewrite it to a compiled file. */
+const COMPUTED_IMPORT = /\bimport\s*\(\s*(?!["'])|\brequire\s*\(\s*(?!["'])/;
+/** In compiled code: a computed import, or a resolution that would be relative to the cache. */
+const NEEDS_HOOKS = new RegExp(`${COMPUTED_IMPORT.source}|\\bimport\\.meta\\.resolve\\b|\\brequire\\.resolve\\b`);
 /** Passed to esbuild's own resolver from the plugin, so that the plugin does not resolve its own lookups. */
 const LOOKUP = Symbol("bgworker-direct-lookup");
 
+let directDir: string | null | undefined;
+
+/** The cache's `direct/` directory, made once per process; null without a cache. */
 function directory(): string | null {
+  if (directDir !== undefined) return directDir;
   const root = cache();
-  if (root === null) return null;
-  const dir = join(root, "direct");
+  directDir = null;
+  if (root === null) return directDir;
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    return dir;
+    mkdirSync(join(root, "direct"), { recursive: true, mode: 0o700 });
+    directDir = join(root, "direct");
   } catch {
-    return null;
+    // no directory: the hooks serve
   }
+  return directDir;
 }
 
 /** Where the module at `path` is compiled to: named by its key, so its importers' files never change with its source. */
@@ -250,7 +257,7 @@ export function plainJavaScript(path: string, seen = new Set<string>()): boolean
   } catch {
     return false;
   }
-  if (/\bimport\s*\(\s*(?!["'])|\brequire\s*\(\s*(?!["'])/.test(source)) return false;
+  if (COMPUTED_IMPORT.test(source)) return false;
   for (const pattern of SPECIFIERS) {
     for (const [, specifier] of source.matchAll(pattern)) {
       if (specifier === undefined || !(specifier.startsWith("./") || specifier.startsWith("../"))) continue;
