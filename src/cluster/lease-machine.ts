@@ -322,7 +322,11 @@ export class LeaseMachine {
     if (s.state === "renewing") this.#state = { state: "held", ...holding };
     else this.#state = { ...s, ...holding, inFlight: null };
     this.#armDeadlines(e.at, holding);
-    if (this.#state.state === "releasing") this.#advanceRelease(e.at);
+    if (this.#state.state === "releasing") {
+      // A worker told to stop keeps its SIGKILL at the earlier of the shutdown timeout and the new deadline.
+      if (this.#worker?.sent === "SIGTERM") this.#setTimer("kill", Math.max(0, Math.min(holding.killAt, this.#stopBy ?? Infinity) - e.at));
+      this.#advanceRelease(e.at);
+    }
   }
 
   #renewRejected(at: number, generation: bigint): void {

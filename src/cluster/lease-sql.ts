@@ -92,6 +92,7 @@ CREATE TABLE IF NOT EXISTS ${SCHEMA}.cluster_node (
 CREATE OR REPLACE FUNCTION ${SCHEMA}.acquire_lease(p_cluster text, p_worker text, p_node text, p_lease_ms integer, p_terminate_ms integer)
 RETURNS TABLE (outcome text, generation text, holder text, server_now float8, expires_at float8, backend_pid integer)
 LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
 DECLARE
   v ${SCHEMA}.cluster_lease%ROWTYPE;
   v_now timestamptz := clock_timestamp();
@@ -129,12 +130,14 @@ BEGIN
     END IF;
   END LOOP;
 
-  -- The lock (session-level; taken once: such locks stack).
+  -- The lock (session-level; taken once, as such locks stack; nested IFs, as SQL does not promise to
+  -- evaluate AND from left to right).
   IF NOT EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.classid = ${ADVISORY_NAMESPACE}::oid
-                   AND k.objid = v.id::oid AND k.objsubid = 2 AND k.pid = pg_backend_pid() AND k.granted)
-     AND NOT pg_try_advisory_lock(${ADVISORY_NAMESPACE}, v.id) THEN
-    RETURN QUERY SELECT 'busy', v.generation::text, v.holder, ${ms("clock_timestamp()")}, ${ms("v.expires_at")}, pg_backend_pid();
-    RETURN;
+                   AND k.objid = v.id::oid AND k.objsubid = 2 AND k.pid = pg_backend_pid() AND k.granted) THEN
+    IF NOT pg_try_advisory_lock(${ADVISORY_NAMESPACE}, v.id) THEN
+      RETURN QUERY SELECT 'busy', v.generation::text, v.holder, ${ms("clock_timestamp()")}, ${ms("v.expires_at")}, pg_backend_pid();
+      RETURN;
+    END IF;
   END IF;
 
   BEGIN
@@ -154,7 +157,7 @@ BEGIN
           acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at
       WHERE l.generation = v.generation
     RETURNING l.generation, l.expires_at INTO v_generation, v_expires;
-  EXCEPTION WHEN lock_not_available THEN
+  EXCEPTION WHEN lock_not_available OR query_canceled THEN
     v_generation := NULL;
   END;
   IF v_generation IS NULL THEN
@@ -176,7 +179,11 @@ BEGIN
   -- FOR KEY SHARE: renewals (no key update) pass; a takeover's FOR UPDATE waits until this transaction ends.
   SELECT l.generation, l.holder, l.expires_at INTO v FROM ${SCHEMA}.cluster_lease l
    WHERE l.cluster = p_cluster AND l.worker = p_worker FOR KEY SHARE;
-  IF NOT FOUND OR v.generation <> p_generation OR v.holder IS NULL OR v.expires_at <= clock_timestamp() THEN
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'fencing token % of cluster worker "%" is stale', p_generation, p_worker
+      USING ERRCODE = '${STALE_TOKEN_SQLSTATE}', DETAIL = format('cluster "%s" has no lease for this worker', p_cluster);
+  END IF;
+  IF v.generation <> p_generation OR v.holder IS NULL OR v.expires_at <= clock_timestamp() THEN
     RAISE EXCEPTION 'fencing token % of cluster worker "%" is stale', p_generation, p_worker
       USING ERRCODE = '${STALE_TOKEN_SQLSTATE}',
             DETAIL = format('the lease of cluster "%s" is at generation %s, held by %s until %s',
