@@ -304,7 +304,7 @@ export class LeaseMachine {
     if (s.state !== "acquiring") return;
     this.#seenHolder = { holder: e.holder, generation: e.generation, expiresAt: e.expiresAt };
     this.#state = { state: "waiting" };
-    if (this.#shutdown !== null) return;
+    if (this.#shutdown !== null) return this.#finishShutdownIfDone();
     if (s.wakeAgain) return this.#acquire(e.at);
     // The server says how long the lease has left: poll just after that if it comes before the next period,
     // so a frozen or cut-off holder's lease is taken as soon as the server lets it go.
@@ -349,6 +349,7 @@ export class LeaseMachine {
     if (query === "acquire" && s.state === "acquiring") {
       this.#state = { state: "waiting" };
       if (this.#shutdown === null) this.#setTimer("poll", this.timings.renewMs);
+      else this.#finishShutdownIfDone();
     } else if (query === "renew" && s.state === "renewing") {
       // The deadlines stand: the next tick tries again, and `term` gives the lease up if none succeeds.
       this.#log({ event: "lease-renewal-failed", worker: this.worker, generation: s.generation, reason });

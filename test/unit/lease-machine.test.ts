@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { LeaseMachine, type LeaseAction, type LeaseEvent, type LeaseState } from "../../src/cluster/lease-machine.js";
+import { defaultNodeId, resolveClusterOption } from "../../src/cluster/options.js";
 import { checkTimings, leaseTimings, type LeaseTimings } from "../../src/cluster/timings.js";
 import { ERROR_CODES } from "../../src/errors.js";
 import { LeaseWorld } from "../helpers/lease-world.js";
@@ -314,6 +315,16 @@ describe("LeaseMachine: handover and shutdown", () => {
     waiting.handle({ kind: "busy", at: 2, holder: "b", generation: 1n, serverNow: SERVER, expiresAt: SERVER + 5000 });
     assert.deepEqual(of(waiting.handle({ kind: "shutdown", at: 10, mode: "fast" }), "done"), [{ type: "done" }]);
 
+    for (const answer of [
+      { kind: "busy", at: 2, holder: "b", generation: 1n, serverNow: SERVER, expiresAt: SERVER + 5000 },
+      { kind: "query-failed", at: 2, query: "acquire", reason: "timeout" },
+    ] as LeaseEvent[]) {
+      const pending = machine();
+      pending.handle({ kind: "session-opened", at: 0, backendPid: PID });
+      assert.deepEqual(pending.handle({ kind: "shutdown", at: 1, mode: "fast" }), [], "the acquire in flight decides");
+      assert.deepEqual(of(pending.handle(answer), "done"), [{ type: "done" }], answer.kind);
+    }
+
     const m = machine();
     m.handle({ kind: "session-opened", at: 0, backendPid: PID });
     assert.deepEqual(m.handle({ kind: "shutdown", at: 1, mode: "fast" }), []);
@@ -410,5 +421,29 @@ describe("LeaseMachine in a simulated cluster: never two holders", () => {
     a.carryOut = (action) => (action.type === "stopWorker" ? undefined : carry(action));
     world.runUntil(20_000);
     assert.ok(world.overlaps().length > 0);
+  });
+});
+
+describe("the cluster option", () => {
+  const context = { database: { url: "postgres://db/app" }, shutdownTimeoutMs: 10_000, hostname: "web-1", pid: 4242 } as const;
+
+  it("defaults the node id to HOSTNAME-PID and the times to SPEC's", () => {
+    assert.equal(resolveClusterOption(undefined, context), null);
+    assert.deepEqual(resolveClusterOption({ name: "prod" }, context), { name: "prod", nodeId: "web-1-4242", timings: TIMINGS });
+    assert.equal(resolveClusterOption({ name: "prod", nodeId: "n2" }, context)?.nodeId, "n2");
+    assert.equal(Buffer.byteLength(defaultNodeId("h".repeat(80), 4242)), 63, "cut to PostgreSQL's 63 bytes, keeping the pid");
+    assert.match(defaultNodeId("h".repeat(80), 4242), /-4242$/);
+  });
+
+  it("refuses a bad name, node id, unknown field, or a database that is not shared, in one line", () => {
+    const code = "ERR_BGWORKER_INVALID_OPTION";
+    failsWith(() => resolveClusterOption("prod", context), code, /^Postmaster: cluster "prod" must be an object/);
+    failsWith(() => resolveClusterOption({ name: "" }, context), code, /cluster\.name "" must be a non-empty string of at most 63 bytes/);
+    failsWith(() => resolveClusterOption({ name: "a\nb" }, context), code, /without control characters/);
+    failsWith(() => resolveClusterOption({ name: "p", nodeId: "x".repeat(64) }, context), code, /cluster\.nodeId/);
+    failsWith(() => resolveClusterOption({ name: "p", lease: 5000 }, context), code, /cluster\.lease is not an option/);
+    failsWith(() => resolveClusterOption({ name: "p" }, { ...context, database: "embedded" }), code, /needs a database that every node reaches: .*would serve its own embedded database$/);
+    failsWith(() => resolveClusterOption({ name: "p" }, { ...context, database: false }), code, /would serve no database$/);
+    failsWith(() => resolveClusterOption({ name: "p", leaseMs: 2000, renewMs: 1000 }, context), code, /renewMs must be at most 600$/);
   });
 });
