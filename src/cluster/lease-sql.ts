@@ -289,3 +289,45 @@ export function enrollSession(cluster: string, worker: string, generation: bigin
 export function fence(cluster: string, worker: string, generation: bigint): Statement {
   return { text: `SELECT ${SCHEMA}.fence($1, $2, $3::bigint)`, values: [cluster, worker, generation.toString()] };
 }
+
+/**
+ * A node joins the cluster on its cluster session: its row is made, or taken over from a node of the same id
+ * whose session is gone (a restart). No row back: a live node has that id (SPEC §10: an error).
+ */
+export function registerNode(cluster: string, nodeId: string, host: string, pid: number): Statement {
+  return {
+    text:
+      `INSERT INTO ${SCHEMA}.cluster_node AS n (cluster, node_id, host, pid, backend_pid, backend_start, started_at, heartbeat_at) ` +
+      `VALUES ($1, $2, $3, $4, pg_backend_pid(), (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()), now(), now()) ` +
+      `ON CONFLICT (cluster, node_id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, backend_pid = EXCLUDED.backend_pid, ` +
+      `backend_start = EXCLUDED.backend_start, started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at ` +
+      `WHERE n.backend_pid = pg_backend_pid() OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = n.backend_pid AND a.backend_start = n.backend_start) ` +
+      `RETURNING node_id`,
+    values: [cluster, nodeId, host, pid],
+  };
+}
+
+/** The node's heartbeat by the server's clock, for `bgworker status --cluster`: once per renewal period per node. */
+export function heartbeat(cluster: string, nodeId: string): Statement {
+  return {
+    text: `UPDATE ${SCHEMA}.cluster_node SET heartbeat_at = now() WHERE cluster = $1 AND node_id = $2 AND backend_pid = pg_backend_pid() RETURNING ${ms("now()")} AS server_now`,
+    values: [cluster, nodeId],
+  };
+}
+
+/**
+ * `bgworker status --cluster`: every node and every cluster-scoped worker, with the server's `now()` to
+ * read heartbeats and expiries against (never this host's clock).
+ */
+export function clusterStatus(cluster: string): Statement {
+  return {
+    text:
+      `SELECT ${ms("now()")} AS server_now, ` +
+      `(SELECT coalesce(json_agg(json_build_object('nodeId', n.node_id, 'host', n.host, 'pid', n.pid, 'heartbeatAt', ${ms("n.heartbeat_at")}, ` +
+      `'live', EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = n.backend_pid AND a.backend_start = n.backend_start)) ORDER BY n.node_id), '[]') ` +
+      `FROM ${SCHEMA}.cluster_node n WHERE n.cluster = $1) AS nodes, ` +
+      `(SELECT coalesce(json_agg(json_build_object('worker', l.worker, 'holder', l.holder, 'generation', l.generation::text, ` +
+      `'expiresAt', ${ms("l.expires_at")}) ORDER BY l.worker), '[]') FROM ${SCHEMA}.cluster_lease l WHERE l.cluster = $1) AS leases`,
+    values: [cluster],
+  };
+}

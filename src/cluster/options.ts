@@ -76,3 +76,12 @@ export function resolveClusterOption(
   const timings = leaseTimings({ leaseMs: record.leaseMs, renewMs: record.renewMs, shutdownTimeoutMs: context.shutdownTimeoutMs });
   return { name, nodeId, timings };
 }
+
+/** `registerNode` found a live node with this id (SPEC §10: two live nodes with the same id is an error). */
+export function nodeIdInUse(cluster: string, nodeId: string): Error {
+  return makeError(
+    Error,
+    "ERR_BGWORKER_CLUSTER_NODE_ID_IN_USE",
+    `cluster "${cluster}": node id ${show(nodeId)} is in use by a live postmaster; give each node its own --node-id (default HOSTNAME-PID)`,
+  );
+}

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { LeaseMachine, type LeaseAction, type LeaseEvent, type LeaseState } from "../../src/cluster/lease-machine.js";
-import { defaultNodeId, resolveClusterOption } from "../../src/cluster/options.js";
+import { defaultNodeId, nodeIdInUse, resolveClusterOption } from "../../src/cluster/options.js";
 import { checkTimings, leaseTimings, type LeaseTimings } from "../../src/cluster/timings.js";
 import { ERROR_CODES } from "../../src/errors.js";
 import { LeaseWorld } from "../helpers/lease-world.js";
@@ -446,4 +446,12 @@ describe("the cluster option", () => {
     failsWith(() => resolveClusterOption({ name: "p" }, { ...context, database: false }), code, /would serve no database$/);
     failsWith(() => resolveClusterOption({ name: "p", leaseMs: 2000, renewMs: 1000 }, context), code, /renewMs must be at most 600$/);
   });
+
+  it("a node id in use by a live node: one line, its own code", () => {
+    const error = nodeIdInUse("prod", "web-1");
+    assert.equal((error as { code?: unknown }).code, "ERR_BGWORKER_CLUSTER_NODE_ID_IN_USE");
+    assert.ok((ERROR_CODES as readonly string[]).includes("ERR_BGWORKER_CLUSTER_NODE_ID_IN_USE"));
+    assert.equal(error.message, 'cluster "prod": node id "web-1" is in use by a live postmaster; give each node its own --node-id (default HOSTNAME-PID)');
+  });
 });
+

@@ -7,6 +7,9 @@ import { describe, it } from "node:test";
 import {
   acquire,
   ADVISORY_NAMESPACE,
+  clusterStatus,
+  heartbeat,
+  registerNode,
   enrollSession,
   fence,
   release,
@@ -110,4 +113,15 @@ describe("lease SQL", () => {
     assert.equal(ms, "5000", "tcp_user_timeout and idle_session_timeout: the lease");
     assert.equal(sessionSettings(leaseTimings({ leaseMs: 2500, renewMs: 500, shutdownTimeoutMs: 1 }), "n").values[1], "3", "rounded up");
   });
+
+  it("a node takes its id only from a node whose session is gone, and heartbeats by the server's clock", () => {
+    const r = registerNode("prod", "web-1-42", "web-1", 42);
+    assert.match(r.text, /ON CONFLICT \(cluster, node_id\) DO UPDATE .* WHERE n\.backend_pid = pg_backend_pid\(\) OR NOT EXISTS \(SELECT 1 FROM pg_stat_activity a WHERE a\.pid = n\.backend_pid AND a\.backend_start = n\.backend_start\) RETURNING node_id$/);
+    assert.deepEqual(r.values, ["prod", "web-1-42", "web-1", 42]);
+    assert.match(heartbeat("prod", "n").text, /SET heartbeat_at = now\(\) WHERE cluster = \$1 AND node_id = \$2 AND backend_pid = pg_backend_pid\(\)/);
+    const status = clusterStatus("prod").text;
+    assert.match(status, /^SELECT \(extract\(epoch from now\(\)\) \* 1000\)::float8 AS server_now/);
+    for (const field of ["'nodeId'", "'heartbeatAt'", "'live'", "'holder'", "'generation', l.generation::text", "'expiresAt'"]) assert.ok(status.includes(field), field);
+  });
 });
+
