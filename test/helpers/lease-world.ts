@@ -118,6 +118,17 @@ export class WorldNode {
     });
   }
 
+  /**
+   * `pg_terminate_backend` of the node's cluster session: its lock is gone on the server at once, the node
+   * hears of it a half round trip later, and opens a new session after `reconnectMs`.
+   */
+  terminateSession(reconnectMs: number): void {
+    const w = this.world;
+    if (w.row.holder === this.id) w.row.holderSessionAlive = false;
+    w.later(w.latencyMs / 2, () => this.feed({ kind: "session-lost", at: w.now, reason: "terminating connection due to administrator command" }));
+    w.later(reconnectMs, () => this.feed({ kind: "session-opened", at: w.now, backendPid: this.backendPid }));
+  }
+
   /** SIGKILL of the postmaster: its workers die with it (parent-death signal), its session ends at once. */
   kill(): void {
     this.dead = true;

@@ -381,6 +381,23 @@ describe("LeaseMachine in a simulated cluster: never two holders", () => {
     assert.deepEqual(world.overlaps(), []);
   });
 
+  for (const [reconnectMs, next] of [[200, "a"], [5000, "b"]] as const) {
+    it(`pg_terminate_backend of the holder's cluster session: its worker is killed at once; ${next === "a" ? "it takes the lease back on its new session" : "another node takes over at its poll"}`, () => {
+      const world = new LeaseWorld(TIMINGS);
+      const a = world.add("a");
+      world.runUntil(10);
+      world.add("b");
+      world.runUntil(3333);
+      a.terminateSession(reconnectMs);
+      world.runUntil(10_000);
+      const [first, second] = world.runs;
+      assert.ok(first !== undefined && first.to !== null && first.to - 3333 <= world.latencyMs, "killed as soon as the node hears of it");
+      assert.ok(second !== undefined && second.node === next && second.generation === 2n && second.from - 3333 <= 1500, JSON.stringify(second, (_, v) => (typeof v === "bigint" ? `${v}` : v)));
+      assert.ok(first.to <= second.from);
+      assert.deepEqual(world.overlaps(), []);
+    });
+  }
+
   for (const termExitMs of [50, Infinity]) {
     it(`partitioned holder (worker exits ${termExitMs === Infinity ? "only when killed" : "on SIGTERM"}): it stops before the other starts, within 7 s`, () => {
       const world = new LeaseWorld(TIMINGS);
