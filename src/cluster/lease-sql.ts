@@ -116,11 +116,14 @@ BEGIN
   END IF;
 
   -- Fence generation G: end the sessions recorded for it, and the holder's cluster session if it lingers
-  -- (frozen, cut off), waiting for each to be gone. One that does not go in time: try again later.
+  -- past the lease's expiry (frozen, cut off), waiting for each to be gone. One that does not go in time:
+  -- try again later. A holder's session is never ended before its expiry: a lock that went early went
+  -- with a session that ended, or with a release whose row update has not committed yet (this read is
+  -- not locked), and that healthy session must live.
   FOR v_pid IN
     SELECT a.pid FROM pg_stat_activity a
      WHERE a.pid <> pg_backend_pid()
-       AND ((a.pid = v.holder_pid AND a.backend_start = v.holder_backend_start)
+       AND ((a.pid = v.holder_pid AND a.backend_start = v.holder_backend_start AND v.expires_at <= v_now)
             OR EXISTS (SELECT 1 FROM jsonb_to_recordset(v.sessions) AS r(pid integer, backend_start timestamptz)
                         WHERE r.pid = a.pid AND r.backend_start = a.backend_start))
   LOOP

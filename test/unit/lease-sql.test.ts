@@ -57,7 +57,7 @@ describe("lease SQL", () => {
     const forUpdate = body.indexOf("FOR UPDATE");
     const cas = body.indexOf("ON CONFLICT (cluster, worker) DO UPDATE");
     assert.ok(terminate > 0 && terminate < lock && lock < forUpdate && forUpdate < cas, "terminate, lock, FOR UPDATE, compare-and-set, in that order");
-    assert.match(body, /a\.pid = v\.holder_pid AND a\.backend_start = v\.holder_backend_start/);
+    assert.match(body, /a\.pid = v\.holder_pid AND a\.backend_start = v\.holder_backend_start AND v\.expires_at <= v_now/, "a holder's own session only once its lease has expired");
     assert.match(body, /r\.pid = a\.pid AND r\.backend_start = a\.backend_start/);
     assert.match(body, /EXCEPTION WHEN lock_not_available/);
     assert.match(body, /pg_advisory_unlock\(/, "a lock taken by a call that then gives up is given back");
