@@ -47,7 +47,17 @@ void ArmOrphanKill(const v8::FunctionCallbackInfo<v8::Value>& args) {
   if (!(ms >= 1 && ms <= 60000) || std::floor(ms) != ms) {
     return fail("armOrphanKill: graceMs must be an integer from 1 to 60000", true);
   }
-  if (armed) return args.GetReturnValue().Set(true);
+  struct itimerspec wanted;
+  memset(&wanted, 0, sizeof wanted);
+  wanted.it_value.tv_sec = static_cast<time_t>(ms / 1000);
+  wanted.it_value.tv_nsec = static_cast<long>(std::fmod(ms, 1000.0) * 1000000L);
+  // Armed already (a spare that became a worker whose grace is shorter): only the grace changes. Its two
+  // fields are written before any parent-death signal could read them, or after: a worker is never left
+  // without a timer.
+  if (armed) {
+    grace = wanted;
+    return args.GetReturnValue().Set(true);
+  }
 
   struct sigevent event;
   memset(&event, 0, sizeof event);
@@ -56,9 +66,7 @@ void ArmOrphanKill(const v8::FunctionCallbackInfo<v8::Value>& args) {
   if (timer_create(CLOCK_MONOTONIC, &event, &kill_timer) != 0) {
     return fail(std::string("armOrphanKill: timer_create: ") + strerror(errno), false);
   }
-  memset(&grace, 0, sizeof grace);
-  grace.it_value.tv_sec = static_cast<time_t>(ms / 1000);
-  grace.it_value.tv_nsec = static_cast<long>(std::fmod(ms, 1000.0) * 1000000L);
+  grace = wanted;
 
   struct sigaction action;
   memset(&action, 0, sizeof action);

@@ -9,8 +9,10 @@ import {
   MAX_PID,
   encodeDatum,
   START_TIME_NAMES,
+  WORKER_SCOPES,
   type Datum,
   type WorkerDefinition,
+  type WorkerScope,
 } from "./definition.js";
 import { defaultCode, makeError, show, type ErrorCode } from "./errors.js";
 import type { DynamicBackgroundWorker } from "./handle.js";
@@ -37,6 +39,7 @@ const FIELD_OF: Readonly<Record<string, BuilderField>> = {
   setStartTime: "startTime",
   setRestartTime: "restartTime",
   setNotifyPid: "notifyPid",
+  setScope: "scope",
   enableShmemAccess: "startup",
 };
 
@@ -50,6 +53,7 @@ export type BuilderField =
   | "startTime"
   | "restartTime"
   | "notifyPid"
+  | "scope"
   | "startup";
 
 /** The field a builder error is about (undefined for rules that span fields). */
@@ -130,6 +134,7 @@ export class BackgroundWorkerBuilder {
   #shmem = false;
   #shmemStartup: (() => void) | undefined;
   #notifyPid: number | undefined;
+  #scope: WorkerScope = "host";
 
   static {
     definitionOfBuilder = (builder, notifyPid) => {
@@ -289,6 +294,20 @@ export class BackgroundWorkerBuilder {
     return this;
   }
 
+  /**
+   * Where the worker runs when postmasters form a cluster (SPEC §10, `--cluster`): `"host"` (the default)
+   * on every postmaster, as before; `"cluster"` exactly once across the cluster, on the node that holds its
+   * lease, moved to another node when that one stops, dies, freezes or is cut off. Cluster scope is for
+   * static workers; a postmaster that is not in a cluster runs a cluster-scoped worker as a host-scoped one.
+   */
+  setScope(scope: WorkerScope): this {
+    if (typeof scope !== "string" || !(WORKER_SCOPES as readonly string[]).includes(scope)) {
+      fail(TypeError, `setScope: scope ${show(scope)} must be "host" or "cluster"`, this.setScope);
+    }
+    this.#scope = scope;
+    return this;
+  }
+
   /** Registers a static worker. Only inside an extension's `_PG_init()`. */
   load(): void {
     const init = currentInit();
@@ -362,6 +381,7 @@ export class BackgroundWorkerBuilder {
       spi: this.#spi,
       shmem: this.#shmem,
       notifyPid,
+      scope: this.#scope,
     });
   }
 }

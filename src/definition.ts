@@ -29,6 +29,15 @@ export const START_TIME_NAMES: Readonly<Record<BgWorkerStartTime, string>> = {
   [BgWorkerStartTime.RecoveryFinished]: "RecoveryFinished",
 };
 
+/**
+ * Where a worker runs when several postmasters form a cluster (SPEC §10): `host`, every postmaster runs its
+ * own copy (as without a cluster); `cluster`, it runs exactly once across the cluster, on the node that
+ * holds its lease.
+ */
+export type WorkerScope = "host" | "cluster";
+
+export const WORKER_SCOPES: readonly WorkerScope[] = ["host", "cluster"];
+
 /** `Datum` in a form JSON carries without loss (bigints as decimal strings). */
 export type EncodedDatum =
   | { readonly kind: "null" }
@@ -52,6 +61,8 @@ export interface WorkerDefinition {
   readonly shmem: boolean;
   /** Process told when the worker starts and stops; 0 for none. Static workers always have 0. */
   readonly notifyPid: number;
+  /** `host` unless `setScope("cluster")`: then it runs once across a cluster of postmasters. */
+  readonly scope: WorkerScope;
 }
 
 export function encodeDatum(value: Datum): EncodedDatum {

@@ -4,7 +4,7 @@ import "./node-version.js"; // first: an older Node stops here with one line
 
 // Registering workers
 export { BackgroundWorkerBuilder } from "./builder.js";
-export { BgWorkerStartTime, type Datum } from "./definition.js";
+export { BgWorkerStartTime, type Datum, type WorkerScope } from "./definition.js";
 
 // Inside a worker
 export { BackgroundWorker } from "./runtime/worker.js";
@@ -40,6 +40,7 @@ export type {
 export { Postmaster, type PostmasterOptions } from "./postmaster/postmaster.js";
 export type { RestartBackoff } from "./postmaster/rules.js";
 export type { DatabaseOption } from "./database/types.js";
+export type { ClusterOption } from "./cluster/options.js";
 export type { LogFormat, LogLevel, LogSink } from "./log.js";
 export type {
   LastExit,

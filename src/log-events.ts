@@ -27,6 +27,8 @@ export type LogEvent =
   /** The second step of a smart shutdown. */
   | { readonly event: "smart-shutdown-stopping-others" }
   | { readonly event: "worker-unregistering"; readonly name: string }
+  /** A cluster-scoped worker registered on a postmaster that is not in a cluster: it runs here as host-scoped. */
+  | { readonly event: "cluster-scope-without-cluster"; readonly name: string }
   // ----- the shell (postmaster/shell.ts) -----
   | { readonly event: "worker-registered"; readonly name: string; readonly extension: string }
   | { readonly event: "stale-segment-removed"; readonly segment: string }
@@ -41,6 +43,16 @@ export type LogEvent =
   | { readonly event: "postmaster-failed"; readonly error: string }
   | { readonly event: "shutdown-problem"; readonly error: string }
   | { readonly event: "postmaster-shut-down" }
+  // ----- cluster mode (cluster/shell.ts, from the lease machines) -----
+  | { readonly event: "cluster-joined"; readonly cluster: string; readonly nodeId: string; readonly backendPid: number }
+  | { readonly event: "cluster-session-lost"; readonly cluster: string; readonly reason: string }
+  | { readonly event: "cluster-session-failed"; readonly cluster: string; readonly reason: string }
+  /** Generations are decimal strings: JSON carries them without loss. */
+  | { readonly event: "lease-acquired"; readonly worker: string; readonly generation: string }
+  | { readonly event: "leadership-lost"; readonly worker: string; readonly generation: string; readonly reason: string }
+  | { readonly event: "lease-renewal-failed"; readonly worker: string; readonly generation: string; readonly reason: string }
+  | { readonly event: "lease-released"; readonly worker: string; readonly generation: string }
+  | { readonly event: "lease-release-failed"; readonly worker: string; readonly generation: string; readonly reason: string }
   // ----- said by a worker's runtime about itself -----
   | { readonly event: "worker-terminating"; readonly type: string };
 
@@ -99,6 +111,21 @@ const CATALOGUE: { readonly [K in LogEventKind]: Entry<K> } = {
   "startup-failed": { level: "FATAL", text: (e) => `postmaster start-up failed: ${e.reason}` },
   "smart-shutdown-stopping-others": { level: "LOG", text: () => "no dynamic background workers left; stopping the others" },
   "worker-unregistering": { level: "DEBUG", text: (e) => `unregistering background worker "${e.name}"` },
+  "cluster-scope-without-cluster": {
+    level: "WARNING",
+    text: (e) => `background worker "${e.name}" has scope "cluster", but this postmaster is not in a cluster (--cluster): it runs here as a host-scoped worker`,
+  },
+  "cluster-joined": { level: "LOG", text: (e) => `joined cluster "${e.cluster}" as node "${e.nodeId}" (cluster session PID ${e.backendPid})` },
+  "cluster-session-lost": { level: "WARNING", text: (e) => `cluster "${e.cluster}": the cluster session was lost: ${e.reason}` },
+  "cluster-session-failed": { level: "WARNING", text: (e) => `cluster "${e.cluster}": cannot open the cluster session: ${e.reason}` },
+  "lease-acquired": { level: "LOG", text: (e) => `acquired the cluster lease of background worker "${e.worker}" (generation ${e.generation})` },
+  "leadership-lost": { level: "LOG", text: (e) => `leadership lost: background worker "${e.worker}" (generation ${e.generation}) is being stopped: ${e.reason}` },
+  "lease-renewal-failed": { level: "WARNING", text: (e) => `could not renew the cluster lease of background worker "${e.worker}" (generation ${e.generation}): ${e.reason}` },
+  "lease-released": { level: "LOG", text: (e) => `released the cluster lease of background worker "${e.worker}" (generation ${e.generation})` },
+  "lease-release-failed": {
+    level: "WARNING",
+    text: (e) => `could not release the cluster lease of background worker "${e.worker}" (generation ${e.generation}); it expires by itself: ${e.reason}`,
+  },
   "worker-registered": { level: "DEBUG", text: (e) => `registered background worker "${e.name}" from extension "${e.extension}"` },
   "stale-segment-removed": { level: "LOG", text: (e) => `removed shared memory segment "${e.segment}" left by a postmaster that is gone` },
   "database-served": { level: "LOG", text: (e) => `serving ${e.description}` },

@@ -1,4 +1,5 @@
 /** The rows of `bgworker status` and `Postmaster#status()` (SPEC §7). JSON-safe: they cross the control socket. */
+import type { WorkerScope } from "./definition.js";
 
 /** `waiting` for the database phase, `starting` (process up, function not yet entered), `running`, `backoff`
  * (a restart is scheduled), `stopped` (gone; the slot shows its last run until it is reused). */
@@ -39,6 +40,13 @@ export interface WorkerStatusRow {
   readonly backendPid?: number | null;
   /** Dynamic workers: the serialisable handle. */
   readonly handle: string | null;
+  /** `cluster`: runs once across a cluster of postmasters, here only while this node holds its lease (SPEC §10). */
+  readonly scope?: WorkerScope;
+  /**
+   * A cluster-scoped worker in a cluster: the generation of the lease this node holds for it, as a decimal
+   * string (its `getFencingToken()`); null while another node holds it, or none does.
+   */
+  readonly fencingToken?: string | null;
   /** CPU seconds (user + system) of the running process, read from the OS; null when not running or unknown. */
   readonly cpuSeconds?: number | null;
   /** Resident memory of the running process in bytes, read from the OS; null when not running or unknown. */
@@ -76,6 +84,8 @@ export interface PostmasterStatusRow {
    * stays `smart` after its dynamic workers have finished and the others are being stopped.
    */
   readonly shutdown: ShutdownMode | null;
+  /** In cluster mode (SPEC §10): the cluster's name and this node's id; null otherwise. */
+  readonly cluster?: { readonly name: string; readonly nodeId: string } | null;
 }
 
 export interface StatusReport {

@@ -27,6 +27,11 @@ Options:
                               by default; any non-loopback host needs a token)
   --http-token TOKEN          require TOKEN (Authorization: Bearer TOKEN or ?token=TOKEN); default
                               $BGWORKER_HTTP_TOKEN
+  --cluster NAME              cluster mode: postmasters serving the same --database under the same NAME run each
+                              setScope("cluster") worker exactly once across them (docs/cluster.md)
+  --node-id ID                this node's id in the cluster (default HOSTNAME-PID)
+  --lease-ms MS               a cluster lease's time to live, by the server's clock (default 5000)
+  --renew-ms MS               how often a lease is renewed, and free leases polled (default 1000)
   -h, --help                  show this help
 
 Environment:

@@ -22,6 +22,7 @@ const FLAGS: Readonly<Record<BuilderField, string>> = {
   startTime: "--start-time",
   restartTime: "--restart-time",
   notifyPid: "launch",
+  scope: "launch",
   startup: "launch",
 };
 

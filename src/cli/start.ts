@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { validateDatabaseOption, withoutPassword } from "../database/options.js";
+import type { ClusterOption } from "../cluster/options.js";
 import type { DatabaseOption } from "../database/types.js";
 import { defaultSocketPath, SOCKET_ENV } from "../control/socket-path.js";
 import { guardTerminalStream, LOG_FORMATS, Logger, teeSink, terminalSink, writeToTerminal, type LogFormat, type LogSink } from "../log.js";
@@ -143,6 +144,10 @@ export function parseStartCommand(args: readonly string[], env: NodeJS.ProcessEn
       daemon: { type: "boolean", short: "d" },
       http: { type: "string" },
       "http-token": { type: "string" },
+      cluster: { type: "string" },
+      "node-id": { type: "string" },
+      "lease-ms": { type: "string" },
+      "renew-ms": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -176,10 +181,34 @@ export function parseStartCommand(args: readonly string[], env: NodeJS.ProcessEn
     ...(spareRunners === undefined ? {} : { spareRunners }),
     ...(maxSpareRunners === undefined ? {} : { maxSpareRunners }),
     ...socketOf(values.socket ?? process.env[SOCKET_ENV]),
+    ...clusterOf(values),
   };
   return {
     postmaster,
     ops: { logFile, logRotationSize, logFiles, daemon: values.daemon === true, http: httpOf(values.http, values["http-token"]) },
+  };
+}
+
+/**
+ * `--cluster NAME [--node-id ID] [--lease-ms MS] [--renew-ms MS]`: the cluster option; its values are
+ * checked by the Postmaster's own option check (ERR_BGWORKER_INVALID_OPTION), as for the API.
+ */
+function clusterOf(values: { cluster?: string; "node-id"?: string; "lease-ms"?: string; "renew-ms"?: string }): { cluster?: ClusterOption } {
+  if (values.cluster === undefined) {
+    for (const flag of ["node-id", "lease-ms", "renew-ms"] as const) {
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} needs --cluster NAME`, "start");
+    }
+    return {};
+  }
+  const leaseMs = wholeNumber("lease-ms", values["lease-ms"]);
+  const renewMs = wholeNumber("renew-ms", values["renew-ms"]);
+  return {
+    cluster: {
+      name: values.cluster,
+      ...(values["node-id"] === undefined ? {} : { nodeId: values["node-id"] }),
+      ...(leaseMs === undefined ? {} : { leaseMs }),
+      ...(renewMs === undefined ? {} : { renewMs }),
+    },
   };
 }
 

@@ -4,7 +4,7 @@
  * exactly the messages) of one built in-process; this module adds only the JSON-level shape checks.
  */
 import { BackgroundWorkerBuilder, definitionOf, MAX_EXTRA_BYTES } from "../builder.js";
-import { decodeDatum, type Datum, type EncodedDatum, type WorkerDefinition } from "../definition.js";
+import { decodeDatum, type Datum, type EncodedDatum, type WorkerDefinition, type WorkerScope } from "../definition.js";
 import { codeOf, makeError, show } from "../errors.js";
 
 const FIELDS = [
@@ -20,6 +20,9 @@ const FIELDS = [
   "shmem",
   "notifyPid",
 ] as const;
+
+/** Fields a definition may leave out: their builder default applies (`scope`: "host"). */
+const OPTIONAL_FIELDS = ["scope"] as const;
 
 /** Canonical base64 (with padding); at most the encoding of MAX_EXTRA_BYTES bytes. */
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -90,7 +93,7 @@ function rebuild<T>(step: () => T): T {
  */
 export function definitionFromWire(value: unknown): WorkerDefinition {
   if (!isRecord(value)) throw invalid("definition", value, "must be an object");
-  const unknown = Object.keys(value).filter((key) => !(FIELDS as readonly string[]).includes(key));
+  const unknown = Object.keys(value).filter((key) => !(FIELDS as readonly string[]).includes(key) && !(OPTIONAL_FIELDS as readonly string[]).includes(key));
   if (unknown.length > 0) throw makeError(TypeError, "ERR_BGWORKER_INVALID_DEFINITION", `invalid worker definition: unknown field ${JSON.stringify(unknown[0])}`);
   const missing = FIELDS.filter((field) => !Object.prototype.hasOwnProperty.call(value, field));
   if (missing.length > 0) throw makeError(TypeError, "ERR_BGWORKER_INVALID_DEFINITION", `invalid worker definition: field ${JSON.stringify(missing[0])} is missing`);
@@ -118,6 +121,7 @@ export function definitionFromWire(value: unknown): WorkerDefinition {
       .setExtra(extra)
       .setNotifyPid(value.notifyPid as number);
     if (value.shmem === true) builder.enableShmemAccess();
+    if (value.scope !== undefined) builder.setScope(value.scope as WorkerScope);
     return definitionOf(builder);
   });
 }

@@ -149,6 +149,7 @@ async function become(start: StartFrame): Promise<void> {
     // The session is the backend itself; these name the default database of connectWorkerToSpi().
     database: { host: "in-server", port: 0, user: "", database: start.database },
     shmem: null,
+    cluster: null,
   };
   const latch = new Latch();
   const worker = new WorkerRole(message, latch, new Launcher(new BackendRequester(transport)), {

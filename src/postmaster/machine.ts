@@ -40,9 +40,29 @@ export type TimerKey =
   | { readonly kind: "restart"; readonly slot: number; readonly generation: number }
   | { readonly kind: "shutdown-kill" };
 
+/**
+ * What the machine tells a cluster-scoped worker's lease (cluster/lease-machine.ts) about its process: the
+ * shell hands these to the lease, which alone decides when the worker may run on this node.
+ * `final`: the postmaster will not start it again under this lease (unregistered: done, no restart time,
+ * terminated, or shutting down).
+ */
+export type LeaseWorkerEvent =
+  | { readonly kind: "worker-started"; readonly pid: number }
+  | { readonly kind: "worker-exited"; readonly pid: number; readonly final: boolean };
+
 export type Action =
-  /** `restart`: the worker ran before (a restart after an exit, or a crash-restart), so it goes ahead of launches. */
-  | { readonly type: "spawn"; readonly slot: number; readonly generation: number; readonly definition: WorkerDefinition; readonly restart: boolean }
+  /**
+   * `restart`: the worker ran before (a restart after an exit, or a crash-restart), so it goes ahead of
+   * launches. `fencingToken`: a cluster-scoped worker's lease generation (SPEC §10), null for the others.
+   */
+  | {
+      readonly type: "spawn";
+      readonly slot: number;
+      readonly generation: number;
+      readonly definition: WorkerDefinition;
+      readonly restart: boolean;
+      readonly fencingToken: bigint | null;
+    }
   | { readonly type: "signal"; readonly pid: number; readonly signal: "SIGTERM" | "SIGKILL" | "SIGHUP" }
   | { readonly type: "setTimer"; readonly key: TimerKey; readonly delayMs: number }
   | { readonly type: "clearTimer"; readonly key: TimerKey }
@@ -51,7 +71,9 @@ export type Action =
   /** Every shared-memory worker is gone after a crash: re-create the segment, re-run startup hooks, then feed `shmem-reset`. */
   | { readonly type: "resetShmem" }
   /** Shutdown finished: every worker process is gone. The shell closes up, then feeds `closed`. */
-  | { readonly type: "shutdownComplete"; readonly mode: ShutdownMode };
+  | { readonly type: "shutdownComplete"; readonly mode: ShutdownMode }
+  /** A cluster-scoped worker's process started or exited: for its lease. */
+  | { readonly type: "lease"; readonly worker: string; readonly event: LeaseWorkerEvent };
 
 /** What `bgworker restart` names: a worker's pid, its handle, or every registered worker of a type. */
 export type RestartTarget = { readonly pid: number } | { readonly handle: HandleRef } | { readonly type: string };
@@ -100,6 +122,16 @@ export type MachineEvent =
   | { readonly kind: "client-gone"; readonly pid: number }
   /** SIGHUP or `bgworker reload`. */
   | { readonly kind: "reload" }
+  /**
+   * Cluster mode: this node holds the lease of the cluster-scoped static worker `worker`, at `generation`
+   * (its fencing token): it may start, and be restarted by its rules, until the lease is lost.
+   */
+  | { readonly kind: "lease-granted"; readonly worker: string; readonly generation: bigint }
+  /**
+   * Cluster mode: the lease is lost or given up: signal the worker; one without a process does not start.
+   * Its exit is no failure, and it is not restarted: it waits for the lease again.
+   */
+  | { readonly kind: "lease-stop"; readonly worker: string; readonly signal: "SIGTERM" | "SIGKILL" }
   /**
    * Smart, fast or immediate shutdown. `startupFailure`, when nobody asked for a shutdown (a start-up that
    * failed), is logged as a FATAL line instead of "received MODE shutdown request".
@@ -162,6 +194,11 @@ export interface MachineOptions {
   readonly databaseServed: boolean;
   /** Fast shutdown: SIGKILL what remains this long after SIGTERM. */
   readonly shutdownTimeoutMs: number;
+  /**
+   * In a cluster (SPEC §10): cluster-scoped workers start only under a lease (`lease-granted`). Without it
+   * they run as host-scoped ones.
+   */
+  readonly cluster?: boolean;
 }
 
 /** Facts about a run that has a process (or is about to). */
@@ -240,6 +277,13 @@ interface Slot {
    */
   lastPid: number | null;
   notifyPid: number;
+  /**
+   * Cluster-scoped workers in a cluster: the lease this node holds for it (its generation), null while it
+   * does not; the worker starts only while it is set. Written only by `lease-granted` and `lease-stop`.
+   */
+  lease: bigint | null;
+  /** What `lease-stop` has sent so far, for a process that is handed over after it (still spawning). */
+  leaseStop: null | "SIGTERM" | "SIGKILL";
 }
 
 type WithProcess = Slot & { run: Extract<Run, { pid: number }> };
@@ -297,6 +341,7 @@ export class PostmasterMachine {
   readonly #backoff: RestartBackoff;
   readonly #databaseServed: boolean;
   readonly #shutdownTimeoutMs: number;
+  readonly #cluster: boolean;
   readonly #slots: Slot[] = [];
   /** Which slot each live worker process occupies. */
   readonly #slotByPid = new Map<number, Slot>();
@@ -325,6 +370,8 @@ export class PostmasterMachine {
     "client-gone": (e) => this.#releaseNotifications(e.pid),
     reload: () => this.#reload(),
     shutdown: (e) => this.#shutdown(e.mode, e.startupFailure),
+    "lease-granted": (e) => this.#leaseGranted(e.worker, e.generation),
+    "lease-stop": (e) => this.#leaseStop(e.worker, e.signal),
   };
 
   constructor(options: MachineOptions) {
@@ -333,6 +380,7 @@ export class PostmasterMachine {
     this.#backoff = options.restartBackoff ?? DEFAULT_RESTART_BACKOFF;
     this.#databaseServed = options.databaseServed;
     this.#shutdownTimeoutMs = options.shutdownTimeoutMs;
+    this.#cluster = options.cluster ?? false;
   }
 
   /**
@@ -370,6 +418,7 @@ export class PostmasterMachine {
       );
     }
     this.#slots.push(this.#newSlot(this.#slots.length, definition, "static", 0));
+    if (definition.scope === "cluster" && !this.#cluster) this.#log({ event: "cluster-scope-without-cluster", name: definition.name });
     return undefined;
   }
 
@@ -397,6 +446,14 @@ export class PostmasterMachine {
       throw makeError(Error, "ERR_BGWORKER_SHUTTING_DOWN", `cannot register background worker "${definition.name}": the postmaster is shutting down`);
     }
     this.#checkDatabaseAccess(definition);
+    if (definition.scope === "cluster") {
+      throw makeError(
+        TypeError,
+        "ERR_BGWORKER_CLUSTER_SCOPE",
+        `cannot register background worker "${definition.name}": scope "cluster" is for static workers (registered in _PG_init); ` +
+          `a dynamic worker runs on the postmaster that launched it`,
+      );
+    }
     let slot = this.#slots.find((s) => s.run.state === "stopped");
     if (slot === undefined) {
       if (this.#slots.length >= this.maxWorkerProcesses) {
@@ -428,6 +485,8 @@ export class PostmasterMachine {
       lastExit: null,
       lastPid: null,
       notifyPid: definition.notifyPid,
+      lease: null,
+      leaseStop: null,
     };
   }
 
@@ -450,11 +509,12 @@ export class PostmasterMachine {
     slot.run = { state: "starting", pid, handedOverAt: at, runStartedAt: at, terminated, stopping: null, backendPid: null };
     this.#slotByPid.set(pid, slot);
     this.#log({ event: "worker-started", name: slot.definition.name, pid }, slot);
+    if (this.#leased(slot)) this.#emit({ type: "lease", worker: slot.definition.name, event: { kind: "worker-started", pid } });
     // Decisions taken while the worker had no process yet apply to it now: what a shutdown sent every
     // worker, a termination, a crash-restart of shared memory.
     const sent = this.#state.stage === "stopping" ? this.#state.sent : null;
-    if (sent === "SIGKILL") this.#emit({ type: "signal", pid, signal: "SIGKILL" });
-    else if (sent === "SIGTERM" || terminated) this.#emit({ type: "signal", pid, signal: "SIGTERM" });
+    if (sent === "SIGKILL" || slot.leaseStop === "SIGKILL") this.#emit({ type: "signal", pid, signal: "SIGKILL" });
+    else if (sent === "SIGTERM" || terminated || slot.leaseStop === "SIGTERM") this.#emit({ type: "signal", pid, signal: "SIGTERM" });
     else if (this.#recovering() && slot.definition.shmem) {
       slot.run = { ...slot.run, stopping: "crash" };
       this.#emit({ type: "signal", pid, signal: "SIGKILL" });
@@ -479,7 +539,10 @@ export class PostmasterMachine {
     if (slot === undefined || slot.run.state !== "spawning") return undefined;
     const { terminated } = slot.run;
     this.#log({ event: "fork-failed", name: slot.definition.name, reason }, slot);
-    this.#afterExit(slot, { code: 1, signal: null, at: new Date(at).toISOString() }, 0, terminated);
+    const lastExit: LastExit = { code: 1, signal: null, at: new Date(at).toISOString() };
+    if (this.#leaseStopped(slot)) this.#waitForLease(slot, lastExit);
+    else this.#afterExit(slot, lastExit, 0, terminated);
+    this.#leaseExit(slot, 0);
     this.#afterAnyExit();
     return undefined;
   }
@@ -495,7 +558,10 @@ export class PostmasterMachine {
     const crashed = classifyExit(code, signal) === "crashed" && slot.definition.shmem;
     const shuttingDown = this.#shutdownMode() !== null;
     this.#log({ event: "worker-exited", type: slot.definition.type, pid, code, signal }, slot);
-    if (stopping === "restart" && !crashed && !shuttingDown) {
+    if (this.#leaseStopped(slot) && !terminated && !shuttingDown && stopping !== "crash") {
+      // Stopped because the lease went: no failure, no restart timer; it runs again when a lease is granted.
+      this.#waitForLease(slot, lastExit);
+    } else if (stopping === "restart" && !crashed && !shuttingDown) {
       // An administrator's restart: a new process now; its stop was asked for, so it is no failure.
       slot.lastExit = lastExit;
       slot.fastFailures = 0;
@@ -511,6 +577,7 @@ export class PostmasterMachine {
     } else {
       this.#afterExit(slot, lastExit, at - runStartedAt, terminated);
     }
+    this.#leaseExit(slot, pid);
     this.#afterAnyExit();
     return undefined;
   }
@@ -621,6 +688,67 @@ export class PostmasterMachine {
     return undefined;
   }
 
+  // ----- cluster leases (SPEC §10) -------------------------------------------------------------------
+
+  /** A cluster-scoped static worker whose starts a lease decides: only in a cluster. */
+  #leased(slot: Slot): boolean {
+    return this.#cluster && slot.definition.scope === "cluster";
+  }
+
+  /** Its lease is gone (or going): whatever it runs now must not be restarted under it. */
+  #leaseStopped(slot: Slot): boolean {
+    return this.#leased(slot) && slot.lease === null;
+  }
+
+  #leaseSlot(worker: string): Slot | undefined {
+    return this.#slots.find((slot) => slot.kind === "static" && slot.definition.name === worker && this.#leased(slot));
+  }
+
+  #leaseGranted(worker: string, generation: bigint): undefined {
+    const slot = this.#leaseSlot(worker);
+    if (slot === undefined) return undefined;
+    if (!registered(slot)) {
+      // Done for good here (or the postmaster is stopping): the lease goes back at once.
+      this.#emit({ type: "lease", worker, event: { kind: "worker-exited", pid: 0, final: true } });
+      return undefined;
+    }
+    slot.lease = generation;
+    slot.leaseStop = null;
+    this.#startIfAllowed(slot);
+    return undefined;
+  }
+
+  #leaseStop(worker: string, signal: "SIGTERM" | "SIGKILL"): undefined {
+    const slot = this.#leaseSlot(worker);
+    if (slot === undefined) return undefined;
+    slot.lease = null;
+    if (slot.leaseStop !== "SIGKILL") slot.leaseStop = signal;
+    if (hasProcess(slot)) {
+      this.#emit({ type: "signal", pid: slot.run.pid, signal });
+    } else if (slot.run.state === "spawning") {
+      // Signalled once a runner is handed it (#handedOver), or given up if none is.
+    } else {
+      // No process: it does not start (a pending restart is dropped), and the lease is told so at once.
+      if (slot.run.state === "backoff") this.#emit({ type: "clearTimer", key: restartTimer(slot) });
+      if (slot.run.state === "backoff" || slot.run.state === "waiting") slot.run = { state: "waiting" };
+      this.#emit({ type: "lease", worker, event: { kind: "worker-exited", pid: 0, final: !registered(slot) } });
+    }
+    return undefined;
+  }
+
+  /** After a lease-stopped worker's exit: registered still, waiting for the next lease. */
+  #waitForLease(slot: Slot, lastExit: LastExit): void {
+    slot.lastExit = lastExit;
+    slot.run = { state: "waiting" };
+  }
+
+  /** Tells the lease that its worker's process is gone, and whether the postmaster will start it again. */
+  #leaseExit(slot: Slot, pid: number): void {
+    if (!this.#leased(slot)) return;
+    if (slot.lease === null) slot.leaseStop = null;
+    this.#emit({ type: "lease", worker: slot.definition.name, event: { kind: "worker-exited", pid, final: !registered(slot) } });
+  }
+
   // ----- requests -----------------------------------------------------------------------------------
 
   /** SIGTERM if it has a process, unregistered at once if not started; never restarted. */
@@ -636,6 +764,7 @@ export class PostmasterMachine {
       }
     } else if (registered(slot)) {
       this.#unregister(slot, true);
+      this.#leaseExit(slot, 0);
     }
     return true;
   }
@@ -723,7 +852,11 @@ export class PostmasterMachine {
     const sent = state.stage === "stopping" ? state.sent : null;
     this.#state = { stage: "stopping", mode, sent, recovering: this.#recovering() };
     // Nothing new starts from now on: forget what has not started, so its waiters are told.
-    for (const slot of this.#slots) if (registered(slot) && !occupied(slot)) this.#unregister(slot, false);
+    for (const slot of this.#slots) {
+      if (!registered(slot) || occupied(slot)) continue;
+      this.#unregister(slot, false);
+      this.#leaseExit(slot, 0);
+    }
     if (mode === "immediate") this.#stopAll("SIGKILL");
     else if (mode === "fast" && sent === null) this.#stopAll("SIGTERM");
     this.#advanceShutdown();
@@ -826,6 +959,8 @@ export class PostmasterMachine {
       backoffMs: slot.run.state === "backoff" ? slot.run.delayMs : null,
       handle: slot.kind === "dynamic" ? formatHandle(this.#refOf(slot)) : null,
       backendPid: hasProcess(slot) ? slot.run.backendPid : null,
+      scope: slot.definition.scope,
+      ...(this.#leased(slot) ? { fencingToken: slot.lease === null ? null : slot.lease.toString() } : {}),
     }));
   }
 
@@ -853,10 +988,12 @@ export class PostmasterMachine {
   #startIfAllowed(slot: Slot): void {
     if (this.#registering() || slot.run.state !== "waiting" || this.#shutdownMode() !== null) return;
     if (!mayStart(slot.definition.startTime, this.#phase) || (this.#recovering() && slot.definition.shmem)) return;
+    if (this.#leased(slot) && slot.lease === null) return;
     const restart = slot.lastExit !== null;
     if (restart) slot.restarts += 1;
     slot.run = { state: "spawning", terminated: false };
-    this.#emit({ type: "spawn", slot: slot.index, generation: slot.generation, definition: slot.definition, restart });
+    const fencingToken = this.#leased(slot) ? slot.lease : null;
+    this.#emit({ type: "spawn", slot: slot.index, generation: slot.generation, definition: slot.definition, restart, fencingToken });
   }
 
   #unregister(slot: Slot, terminated: boolean): void {

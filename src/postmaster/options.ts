@@ -1,5 +1,7 @@
 /** `Postmaster` options: their public shape, defaults, and the validation that runs before anything starts. */
+import { hostname } from "node:os";
 import { resolve } from "node:path";
+import { resolveClusterOption, type ClusterConfig, type ClusterOption } from "../cluster/options.js";
 import { defaultSocketPath } from "../control/socket-path.js";
 import { validateDatabaseOption } from "../database/options.js";
 import type { DatabaseOption } from "../database/types.js";
@@ -36,6 +38,11 @@ export interface PostmasterOptions {
   readonly maxSpareRunners?: number;
   /** The working directory extensions and libraries resolve from. Default `process.cwd()`. */
   readonly cwd?: string;
+  /**
+   * Cluster mode (SPEC §10): postmasters that serve the same database (`database: { url }`) under the same
+   * cluster name share it, and each `setScope("cluster")` worker runs on exactly one of them at a time.
+   */
+  readonly cluster?: ClusterOption;
 }
 
 export interface ResolvedOptions {
@@ -50,6 +57,7 @@ export interface ResolvedOptions {
   readonly spareRunners: number;
   readonly maxSpareRunners: number;
   readonly cwd: string;
+  readonly cluster: ClusterConfig | null;
 }
 
 /** The largest `max_worker_processes` PostgreSQL accepts (MAX_BACKENDS is far larger; this keeps it sane). */
@@ -120,17 +128,20 @@ export function resolveOptions(options: PostmasterOptions): ResolvedOptions {
   if (maxSpareRunners < spareRunners) {
     throw invalid(`maxSpareRunners ${show(maxSpareRunners)} must be at least spareRunners (${spareRunners})`);
   }
+  const database = databaseOption(options.database);
+  const shutdownTimeoutMs = integer("shutdownTimeoutMs", options.shutdownTimeoutMs ?? 10_000, 0, 86_400_000);
   return {
     extensions: options.extensions,
-    database: databaseOption(options.database),
+    database,
     maxWorkerProcesses: integer("maxWorkerProcesses", options.maxWorkerProcesses ?? 8, 1, MAX_WORKER_PROCESSES),
     socketPath: socketPath === false ? false : resolve(cwd, socketPath),
-    shutdownTimeoutMs: integer("shutdownTimeoutMs", options.shutdownTimeoutMs ?? 10_000, 0, 86_400_000),
+    shutdownTimeoutMs,
     logFormat,
     logSink: options.logSink,
     restartBackoff: backoff,
     spareRunners,
     maxSpareRunners,
     cwd,
+    cluster: resolveClusterOption(options.cluster, { database, shutdownTimeoutMs, hostname: hostname(), pid: process.pid }),
   };
 }

@@ -4,6 +4,7 @@
  * file feeds it events through one queue and performs the actions it returns, so the machine is never
  * entered while its actions are being carried out. `Postmaster` (postmaster.ts) is the public front.
  */
+import { ClusterShell, type ClusterStatus } from "../cluster/shell.js";
 import { leaveRole, processRole, takeRole, withInit, type InitContext, type PostmasterRole } from "../context.js";
 import { lostOutcome, withCallerStack, type OnLost, type OutgoingRequest, type Requester } from "../control/channel.js";
 import { answerRequest, dispatchRequest } from "../control/dispatch.js";
@@ -69,6 +70,12 @@ export class PostmasterShell implements ControlHandler {
   readonly stopped: Promise<void>;
   #markStopped!: () => void;
   readonly #removeShmemAtExit = (): void => this.#shmem?.destroy();
+  /** Cluster mode (SPEC §10): the node's cluster session and its leases; opened once the database is served. */
+  #cluster: ClusterShell | undefined;
+  /** The cluster's leases being given up, from the first shutdown request on; `#finish` waits for it. */
+  #clusterStopped: Promise<void> | undefined;
+  /** The shutdown mode last passed to the cluster's leases. */
+  #clusterMode: ShutdownMode | null = null;
 
   constructor(options: ResolvedOptions, postmasterId: string) {
     this.#options = options;
@@ -80,6 +87,7 @@ export class PostmasterShell implements ControlHandler {
       restartBackoff: options.restartBackoff,
       databaseServed: options.database !== false,
       shutdownTimeoutMs: options.shutdownTimeoutMs,
+      cluster: options.cluster !== null,
     });
     this.#runners = new RunnerPool({
       spares: options.spareRunners,
@@ -130,6 +138,7 @@ export class PostmasterShell implements ControlHandler {
         await this.#database.start();
         this.#log({ event: "database-served", description: this.#database.description });
         this.#database.watch((phase, reason) => this.#onPhase(phase, reason));
+        await this.#joinCluster();
       }
     } catch (error) {
       // Said as what it is: the user asked for no shutdown; whatever started is stopped at once.
@@ -152,6 +161,45 @@ export class PostmasterShell implements ControlHandler {
       if (missing !== null) throw makeError(Error, "ERR_BGWORKER_EXTENSION", `extension module not found: ${missing}`);
     }
     if (this.#options.socketPath !== false) await assertSocketFree(this.#options.socketPath);
+  }
+
+  /**
+   * Cluster mode: the cluster session and a lease for each cluster-scoped static worker. A live node with
+   * the same id, or a schema that cannot be made, stops the start; a server not reachable yet does not.
+   */
+  async #joinCluster(): Promise<void> {
+    const config = this.#options.cluster;
+    if (config === null || this.#machine.shuttingDown !== null) return;
+    const workers = this.#machine.rows().filter((row) => row.kind === "static" && row.scope === "cluster").map((row) => row.name);
+    this.#cluster = new ClusterShell(config, workers, () => this.#servedDatabase(), {
+      grant: (worker, generation) => void this.#feed({ kind: "lease-granted", worker, generation }),
+      stopWorker: (worker, signal) => void this.#feed({ kind: "lease-stop", worker, signal }),
+      log: (event) => this.#log(event),
+      fail: (error) => {
+        this.#fatal ??= error;
+        this.#log({ event: "postmaster-failed", error: error.message });
+        this.#feed({ kind: "shutdown", mode: "fast" });
+      },
+    });
+    // A shutdown asked for while the session was opening is passed on once the shell exists.
+    await this.#cluster.start();
+    this.#passShutdownToCluster();
+  }
+
+  /** From the first shutdown request on (and at each upgrade), the leases are given up. */
+  #passShutdownToCluster(): void {
+    const mode = this.#machine.shuttingDown;
+    if (mode === null || this.#cluster === undefined) return;
+    const stopped = this.#cluster.shutdown(mode);
+    this.#clusterStopped ??= stopped;
+  }
+
+  /** `bgworker status --cluster`: read on the cluster session, by the server's clock. */
+  clusterStatus(): Promise<ClusterStatus> {
+    if (this.#cluster === undefined) {
+      return Promise.reject(makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", "status --cluster: this postmaster is not in a cluster (start it with --cluster NAME)"));
+    }
+    return this.#cluster.status();
   }
 
   /** Shuts down in `mode`; before `start` it only marks the postmaster stopped. */
@@ -198,6 +246,7 @@ export class PostmasterShell implements ControlHandler {
         maxWorkerProcesses: this.#options.maxWorkerProcesses,
         spares: this.#sparesStatus(),
         shutdown: this.#machine.shuttingDown,
+        cluster: this.#options.cluster === null ? null : { name: this.#options.cluster.name, nodeId: this.#options.cluster.nodeId },
       },
       workers: this.#machine.rows().map((row) => withUsage(row, row.pid === null ? undefined : this.#machine.handedOverAt(row.pid))),
     };
@@ -396,8 +445,14 @@ export class PostmasterShell implements ControlHandler {
     }
     this.#settleWaiters();
     for (const listener of this.#changeListeners) listener();
-    // Workers still queued for a runner are told at once that they will not start.
-    if (this.#machine.shuttingDown !== null) this.#runners.reconsider();
+    // Workers still queued for a runner are told at once that they will not start; leases are given up.
+    if (this.#machine.shuttingDown !== null) {
+      this.#runners.reconsider();
+      if (this.#cluster !== undefined && this.#clusterMode !== this.#machine.shuttingDown) {
+        this.#clusterMode = this.#machine.shuttingDown;
+        this.#passShutdownToCluster();
+      }
+    }
     return outcome;
   }
 
@@ -421,7 +476,7 @@ export class PostmasterShell implements ControlHandler {
   #perform(action: Action): void {
     switch (action.type) {
       case "spawn":
-        return this.#spawn(action.slot, action.generation, action.definition, action.restart);
+        return this.#spawn(action.slot, action.generation, action.definition, action.restart, action.fencingToken);
       case "signal":
         try {
           process.kill(action.pid, action.signal);
@@ -463,10 +518,14 @@ export class PostmasterShell implements ControlHandler {
       case "shutdownComplete":
         void this.#finish();
         return;
+      case "lease":
+        this.#cluster?.workerEvent(action.worker, action.event);
+        return;
     }
   }
 
-  #spawn(slot: number, generation: number, definition: WorkerDefinition, restart: boolean): void {
+  #spawn(slot: number, generation: number, definition: WorkerDefinition, restart: boolean, fencingToken: bigint | null): void {
+    const cluster = fencingToken === null || this.#options.cluster === null ? null : { name: this.#options.cluster.name, fencingToken: fencingToken.toString() };
     this.#runners.request({
       definition,
       restart,
@@ -481,6 +540,7 @@ export class PostmasterShell implements ControlHandler {
           cwd: this.#options.cwd,
           database: definition.spi ? this.#servedDatabase() : null,
           shmem: definition.shmem ? this.#shmemAttachment : null,
+          cluster,
         });
         this.#feed({ kind: "handed-over", slot, generation, pid: runner.pid, at: Date.now() });
       },
@@ -529,6 +589,8 @@ export class PostmasterShell implements ControlHandler {
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
     this.#runners.close();
+    // Every worker is gone: the leases are released (a NOTIFY each, for a fast handover) before the session closes.
+    await this.#clusterStopped;
     try {
       await this.#database?.stop();
     } catch (error) {

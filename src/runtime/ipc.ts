@@ -24,6 +24,11 @@ export interface StartMessage {
   readonly database: ConnectionParams | null;
   /** The shared memory segment, for workers with shared memory access. */
   readonly shmem: ShmemAttachment | null;
+  /**
+   * A cluster-scoped worker in a cluster (SPEC §10): the cluster's name and the lease generation it runs
+   * under (`getFencingToken()`, a decimal string); null for every other worker.
+   */
+  readonly cluster: { readonly name: string; readonly fencingToken: string } | null;
 }
 
 /** A reply to a worker's request (dynamic launches and handle operations from inside a worker). */

@@ -12,7 +12,7 @@ import { attachShmem, denyShmem } from "../shmem/index.js";
 import type { FromRunner, StartMessage, ToRunner } from "./ipc.js";
 import { Latch } from "./latch.js";
 import { dedicatePreopened, librariesSettled, library, prepare, warmLoader } from "./spare.js";
-import { guardAgainstOrphaning } from "./orphan.js";
+import { guardAgainstOrphaning, shortenOrphanGrace } from "./orphan.js";
 import { endOnUncaught, runFunction, WorkerExit, type WorkerEnd } from "./run-function.js";
 import { WORKER_SIGNALS } from "./signals.js";
 import { WorkerRole } from "./worker-role.js";
@@ -60,8 +60,13 @@ function installSignals(role: WorkerRole): void {
 }
 
 function watchPostmaster(role: WorkerRole): void {
+  // A cluster-scoped worker's lease may be taken over as soon as its postmaster's session ends (SPEC §10):
+  // it is killed the moment its postmaster dies, with no grace.
+  const clustered = role.start.cluster !== null;
+  if (clustered) shortenOrphanGrace(1);
   // The IPC channel closes when the postmaster dies, however it dies: no polling.
   process.on("disconnect", () => {
+    if (clustered) process.kill(process.pid, "SIGKILL");
     role.latch.stop("postmaster-death");
     setTimeout(() => process.exit(1), ORPHAN_GRACE_MS);
   });

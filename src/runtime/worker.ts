@@ -7,13 +7,39 @@ import { workerRole } from "../context.js";
 import { decodeDatum, extraBytes, type Datum } from "../definition.js";
 import { fail } from "../errors.js";
 import { signalsOf, type SignalWakeFlags, type WorkerSignal } from "./signals.js";
-import { connectSpi, spiBackendPid, spiConnected, transaction as spiTransaction } from "./spi.js";
+import { connectSpi, spiBackendPid, spiClient, spiConnected, transaction as spiTransaction } from "./spi.js";
 import type { WorkerRole } from "./worker-role.js";
 
 function worker(caller: Function): WorkerRole {
   const role = workerRole();
   if (role === undefined) fail(Error, `BackgroundWorker.${caller.name}: not in a background worker`, caller, "ERR_BGWORKER_NOT_IN_WORKER");
   return role;
+}
+
+/**
+ * Records a cluster-scoped worker's database session under its lease's generation (SPEC §10), before its code
+ * can use it: a node that takes the lease over terminates every session recorded for the old generation
+ * before it starts the new one, so no transaction of this worker commits after that. A token that is stale
+ * already ends the worker: it must not touch the database.
+ */
+async function enrollUnderLease(role: WorkerRole, cluster: { readonly name: string; readonly fencingToken: string }): Promise<void> {
+  const { name } = role.start.definition;
+  // Loaded here only: a worker outside a cluster never pays for the cluster's SQL.
+  const { enrollSession } = await import("../cluster/lease-sql.js");
+  const statement = enrollSession(cluster.name, name, BigInt(cluster.fencingToken));
+  let enrolled: boolean;
+  try {
+    const result = await spiClient()!.query(statement.text, [...statement.values]);
+    enrolled = result.rows.length === 1;
+  } catch (error) {
+    role.fatal(
+      `background worker "${name}": cannot record its database session under cluster "${cluster.name}"'s lease: ` +
+        `${error instanceof Error ? error.message : String(error)} (a cluster-scoped worker connects to the served database, where the cluster's schema is)`,
+    );
+  }
+  if (!enrolled) {
+    role.fatal(`background worker "${name}": fencing token ${cluster.fencingToken} is stale: the cluster lease has moved on, so this worker must not use the database`);
+  }
 }
 
 function received(signal: WorkerSignal, caller: () => boolean): boolean {
@@ -104,6 +130,27 @@ export const BackgroundWorker = Object.freeze({
     }
   },
 
+  /**
+   * The fencing token of a cluster-scoped worker (SPEC §10): the generation of the lease this process runs
+   * under, strictly increasing for the worker across the cluster. Pass it to what the worker talks to other
+   * than the database (an API, a queue, a file store) so that those can refuse a stale holder; the
+   * database fences by itself. Throws ERR_BGWORKER_NOT_CLUSTER_SCOPED in a worker that runs under no lease.
+   */
+  getFencingToken(): bigint {
+    const role = worker(BackgroundWorker.getFencingToken);
+    const { cluster, definition } = role.start;
+    if (cluster === null) {
+      fail(
+        Error,
+        `getFencingToken: background worker "${definition.name}" runs under no cluster lease: ` +
+          (definition.scope === "cluster" ? "its postmaster is not in a cluster (--cluster)" : 'it is not cluster-scoped (setScope("cluster"))'),
+        BackgroundWorker.getFencingToken,
+        "ERR_BGWORKER_NOT_CLUSTER_SCOPED",
+      );
+    }
+    return BigInt(cluster.fencingToken);
+  },
+
   /** False once the postmaster is gone (noticed at once through the IPC channel, not by polling). */
   postmasterIsAlive(): boolean {
     return worker(BackgroundWorker.postmasterIsAlive).postmasterAlive();
@@ -146,6 +193,7 @@ export const BackgroundWorker = Object.freeze({
     } catch (error) {
       role.fatal(error instanceof Error ? error.message : String(error));
     }
+    if (role.start.cluster !== null) await enrollUnderLease(role, role.start.cluster);
     const backendPid = spiBackendPid();
     if (backendPid !== null) role.sessionOpened(backendPid);
   },

@@ -54,6 +54,7 @@ describe("BackgroundWorkerBuilder defaults", () => {
         spi: false,
         shmem: false,
         notifyPid: 0,
+        scope: "host",
       },
     ]);
     assert.ok(Object.isFrozen(definitions[0]));

@@ -136,7 +136,7 @@ describe("error codes: BackgroundWorker", () => {
       const definition = definitionOf(spi ? builder.enableSpiAccess() : builder);
       const start: StartMessage = {
         t: "start", definition, slot: 0, generation: 1, postmasterId: "pm-test", postmasterPid: process.pid, cwd: "/",
-        database: { host: "127.0.0.1", port: 1, user: "u", database: "d" }, shmem: null,
+        database: { host: "127.0.0.1", port: 1, user: "u", database: "d" }, shmem: null, cluster: null,
       };
       const hooks = {
         postmasterAlive: () => true,

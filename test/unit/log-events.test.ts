@@ -28,6 +28,27 @@ const LINES: { readonly [K in LogEventKind]: readonly [Extract<LogEvent, { event
   "postmaster-ready": [{ event: "postmaster-ready", extensions: 1, staticWorkers: 2 }, "postmaster ready: 1 extension(s), 2 static worker(s)"],
   "phase-changed": [{ event: "phase-changed", phase: "running", reason: "accepting connections" }, "database phase is now running: accepting connections"],
   "database-unreachable": [{ event: "database-unreachable", reason: "refused" }, "database cannot be reached: refused"],
+  "cluster-scope-without-cluster": [
+    { event: "cluster-scope-without-cluster", name: "n" },
+    'background worker "n" has scope "cluster", but this postmaster is not in a cluster (--cluster): it runs here as a host-scoped worker',
+  ],
+  "cluster-joined": [{ event: "cluster-joined", cluster: "c", nodeId: "a", backendPid: 7 }, 'joined cluster "c" as node "a" (cluster session PID 7)'],
+  "cluster-session-lost": [{ event: "cluster-session-lost", cluster: "c", reason: "EOF" }, 'cluster "c": the cluster session was lost: EOF'],
+  "cluster-session-failed": [{ event: "cluster-session-failed", cluster: "c", reason: "refused" }, 'cluster "c": cannot open the cluster session: refused'],
+  "lease-acquired": [{ event: "lease-acquired", worker: "w", generation: "3" }, 'acquired the cluster lease of background worker "w" (generation 3)'],
+  "leadership-lost": [
+    { event: "leadership-lost", worker: "w", generation: "3", reason: "r" },
+    'leadership lost: background worker "w" (generation 3) is being stopped: r',
+  ],
+  "lease-renewal-failed": [
+    { event: "lease-renewal-failed", worker: "w", generation: "3", reason: "r" },
+    'could not renew the cluster lease of background worker "w" (generation 3): r',
+  ],
+  "lease-released": [{ event: "lease-released", worker: "w", generation: "3" }, 'released the cluster lease of background worker "w" (generation 3)'],
+  "lease-release-failed": [
+    { event: "lease-release-failed", worker: "w", generation: "3", reason: "r" },
+    'could not release the cluster lease of background worker "w" (generation 3); it expires by itself: r',
+  ],
   "server-reloaded": [{ event: "server-reloaded" }, "signaled the PostgreSQL server to reload its configuration files"],
   "server-reload-failed": [{ event: "server-reload-failed", error: "EPERM" }, "could not reload the PostgreSQL server: EPERM"],
   "malformed-request": [{ event: "malformed-request", pid: 43, reason: "bad" }, "malformed request from background worker (PID 43): bad"],

@@ -16,12 +16,13 @@ function definition(name: string, configure: Configure = (b) => b, notifyPid = 0
   return definitionOf(builder);
 }
 
-function machine(options: { max?: number; database?: boolean } = {}): PostmasterMachine {
+function machine(options: { max?: number; database?: boolean; cluster?: boolean } = {}): PostmasterMachine {
   return new PostmasterMachine({
     postmasterId: "pm",
     maxWorkerProcesses: options.max ?? 8,
     databaseServed: options.database ?? true,
     shutdownTimeoutMs: 10_000,
+    cluster: options.cluster ?? false,
   });
 }
 
@@ -501,6 +502,121 @@ describe("PostmasterMachine", () => {
   });
 });
 
+describe("cluster-scoped workers under a lease (SPEC §10)", () => {
+  const clusterWorker = (restartMs: number | null = 100) => definition("sched", (b) => b.setScope("cluster").setRestartTime(restartMs));
+  const leaseEvents = (actions: readonly Action[]) => of(actions, "lease").map((a) => a.event);
+
+  function started(): { m: PostmasterMachine; h: Harness } {
+    const m = machine({ cluster: true });
+    m.handle({ kind: "register-static", definition: clusterWorker() });
+    m.handle({ kind: "register-static", definition: definition("local", (b) => b.setRestartTime(100)) });
+    const h = new Harness(m);
+    h.run(m.handle({ kind: "start" }).actions);
+    return { m, h };
+  }
+
+  it("starts only once the lease is granted, with the generation as its fencing token; host-scoped workers start as before", () => {
+    const { m, h } = started();
+    assert.equal(h.row("sched").state, "waiting");
+    assert.equal(h.row("local").state, "running");
+    assert.equal(h.row("sched").fencingToken, null);
+    const actions = h.run(m.handle({ kind: "lease-granted", worker: "sched", generation: 7n }).actions);
+    assert.deepEqual(of(actions, "spawn").map((a) => [a.definition.name, a.fencingToken]), [["sched", 7n]]);
+    assert.deepEqual(leaseEvents(actions), [{ kind: "worker-started", pid: h.pidOf("sched") }]);
+    assert.equal(h.row("sched").fencingToken, "7");
+    assert.equal(h.row("sched").scope, "cluster");
+    assert.equal(h.row("local").scope, "host");
+  });
+
+  it("restarts by its rules under the same lease, and tells the lease each exit is not final", () => {
+    const { m, h } = started();
+    h.run(m.handle({ kind: "lease-granted", worker: "sched", generation: 3n }).actions);
+    const pid = h.pidOf("sched")!;
+    const exit = h.exit("sched", 1);
+    assert.deepEqual(leaseEvents(exit), [{ kind: "worker-exited", pid, final: false }]);
+    const restart = h.fire(exit);
+    assert.deepEqual(of(restart, "spawn").map((a) => a.fencingToken), [3n]);
+  });
+
+  it("a lost lease stops the worker: no failure, no restart timer, and it waits for the next lease", () => {
+    const { m, h } = started();
+    h.run(m.handle({ kind: "lease-granted", worker: "sched", generation: 3n }).actions);
+    const pid = h.pidOf("sched")!;
+    assert.deepEqual(m.handle({ kind: "lease-stop", worker: "sched", signal: "SIGTERM" }).actions, [{ type: "signal", pid, signal: "SIGTERM" }]);
+    assert.deepEqual(m.handle({ kind: "lease-stop", worker: "sched", signal: "SIGKILL" }).actions, [{ type: "signal", pid, signal: "SIGKILL" }]);
+    const exit = h.exit("sched", null, "SIGKILL");
+    assert.equal(of(exit, "setTimer").length, 0);
+    assert.deepEqual(logLines(exit).filter((l) => l.includes("terminating any other")), [], "a worker its own postmaster killed is no crash");
+    assert.deepEqual(leaseEvents(exit), [{ kind: "worker-exited", pid, final: false }]);
+    assert.equal(h.row("sched").state, "waiting");
+    assert.equal(h.row("sched").fencingToken, null);
+    const again = h.run(m.handle({ kind: "lease-granted", worker: "sched", generation: 4n }).actions);
+    assert.deepEqual(of(again, "spawn").map((a) => a.fencingToken), [4n]);
+  });
+
+  it("a lease lost while a restart is pending drops it, and the lease hears at once that there is no process", () => {
+    const { m, h } = started();
+    h.run(m.handle({ kind: "lease-granted", worker: "sched", generation: 3n }).actions);
+    const exit = h.exit("sched", 1);
+    assert.equal(h.row("sched").state, "backoff");
+    const stop = m.handle({ kind: "lease-stop", worker: "sched", signal: "SIGTERM" }).actions;
+    assert.deepEqual(stop, [
+      { type: "clearTimer", key: { kind: "restart", slot: 0, generation: 1 } },
+      { type: "lease", worker: "sched", event: { kind: "worker-exited", pid: 0, final: false } },
+    ]);
+    assert.equal(h.row("sched").state, "waiting");
+    assert.equal(of(h.fire(exit), "spawn").length, 0, "the stale restart timer starts nothing");
+  });
+
+  it("a lease lost before the runner is handed the worker: it is signalled as soon as it has a process", () => {
+    const m = machine({ cluster: true });
+    m.handle({ kind: "register-static", definition: clusterWorker() });
+    m.handle({ kind: "start" });
+    const spawn = of(m.handle({ kind: "lease-granted", worker: "sched", generation: 1n }).actions, "spawn")[0]!;
+    assert.deepEqual(m.handle({ kind: "lease-stop", worker: "sched", signal: "SIGTERM" }).actions, []);
+    const handed = m.handle({ kind: "handed-over", slot: spawn.slot, generation: spawn.generation, pid: 500, at: 1 }).actions;
+    assert.deepEqual(of(handed, "signal"), [{ type: "signal", pid: 500, signal: "SIGTERM" }]);
+  });
+
+  it("a worker done for good (exit 0) tells its lease the exit is final, and a later grant gives it straight back", () => {
+    const { m, h } = started();
+    h.run(m.handle({ kind: "lease-granted", worker: "sched", generation: 2n }).actions);
+    const pid = h.pidOf("sched")!;
+    assert.deepEqual(leaseEvents(h.exit("sched", 0)), [{ kind: "worker-exited", pid, final: true }]);
+    assert.deepEqual(m.handle({ kind: "lease-granted", worker: "sched", generation: 3n }).actions, [
+      { type: "lease", worker: "sched", event: { kind: "worker-exited", pid: 0, final: true } },
+    ]);
+  });
+
+  it("a shutdown tells the lease of a worker waiting for its restart that it is gone for good", () => {
+    const { m, h } = started();
+    h.run(m.handle({ kind: "lease-granted", worker: "sched", generation: 2n }).actions);
+    h.exit("sched", 1);
+    const actions = m.handle({ kind: "shutdown", mode: "fast" }).actions;
+    assert.deepEqual(leaseEvents(actions), [{ kind: "worker-exited", pid: 0, final: true }]);
+  });
+
+  it("without a cluster a cluster-scoped worker runs as a host-scoped one, with a WARNING at registration", () => {
+    const m = machine();
+    const registration = m.handle({ kind: "register-static", definition: clusterWorker() }).actions;
+    assert.match(logLines(registration).join("\n"), /has scope "cluster", but this postmaster is not in a cluster/);
+    const h = new Harness(m);
+    const actions = h.run(m.handle({ kind: "start" }).actions);
+    assert.deepEqual(of(actions, "spawn").map((a) => a.fencingToken), [null]);
+    assert.equal(of(actions, "lease").length, 0);
+    assert.equal(h.row("sched").fencingToken, undefined);
+  });
+
+  it("refuses a dynamic launch of a cluster-scoped worker with its code", () => {
+    const m = machine({ cluster: true });
+    m.handle({ kind: "start" });
+    assert.throws(
+      () => m.handle({ kind: "launch", definition: definition("dyn", (b) => b.setScope("cluster"), 4242) }),
+      (error: Error & { code?: string }) => error.code === "ERR_BGWORKER_CLUSTER_SCOPE" && /scope "cluster" is for static workers/.test(error.message),
+    );
+  });
+});
+
 describe("shutdown modes", () => {
   it("reports the smart shutdown asked for, also once its dynamic workers are done and the others are being stopped", () => {
     const m = machine();
@@ -589,7 +705,7 @@ describe("events as data", () => {
     [],
     [
       { type: "log", event: { event: "worker-registering", name: "w" } },
-      { type: "spawn", slot: 0, generation: 1, definition: w, restart: false },
+      { type: "spawn", slot: 0, generation: 1, definition: w, restart: false, fencingToken: null },
     ],
     [{ type: "log", event: { event: "worker-started", name: "w", pid: 100 }, worker: worker(100) }],
     [],
@@ -598,7 +714,7 @@ describe("events as data", () => {
       { type: "log", event: { event: "worker-exited", type: "w", pid: 100, code: 1, signal: null }, worker: worker(100) },
       { type: "setTimer", key: { kind: "restart", slot: 0, generation: 1 }, delayMs: 100 },
     ],
-    [{ type: "spawn", slot: 0, generation: 1, definition: w, restart: true }],
+    [{ type: "spawn", slot: 0, generation: 1, definition: w, restart: true, fencingToken: null }],
     [{ type: "log", event: { event: "worker-started", name: "w", pid: 101 }, worker: worker(101) }],
     [
       { type: "log", event: { event: "shutdown-requested", mode: "fast" } },

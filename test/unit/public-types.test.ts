@@ -45,20 +45,23 @@ const SPEC: Surface = {
     "PostmasterOptions", "RestartBackoff", "ShutdownMode",
     // §8: the layout a PgLwLock is declared with
     "Layout",
+    // §10: cluster mode's scope and option
+    "WorkerScope", "ClusterOption",
   ],
   types: [
     "BackgroundWorkerBuilder", "BgWorkerStartTime", "Datum", "SignalWakeFlags", "DynamicBackgroundWorker", "TerminatingDynamicBackgroundWorker",
     "BackgroundWorkerStatus", "BackgroundWorkerStatusError", "NoFreeWorkerSlotError", "PostmasterClient", "WorkerStatusRow",
     "PgAtomic", "PgLwLock", "Layout", "Postmaster", "PostmasterOptions", "RestartBackoff", "ShutdownMode",
+    "WorkerScope", "ClusterOption",
   ],
   members: members({
     BackgroundWorkerBuilder:
       "new setType enableShmemAccess enableSpiAccess setStartTime setRestartTime setLibrary setFunction setArgument setExtra " +
-      "setNotifyPid load loadDynamic",
+      "setNotifyPid load loadDynamic setScope",
     BgWorkerStartTime: "PostmasterStart ConsistentState RecoveryFinished",
     BackgroundWorker:
       "getName getType getExtra getExtraBytes getArgument attachSignalHandlers sighupReceived sigtermReceived sigintReceived " +
-      "sigchldReceived waitLatch setLatch postmasterIsAlive connectWorkerToSpi transaction",
+      "sigchldReceived waitLatch setLatch postmasterIsAlive connectWorkerToSpi transaction getFencingToken",
     SignalWakeFlags: "SIGHUP SIGTERM SIGINT SIGCHLD",
     Spi: "run getOne select",
     BackgroundWorkerStatus: "Started NotYetStarted Stopped PostmasterDied Untracked",
@@ -72,7 +75,8 @@ const SPEC: Surface = {
     WorkerStatusRow:
       "slot name type pid state startTime restartTimeMs restarts lastExit notifyPid kind spi shmem backoffMs backendPid cpuSeconds rssBytes",
     Postmaster: "start stop status",
-    PostmasterOptions: "extensions database maxWorkerProcesses socketPath shutdownTimeoutMs logFormat restartBackoff",
+    PostmasterOptions: "extensions database maxWorkerProcesses socketPath shutdownTimeoutMs logFormat restartBackoff cluster",
+    ClusterOption: "name nodeId leaseMs renewMs",
     RestartBackoff: "failures fastFailureMs initialDelayMs maxDelayMs resetAfterMs",
     PgAtomic: "get set add compareExchange",
     PgLwLock: "share exclusive",
@@ -106,10 +110,10 @@ const EXTRAS: Surface = {
     ProtocolError: "name code",
     PostmasterClient: "socketPath postmasterId postmasterPid closed statusReport restart reload",
     "PostmasterClient.restart.target": "type",
-    WorkerStatusRow: "handle uptimeMs",
+    WorkerStatusRow: "handle uptimeMs scope fencingToken",
     LastExit: "code signal at",
     StatusReport: "postmaster workers",
-    PostmasterStatusRow: "pid phase phaseReason database uptimeMs shmemBytes maxWorkerProcesses spares spares.count spares.ready spares.target spares.max spares.pssBytes shutdown",
+    PostmasterStatusRow: "pid phase phaseReason database uptimeMs shmemBytes maxWorkerProcesses spares spares.count spares.ready spares.target spares.max spares.pssBytes shutdown cluster cluster.name cluster.nodeId",
     DatabaseOption: "url pgdata",
     Postmaster: "postmasterId pid reload onChange failure closed",
     PostmasterOptions: "logSink spareRunners maxSpareRunners cwd",
