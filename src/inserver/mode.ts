@@ -34,6 +34,10 @@ const MISSING = {
     thing: "shared memory (SPEC §8: pgShmemInit(), enableShmemAccess(), PgAtomic, PgLwLock)",
     instead: "run the extension with `bgworker start` to share memory, or keep shared state in tables",
   },
+  cluster: {
+    thing: 'cluster scope (SPEC §10: setScope("cluster"))',
+    instead: "run the extension with `bgworker start --cluster NAME` on each host, or register the worker host-scoped on one server",
+  },
 } as const;
 
 export type NotInServer = keyof typeof MISSING;

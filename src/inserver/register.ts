@@ -65,6 +65,7 @@ async function main(): Promise<void> {
         if (definition.shmem || startup !== undefined) {
           throw notInServerError(`load: background worker "${definition.name}" has enableShmemAccess()`, "shmem");
         }
+        if (definition.scope === "cluster") throw notInServerError(`load: background worker "${definition.name}" has setScope("cluster")`, "cluster");
         send(registrationFrame(definition));
       },
       requestShmem() {

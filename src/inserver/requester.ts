@@ -44,6 +44,7 @@ export class BackendRequester implements Requester {
       case "launch": {
         const d = request.definition;
         if (d.shmem) throw notInServerError(`loadDynamic: background worker "${d.name}" has enableShmemAccess()`, "shmem");
+        if (d.scope === "cluster") throw notInServerError(`loadDynamic: background worker "${d.name}" has setScope("cluster")`, "cluster");
         const reply = await this.#transport.request(
           new FrameWriter("D")
             .str(d.name)

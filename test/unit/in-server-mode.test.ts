@@ -9,7 +9,7 @@ import { BackgroundWorkerBuilder, definitionOf } from "../../src/builder.js";
 import { parseStartCommand } from "../../src/cli/start.js";
 import { connect } from "../../src/control/client.js";
 import { ERROR_CODES } from "../../src/errors.js";
-import { IN_SERVER_ENV, inServer, markInServer } from "../../src/inserver/mode.js";
+import { IN_SERVER_ENV, inServer, markInServer, notInServerError } from "../../src/inserver/mode.js";
 import { runFunction, WorkerExit } from "../../src/runtime/run-function.js";
 import { PgAtomic, pgShmemInit } from "../../src/shmem/index.js";
 
@@ -64,6 +64,11 @@ describe("not in-server yet: ERR_BGWORKER_NOT_IN_SERVER", () => {
     const hits = new PgAtomic("in-server test hits", "u64");
     assertNotInServer(await caught(() => pgShmemInit(hits)), /^pgShmemInit: shared memory \(SPEC §8/, /`bgworker start`/);
     assertNotInServer(await caught(() => hits.get()), /^PgAtomic "in-server test hits": shared memory/, /keep shared state in tables/);
+  });
+
+  it('setScope("cluster"): cluster mode, named with what to run instead', () => {
+    const error = notInServerError('load: background worker "sched" has setScope("cluster")', "cluster");
+    assertNotInServer(error, /^load: background worker "sched" has setScope\("cluster"\): cluster scope \(SPEC §10/, /bgworker start` --cluster NAME|`bgworker start --cluster NAME`/);
   });
 
   it("outside in-server mode the same calls give their usual errors", async () => {
