@@ -60,6 +60,25 @@ describe("bgworker start arguments", () => {
     assert.deepEqual(parseStart(["a.ts", "--database", "postgres://x/y"]).database, { url: "postgres://x/y" });
     assert.deepEqual(parseStart(["a.ts", "--pgdata", "/d"]).database, { pgdata: "/d" });
     assert.equal(parseStart(["a.ts"]).database, "embedded");
+    assert.deepEqual(parseStart(["a.ts", "--database", "postgres://x/y", "--cluster", "prod", "--node-id", "web-1", "--lease-ms", "4000", "--renew-ms", "500"]).cluster, {
+      name: "prod",
+      nodeId: "web-1",
+      leaseMs: 4000,
+      renewMs: 500,
+    });
+    assert.deepEqual(parseStart(["a.ts", "--database", "postgres://x/y", "--cluster", "prod"]).cluster, { name: "prod" });
+  });
+
+  it("checks the cluster option as every Postmaster option: before anything starts, naming the rule", () => {
+    const refused = (options: Parameters<typeof resolveOptions>[0], message: RegExp): void => {
+      assert.throws(() => resolveOptions(options), (error: Error & { code?: string }) => error.code === "ERR_BGWORKER_INVALID_OPTION" && message.test(error.message));
+    };
+    refused({ extensions: [], cluster: { name: "prod" } }, /cluster mode needs a database that every node reaches: give database \{ url \} \(--database URL\); this postmaster would serve its own embedded database/);
+    refused({ extensions: [], database: { url: "postgres://x/y" }, cluster: { name: "prod", renewMs: 2000 } }, /cluster\.renewMs 2000 is too long for cluster\.leaseMs 5000/);
+    refused({ extensions: [], database: { url: "postgres://x/y" }, cluster: { name: "" } }, /cluster\.name "" must be a non-empty string of at most 63 bytes/);
+    const resolved = resolveOptions({ extensions: [], database: { url: "postgres://x/y" }, cluster: { name: "prod", nodeId: "web-1" } });
+    assert.equal(resolved.cluster?.nodeId, "web-1");
+    assert.equal(resolveOptions({ extensions: [] }).cluster, null);
   });
 
   it("refuses what does not fit, as usage errors", () => {
@@ -69,6 +88,8 @@ describe("bgworker start arguments", () => {
       [["a.ts", "--max-worker-processes", "many"], '--max-worker-processes "many" must be a whole number'],
       [["a.ts", "--log-format", "xml"], '--log-format "xml" must be one of text, json'],
       [["a.ts", "--bogus"], "unknown option --bogus"],
+      [["a.ts", "--database", "postgres://x/y", "--node-id", "web-1"], "--node-id needs --cluster NAME"],
+      [["a.ts", "--database", "postgres://x/y", "--cluster", "prod", "--lease-ms", "5s"], '--lease-ms "5s" must be a whole number'],
     ];
     for (const [args, message] of cases) {
       assert.throws(() => parseStart(args), (error: unknown) => error instanceof UsageError && error.message === message && error.command === "start");
