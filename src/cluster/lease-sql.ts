@@ -17,7 +17,9 @@
  * Fencing (a transaction of generation G never commits after G+1 has started): before it grants G+1, acquire
  * ends every session recorded for G (`pg_terminate_backend(pid, timeout)`, checked against `backend_start`
  * so a reused pid is never hit) and takes the row FOR UPDATE, which waits for the transactions of G that
- * passed `bgworker.fence()` (FOR KEY SHARE) to end. Renewals take no lock that conflicts with those.
+ * passed `bgworker.fence()` (FOR KEY SHARE) to end. Renewals take no lock that conflicts with those, nor do
+ * enrolments: a session enrolled after acquire read the row makes its compare-and-set fail (busy), and the
+ * next acquire ends that session too.
  *
  * Every time is the server's: `clock_timestamp()` where a statement may run long (acquire waits for
  * terminations; a fence is called inside a transaction whose `now()` is its start).
@@ -57,7 +59,9 @@ const holderLockHeld = (row: string): string =>
 
 /**
  * The schema, idempotent: run by the first node to start, or by an administrator beforehand (then nodes
- * need no CREATE on the database). Rows are never deleted, so a worker's generations only grow.
+ * need no CREATE on the database, only `grantsFor(role)`). A node runs it only when `schemaCheck()` finds
+ * the schema absent: PostgreSQL refuses it to a role without CREATE (or that does not own the functions)
+ * even when every object exists. Rows are never deleted, so a worker's generations only grow.
  */
 export const SCHEMA_DDL = `
 CREATE SCHEMA IF NOT EXISTS ${SCHEMA};
@@ -116,20 +120,25 @@ BEGIN
   END IF;
 
   -- Fence generation G: end the sessions recorded for it, and the holder's cluster session if it lingers
-  -- past the lease's expiry (frozen, cut off), waiting for each to be gone. One that does not go in time:
-  -- try again later. A holder's session is never ended before its expiry: a lock that went early went
-  -- with a session that ended, or with a release whose row update has not committed yet (this read is
-  -- not locked), and that healthy session must live.
+  -- past the lease's expiry (frozen, cut off), waiting for each to be gone (oldest first). One that does not
+  -- go in time: try again later. One that ended by itself since this read (pg_stat_activity is read once
+  -- per transaction: pg_stat_clear_snapshot() reads it again) is gone, as wanted. A holder's session is
+  -- never ended before its expiry: a lock that went early went with a session that ended, or with a release
+  -- whose row update has not committed yet (this read is not locked), and that healthy session must live.
   FOR v_pid IN
     SELECT a.pid FROM pg_stat_activity a
      WHERE a.pid <> pg_backend_pid()
        AND ((a.pid = v.holder_pid AND a.backend_start = v.holder_backend_start AND v.expires_at <= v_now)
             OR EXISTS (SELECT 1 FROM jsonb_to_recordset(v.sessions) AS r(pid integer, backend_start timestamptz)
                         WHERE r.pid = a.pid AND r.backend_start = a.backend_start))
+     ORDER BY a.backend_start
   LOOP
     IF NOT pg_terminate_backend(v_pid, p_terminate_ms) THEN
-      RETURN QUERY SELECT 'busy', v.generation::text, v.holder, ${ms("clock_timestamp()")}, ${ms("v.expires_at")}, pg_backend_pid();
-      RETURN;
+      PERFORM pg_stat_clear_snapshot();
+      IF EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = v_pid) THEN
+        RETURN QUERY SELECT 'busy', v.generation::text, v.holder, ${ms("clock_timestamp()")}, ${ms("v.expires_at")}, pg_backend_pid();
+        RETURN;
+      END IF;
     END IF;
   END LOOP;
 
@@ -148,7 +157,9 @@ BEGIN
     PERFORM set_config('lock_timeout', p_terminate_ms::text, true);
     PERFORM 1 FROM ${SCHEMA}.cluster_lease l WHERE l.id = v.id FOR UPDATE;
     v_now := clock_timestamp();
-    -- Compare-and-set: G to G+1 only if nobody moved the generation since it was read above.
+    -- Compare-and-set: G to G+1 only if nobody moved the generation since it was read above, and no session
+    -- was enrolled that the loop above did not end (an enrolment's update waits neither for a fenced
+    -- transaction's FOR KEY SHARE nor behind this FOR UPDATE waiting for one): else try again, and end it.
     INSERT INTO ${SCHEMA}.cluster_lease AS l (cluster, worker, generation, holder, holder_pid, holder_backend_start,
                                               sessions, acquired_at, renewed_at, expires_at)
     VALUES (p_cluster, p_worker, 1, p_node, pg_backend_pid(),
@@ -158,7 +169,7 @@ BEGIN
       SET generation = l.generation + 1, holder = EXCLUDED.holder, holder_pid = EXCLUDED.holder_pid,
           holder_backend_start = EXCLUDED.holder_backend_start, sessions = '[]',
           acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at
-      WHERE l.generation = v.generation
+      WHERE l.generation = v.generation AND v.sessions @> l.sessions
     RETURNING l.generation, l.expires_at INTO v_generation, v_expires;
   EXCEPTION WHEN lock_not_available OR query_canceled THEN
     v_generation := NULL;
@@ -198,6 +209,48 @@ END
 $fn$;
 `;
 
+/** A role's name as an SQL identifier. */
+const ident = (name: string): string => `"${name.replace(/"/g, '""')}"`;
+
+/**
+ * What an administrator who made the schema (SCHEMA_DDL, as its owner) grants the role that nodes and
+ * cluster workers connect as, so that it needs no CREATE on the database: USAGE on the schema; SELECT,
+ * INSERT, UPDATE on both tables (UPDATE also for the row locks of acquire and of `fence()`); EXECUTE on both
+ * functions (PUBLIC has it by default, unless the administrator's default privileges say otherwise). The
+ * lease row's identity needs no grant on its sequence. Nodes and workers of one role terminate each other's
+ * sessions and see their `backend_start` without `pg_signal_backend` or `pg_read_all_stats`.
+ */
+export function grantsFor(role: string): string[] {
+  return [
+    `GRANT USAGE ON SCHEMA ${SCHEMA} TO ${ident(role)}`,
+    `GRANT SELECT, INSERT, UPDATE ON ${SCHEMA}.cluster_lease, ${SCHEMA}.cluster_node TO ${ident(role)}`,
+    `GRANT EXECUTE ON FUNCTION ${SCHEMA}.acquire_lease(text, text, text, integer, integer), ${SCHEMA}.fence(text, text, bigint) TO ${ident(role)}`,
+  ];
+}
+
+/**
+ * Whether the schema is there (`present`: both tables and both functions) and usable by the current role
+ * (`usable`: the grants above), read from the catalogs, so that it works without any privilege. A node runs
+ * SCHEMA_DDL only when the schema is not present: PostgreSQL checks CREATE on the database (and on the
+ * schema, and ownership of the functions) before it looks whether the objects exist, so a role without CREATE
+ * fails on `CREATE SCHEMA IF NOT EXISTS` even when the schema is there.
+ */
+export function schemaCheck(): Statement {
+  const tables = `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '${SCHEMA}' AND c.relkind = 'r' AND c.relname IN ('cluster_lease', 'cluster_node')`;
+  const functions =
+    `SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = '${SCHEMA}' ` +
+    `AND p.proname || '(' || oidvectortypes(p.proargtypes) || ')' IN ('acquire_lease(text, text, text, integer, integer)', 'fence(text, text, bigint)')`;
+  return {
+    text:
+      `SELECT coalesce(s.present, false) AS present, coalesce(s.present AND s.usable, false) AS usable FROM (SELECT ` +
+      `(SELECT count(*) FROM (${tables}) t) = 2 AND (SELECT count(*) FROM (${functions}) f) = 2 AS present, ` +
+      `has_schema_privilege((SELECT oid FROM pg_namespace WHERE nspname = '${SCHEMA}'), 'USAGE') ` +
+      `AND (SELECT bool_and(has_table_privilege(t.oid, 'SELECT') AND has_table_privilege(t.oid, 'INSERT') AND has_table_privilege(t.oid, 'UPDATE')) FROM (${tables}) t) ` +
+      `AND (SELECT bool_and(has_function_privilege(f.oid, 'EXECUTE')) FROM (${functions}) f) AS usable) s`,
+    values: [],
+  };
+}
+
 /**
  * The cluster session's settings, all of context `user` (DESIGN, measured on PostgreSQL 15.18). Chosen so
  * that the server never drops a silent holder's session (and its lock) before the lease's time to live:
@@ -227,9 +280,14 @@ export function sessionSettings(timings: LeaseTimings, nodeId: string): Statemen
 /** LISTEN for releases: on the cluster session, once per session. */
 export const LISTEN = `LISTEN ${RELEASE_CHANNEL}`;
 
-/** Acquire: one call, one round trip. Rows: outcome ('acquired' | 'busy'), generation (text), holder, times. */
+/**
+ * Acquire: one call, one round trip. One row: outcome ('acquired' | 'busy'), generation (text), holder, times.
+ * A busy answer names the holder and generation as the row was read: the holder is NULL when the lease was
+ * read free (released, or never held) and another node took it first.
+ */
 export function acquire(cluster: string, worker: string, nodeId: string, timings: LeaseTimings): Statement {
-  // Each termination may wait up to a third of the lease, so the whole call fits in statement_timeout.
+  // Each wait (a termination, the row lock) gives up after a third of the lease: the old holder's session,
+  // one worker session and the row lock fit in statement_timeout (the lease).
   const terminateMs = Math.max(100, Math.floor(timings.leaseMs / 3));
   return {
     text: `SELECT outcome, generation, holder, server_now, expires_at, backend_pid FROM ${SCHEMA}.acquire_lease($1, $2, $3, $4, $5)`,

@@ -12,10 +12,12 @@ import {
   registerNode,
   enrollSession,
   fence,
+  grantsFor,
   release,
   RELEASE_CHANNEL,
   renew,
   SCHEMA_DDL,
+  schemaCheck,
   sessionSettings,
   STALE_TOKEN_SQLSTATE,
 } from "../../src/cluster/lease-sql.js";
@@ -46,7 +48,8 @@ describe("lease SQL", () => {
     assert.match(body, /v\.holder IS NULL OR v\.expires_at <= v_now/);
     assert.match(body, /v_now timestamptz := clock_timestamp\(\)/, "the server's clock, now, not the statement's start");
     assert.match(body, /NOT EXISTS \(SELECT 1 FROM pg_locks k WHERE k\.locktype = 'advisory'.* k\.pid = v\.holder_pid\)/);
-    assert.match(body, /ON CONFLICT \(cluster, worker\) DO UPDATE SET generation = l\.generation \+ 1, .* WHERE l\.generation = v\.generation RETURNING l\.generation, l\.expires_at/);
+    assert.match(body, /ON CONFLICT \(cluster, worker\) DO UPDATE SET generation = l\.generation \+ 1, .* WHERE l\.generation = v\.generation AND v\.sessions @> l\.sessions RETURNING l\.generation, l\.expires_at/,
+      "and no session enrolled since the read, which the loop did not end");
     assert.match(body, /RETURN QUERY SELECT 'acquired', v_generation::text, p_node, .*pg_backend_pid\(\)/);
   });
 
@@ -58,7 +61,12 @@ describe("lease SQL", () => {
     const cas = body.indexOf("ON CONFLICT (cluster, worker) DO UPDATE");
     assert.ok(terminate > 0 && terminate < lock && lock < forUpdate && forUpdate < cas, "terminate, lock, FOR UPDATE, compare-and-set, in that order");
     assert.match(body, /a\.pid = v\.holder_pid AND a\.backend_start = v\.holder_backend_start AND v\.expires_at <= v_now/, "a holder's own session only once its lease has expired");
-    assert.match(body, /r\.pid = a\.pid AND r\.backend_start = a\.backend_start/);
+    assert.match(body, /r\.pid = a\.pid AND r\.backend_start = a\.backend_start\)\) ORDER BY a\.backend_start LOOP/);
+    assert.match(
+      body,
+      /IF NOT pg_terminate_backend\(v_pid, p_terminate_ms\) THEN PERFORM pg_stat_clear_snapshot\(\); IF EXISTS \(SELECT 1 FROM pg_stat_activity a WHERE a\.pid = v_pid\) THEN RETURN QUERY SELECT 'busy'/,
+      "a session that ended by itself since the read counts as ended",
+    );
     assert.match(body, /EXCEPTION WHEN lock_not_available/);
     assert.match(body, /pg_advisory_unlock\(/, "a lock taken by a call that then gives up is given back");
   });
@@ -112,6 +120,19 @@ describe("lease SQL", () => {
     assert.ok(Number(idle) * 1000 >= T.leaseMs, "keepalives: idle alone is at least the lease");
     assert.equal(ms, "5000", "tcp_user_timeout and idle_session_timeout: the lease");
     assert.equal(sessionSettings(leaseTimings({ leaseMs: 2500, renewMs: 500, shutdownTimeoutMs: 1 }), "n").values[1], "3", "rounded up");
+  });
+
+  it("an administrator's grants for a role, and a check that needs no privilege", () => {
+    assert.deepEqual(grantsFor('web "app"'), [
+      'GRANT USAGE ON SCHEMA bgworker TO "web ""app"""',
+      'GRANT SELECT, INSERT, UPDATE ON bgworker.cluster_lease, bgworker.cluster_node TO "web ""app"""',
+      'GRANT EXECUTE ON FUNCTION bgworker.acquire_lease(text, text, text, integer, integer), bgworker.fence(text, text, bigint) TO "web ""app"""',
+    ]);
+    const check = schemaCheck();
+    assert.match(check.text, /^SELECT coalesce\(s\.present, false\) AS present, coalesce\(s\.present AND s\.usable, false\) AS usable FROM/);
+    assert.doesNotMatch(check.text, /::regclass|::regproc|to_reg/, "by oid from the catalogs: no name lookup in a schema the role may not use");
+    for (const privilege of ["'USAGE'", "'SELECT'", "'INSERT'", "'UPDATE'", "'EXECUTE'"]) assert.ok(check.text.includes(privilege), privilege);
+    assert.deepEqual(check.values, []);
   });
 
   it("a node takes its id only from a node whose session is gone, and heartbeats by the server's clock", () => {
