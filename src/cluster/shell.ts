@@ -56,12 +56,6 @@ export interface ClusterStatus {
   }[];
 }
 
-/** The objects a node uses; when they all exist, a node needs no CREATE on the database. */
-const SCHEMA_PRESENT =
-  `SELECT to_regclass('${sql.SCHEMA}.cluster_lease') IS NOT NULL AND to_regclass('${sql.SCHEMA}.cluster_node') IS NOT NULL ` +
-  `AND to_regprocedure('${sql.SCHEMA}.acquire_lease(text,text,text,integer,integer)') IS NOT NULL ` +
-  `AND to_regprocedure('${sql.SCHEMA}.fence(text,text,bigint)') IS NOT NULL AS present`;
-
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -203,24 +197,27 @@ export class ClusterShell {
   }
 
   /**
-   * The schema, made when missing: nodes that start together take a transaction-scoped advisory lock first,
-   * as concurrent CREATE ... IF NOT EXISTS may fail. When it exists a node needs no CREATE on the database.
+   * The schema, made when missing (nodes that start together take a transaction-scoped advisory lock first,
+   * as concurrent CREATE ... IF NOT EXISTS may fail). When it is there a node runs no DDL, so it needs no
+   * CREATE on the database; it needs the grants of `grantsFor`, and says so when it lacks them.
    */
   async #ensureSchema(client: pg.Client): Promise<void> {
-    const { rows } = await client.query<{ present: boolean }>(SCHEMA_PRESENT);
-    if (rows[0]?.present === true) return;
+    const check = sql.schemaCheck();
+    const { rows } = await client.query<{ present: boolean; usable: boolean }>(check.text, [...check.values]);
+    const setupError = (message: string): Error =>
+      Object.assign(makeError(Error, "ERR_BGWORKER_DATABASE_START", `cluster "${this.#config.name}": ${message} (see docs/cluster.md, "Permissions")`), { setup: true });
+    if (rows[0]?.present === true) {
+      if (rows[0].usable !== true) {
+        throw setupError(`the role "${this.#connection()?.user ?? "?"}" lacks the grants on schema "${sql.SCHEMA}": an administrator runs GRANT USAGE, SELECT, INSERT, UPDATE and EXECUTE as listed there`);
+      }
+      return;
+    }
     try {
       await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${sql.ADVISORY_NAMESPACE}, 0); ${sql.SCHEMA_DDL}; COMMIT;`);
     } catch (error) {
       await client.query("ROLLBACK").catch(() => undefined);
-      throw Object.assign(
-        makeError(
-          Error,
-          "ERR_BGWORKER_DATABASE_START",
-          `cluster "${this.#config.name}": cannot create the cluster's schema "${sql.SCHEMA}": ${messageOf(error)} ` +
-            `(the role needs CREATE on the database, or an administrator creates the schema beforehand: see docs/cluster.md)`,
-        ),
-        { setup: true },
+      throw setupError(
+        `cannot create the cluster's schema "${sql.SCHEMA}": ${messageOf(error)}; the role needs CREATE on the database, or an administrator creates the schema beforehand`,
       );
     }
   }
