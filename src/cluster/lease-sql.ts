@@ -329,12 +329,16 @@ export function release(cluster: string, worker: string, nodeId: string, generat
 
 /**
  * Run by a cluster worker on its own SPI session when it connects: records the session under its
- * generation, so that a taker terminates it before G+1 starts. No row: the token is already stale.
+ * generation, so that a taker terminates it before G+1 starts. No row: the token is already stale. Sessions
+ * of the generation that have ended (a worker restarted under the same lease) are dropped from the list, so
+ * it stays as long as the sessions that live.
  */
 export function enrollSession(cluster: string, worker: string, generation: bigint): Statement {
   return {
     text:
-      `UPDATE ${SCHEMA}.cluster_lease SET sessions = sessions || jsonb_build_array(jsonb_build_object('pid', pg_backend_pid(), ` +
+      `UPDATE ${SCHEMA}.cluster_lease SET sessions = coalesce((SELECT jsonb_agg(e) FROM jsonb_array_elements(sessions) AS e ` +
+      `WHERE EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = (e->>'pid')::integer AND a.backend_start = (e->>'backend_start')::timestamptz)), '[]') ` +
+      `|| jsonb_build_array(jsonb_build_object('pid', pg_backend_pid(), ` +
       `'backend_start', (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()))) ` +
       `WHERE cluster = $1 AND worker = $2 AND generation = $3::bigint AND holder IS NOT NULL AND expires_at > clock_timestamp() ` +
       `RETURNING generation::text AS generation`,

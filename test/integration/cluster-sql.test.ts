@@ -731,6 +731,13 @@ describe("cluster lease SQL on PostgreSQL", () => {
     );
     assert.deepEqual(recorded, [{ matches: true }], "recorded with its backend_start, as pg_stat_activity has it");
 
+    // A worker restarted under the same lease enrols its new session; the ended one is dropped from the list.
+    await w.client.end();
+    await until("the first worker session gone", async () => ((await alive(w.pid)) ? undefined : true));
+    const restarted = await connect("restarted worker of w10");
+    assert.deepEqual(await run(restarted, enrollSession(CLUSTER, worker, 1n)), [{ generation: "1" }]);
+    assert.deepEqual((await leaseRow(worker)).sessions.map((e) => e.pid), [restarted.pid], "only the live session is listed");
+
     await run(a, release(CLUSTER, worker, "node-a", 1n));
     const w2 = await connect("late worker of w10");
     assert.deepEqual(await run(w2, enrollSession(CLUSTER, worker, 1n)), [], "a released lease");
@@ -738,7 +745,7 @@ describe("cluster lease SQL on PostgreSQL", () => {
     assert.deepEqual(await run(w2, enrollSession(CLUSTER, worker, 1n)), [], "a stale generation");
     assert.deepEqual(await run(w2, enrollSession(CLUSTER, worker, 2n)), [{ generation: "2" }]);
     await run(b, release(CLUSTER, worker, "node-b", 2n));
-    for (const s of [a, b, w, w2]) await s.client.end();
+    for (const s of [a, b, restarted, w2]) await s.client.end();
   });
 
   test("11. concurrent acquires of one lease: exactly one is granted, whether its row is new or released", async () => {

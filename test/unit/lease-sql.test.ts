@@ -107,6 +107,7 @@ describe("lease SQL", () => {
     const s = enrollSession("prod", "scheduler", 3n);
     assert.match(s.text, /'pid', pg_backend_pid\(\)/);
     assert.match(s.text, /WHERE cluster = \$1 AND worker = \$2 AND generation = \$3::bigint AND holder IS NOT NULL AND expires_at > clock_timestamp\(\)/);
+    assert.match(s.text, /jsonb_array_elements\(sessions\) AS e WHERE EXISTS \(SELECT 1 FROM pg_stat_activity a WHERE a\.pid = \(e->>'pid'\)::integer AND a\.backend_start = /, "ended sessions are dropped");
   });
 
   it("the cluster session never lets the server drop a silent holder before the lease's time", () => {
