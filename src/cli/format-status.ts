@@ -1,4 +1,8 @@
-/** `bgworker status` as a table: the postmaster row, then one row per worker slot (SPEC §7). */
+/**
+ * `bgworker status` as a table: the postmaster row, then one row per worker slot (SPEC §7); and
+ * `bgworker status --cluster`: the cluster's nodes and leases (SPEC §10).
+ */
+import type { ClusterStatus } from "../cluster/shell.js";
 import type { LastExit, StatusReport, WorkerStatusRow } from "../status.js";
 
 /** `850ms`, `1.5s`, `2m30s`, `3h5m`, `2d4h`: short, and exact where it matters (restart times). */
@@ -93,4 +97,48 @@ export function formatStatus(report: StatusReport, now: number): string {
   if (report.workers.length === 0) return `${head}\n(no background workers)`;
   const sorted = [...report.workers].sort((a, b) => a.slot - b.slot);
   return `${head}\n${table([HEADERS, ...sorted.map((row) => cells(row, now))])}`;
+}
+
+/**
+ * A span of the server's clock for `status --cluster`: `0.4 s`, `59.9 s` (tenths, cut as formatDuration cuts
+ * them, since heartbeats and leases are a few seconds), then as formatDuration (`2m30s`, `3h5m`) for a node
+ * gone long ago. Never negative: a heartbeat committed just after the status query's `now()` is "0.0 s ago".
+ */
+export function formatSpan(ms: number): string {
+  if (!Number.isFinite(ms)) return "-";
+  const positive = Math.max(0, ms);
+  return positive < 60_000 ? `${(Math.floor(positive / 100) / 10).toFixed(1)} s` : formatDuration(positive);
+}
+
+/** "expires in 3.2 s" or "expired 1.0 s ago", from a lease's expiry and the server's now. */
+export function formatExpiry(expiresAt: number, serverNow: number): string {
+  const left = expiresAt - serverNow;
+  return left > 0 ? `expires in ${formatSpan(left)}` : `expired ${formatSpan(-left)} ago`;
+}
+
+const NODE_HEADERS = ["NODE", "HOST", "PID", "LAST HEARTBEAT", "LIVE"];
+const LEASE_HEADERS = ["WORKER", "HOLDER", "GENERATION", "LEASE"];
+
+/**
+ * `bgworker status --cluster` as text: a head line, every node of the cluster, then every cluster-scoped
+ * worker's lease. Every age and expiry is the server's (`serverNow` minus the heartbeat, the expiry minus
+ * `serverNow`): no clock of this host is read.
+ */
+export function formatClusterStatus(status: ClusterStatus): string {
+  const head = `cluster ${status.cluster}, as seen by node ${status.nodeId} (times by the database server's clock)`;
+  const nodes =
+    status.nodes.length === 0
+      ? "(no nodes)"
+      : table([
+          NODE_HEADERS,
+          ...status.nodes.map((node) => [node.nodeId, node.host, String(node.pid), `${formatSpan(status.serverNow - node.heartbeatAt)} ago`, node.live ? "yes" : "no"]),
+        ]);
+  const leases =
+    status.leases.length === 0
+      ? "(no cluster-scoped worker has held a lease yet)"
+      : table([
+          LEASE_HEADERS,
+          ...status.leases.map((lease) => [lease.worker, lease.holder ?? "—", lease.generation, formatExpiry(lease.expiresAt, status.serverNow)]),
+        ]);
+  return `${head}\n${nodes}\n\n${leases}`;
 }

@@ -39,7 +39,7 @@ Environment:
   BGWORKER_STATE_DIR          where root keeps clusters the postgres user cannot reach in the project
                               (default /var/lib/bgworker)
 `,
-  status: `Usage: bgworker status [--json] [--all] [--socket PATH]
+  status: `Usage: bgworker status [--json] [--all | --cluster] [--socket PATH]
 
 Shows the postmaster and one row per worker slot, with each worker's uptime, CPU seconds and resident
 memory read from the OS.
@@ -47,6 +47,9 @@ memory read from the OS.
 Options:
   --json           print the status report as JSON
   --all            list every postmaster this user runs on this host
+  --cluster        the postmaster's cluster instead (started with --cluster): every node with its host,
+                   pid, last heartbeat and whether it is live, and every cluster-scoped worker with the
+                   node holding its lease, its generation and its expiry, all by the database server's clock
   --socket PATH    the postmaster's control socket (default $BGWORKER_SOCKET, else the nearest
                    .bgworker/bgworker.sock at or above the current directory)
   -h, --help       show this help
@@ -160,7 +163,8 @@ PostgreSQL's background workers, for TypeScript.
 
 Commands:
   start EXTENSION...   run a postmaster (in the foreground, or in the background with -d)
-  status               show the postmaster and its worker slots (--all: every postmaster)
+  status               show the postmaster and its worker slots (--all: every postmaster,
+                       --cluster: the nodes and leases of its cluster)
   logs                 print or follow the postmaster's log file
   restart TYPE|PID|HANDLE
                        start a new process for a worker now

@@ -1,8 +1,11 @@
-/** `bgworker status [--json] [--socket PATH]`, and `status --all`: every postmaster of this user on this host. */
-import { connect } from "../control/client.js";
+/**
+ * `bgworker status [--json] [--socket PATH]`; `status --all`: every postmaster of this user on this host;
+ * `status --cluster`: the nodes and leases of the postmaster's cluster (SPEC §10).
+ */
+import { clusterStatusOf, connect } from "../control/client.js";
 import { listPostmasters, type RegistryEntry } from "../ops/registry.js";
 import type { StatusReport } from "../status.js";
-import { formatDuration, formatStatus, table } from "./format-status.js";
+import { formatClusterStatus, formatDuration, formatStatus, table } from "./format-status.js";
 import { HELP } from "./help.js";
 import { EXIT_OK, parseOrUsage, UsageError } from "./usage.js";
 import { parseSocket } from "./values.js";
@@ -13,6 +16,7 @@ export async function run(args: string[]): Promise<number> {
     options: {
       json: { type: "boolean" },
       all: { type: "boolean" },
+      cluster: { type: "boolean" },
       socket: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -23,12 +27,19 @@ export async function run(args: string[]): Promise<number> {
   }
   if (values.all === true) {
     if (values.socket !== undefined) throw new UsageError("--all and --socket exclude each other", "status");
+    if (values.cluster === true) throw new UsageError("--all and --cluster exclude each other", "status");
     return all(values.json === true);
   }
   const client = await connect(parseSocket("status", values.socket));
   try {
-    const report = await client.statusReport();
-    process.stdout.write((values.json === true ? JSON.stringify(report, null, 2) : formatStatus(report, Date.now())) + "\n");
+    if (values.cluster === true) {
+      // Rejects with one line (ERR_BGWORKER_POSTMASTER_STATE) for a postmaster not in a cluster: exit 1.
+      const status = await clusterStatusOf(client);
+      process.stdout.write((values.json === true ? JSON.stringify(status, null, 2) : formatClusterStatus(status)) + "\n");
+    } else {
+      const report = await client.statusReport();
+      process.stdout.write((values.json === true ? JSON.stringify(report, null, 2) : formatStatus(report, Date.now())) + "\n");
+    }
   } finally {
     await client.close();
   }

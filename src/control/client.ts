@@ -5,6 +5,7 @@
  */
 import * as net from "node:net";
 import { launchWith, type BackgroundWorkerBuilder } from "../builder.js";
+import type { ClusterStatus } from "../cluster/shell.js";
 import { leaveRole, processRole, takeRole, type ClientRole } from "../context.js";
 import { makeError } from "../errors.js";
 import { formatHandle, parseHandle } from "../handle-format.js";
@@ -14,6 +15,7 @@ import { Launcher } from "../launcher.js";
 import type { ShutdownMode, StatusReport, WorkerStatusRow } from "../status.js";
 import { RequestChannel } from "./channel.js";
 import {
+  clusterStatusFromWire,
   encodeFrame,
   errorFromWire,
   FrameDecoder,
@@ -117,6 +119,7 @@ class SocketTransport {
 }
 
 let makeClient: (transport: SocketTransport, hello: HelloResult) => PostmasterClient;
+let channelOf: (client: PostmasterClient) => RequestChannel;
 
 /**
  * A connection to a running postmaster (SPEC §5). Made by `connect()`. Besides SPEC's members it has
@@ -139,6 +142,7 @@ export class PostmasterClient {
 
   static {
     makeClient = (transport, hello) => new PostmasterClient(transport, hello);
+    channelOf = (client) => client.#transport.channel;
   }
 
   private constructor(transport: SocketTransport, hello: HelloResult) {
@@ -228,6 +232,15 @@ export class PostmasterClient {
     this.#transport.close();
     await this.closed;
   }
+}
+
+/**
+ * `bgworker status --cluster`: the nodes and leases of the postmaster's cluster, by the database server's
+ * clock (SPEC §10). Rejects with ERR_BGWORKER_POSTMASTER_STATE when the postmaster is not in a cluster. A
+ * function of the CLI's rather than a `PostmasterClient` member: the public client stays as SPEC §5 has it.
+ */
+export async function clusterStatusOf(client: PostmasterClient): Promise<ClusterStatus> {
+  return clusterStatusFromWire(await channelOf(client).request({ op: "clusterStatus" }, "reject"));
 }
 
 function connectError(socketPath: string, error: NodeJS.ErrnoException): Error {

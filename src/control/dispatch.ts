@@ -4,7 +4,7 @@
  * every path is answered here, the admission check included.
  */
 import { admitLaunch } from "../admission.js";
-import { errorToWire, type WireError } from "../errors.js";
+import { errorToWire, makeError, type WireError } from "../errors.js";
 import { formatHandle } from "../handle-format.js";
 import type { ControlHandler } from "./handler.js";
 import { handleStateToWire, requestFromValue, type LaunchResult, type Request, type RequestId, type RestartResult } from "./protocol.js";
@@ -38,6 +38,11 @@ export async function dispatchRequest(handler: ControlHandler, request: Request,
     case "reload":
       await handler.reload();
       return null;
+    case "clusterStatus":
+      if (handler.clusterStatus === undefined) {
+        throw makeError(Error, "ERR_BGWORKER_POSTMASTER_STATE", "status --cluster: this postmaster is not in a cluster (start it with --cluster NAME)");
+      }
+      return handler.clusterStatus();
   }
 }
 

@@ -4,6 +4,7 @@
  * the postmaster's shell and its state machine, which implement this. It is internal: the public
  * `Postmaster` does not expose it.
  */
+import type { ClusterStatus } from "../cluster/shell.js";
 import type { WorkerDefinition } from "../definition.js";
 import type { HandleRef, HandleState } from "../handle-format.js";
 import type { ShutdownMode, StatusReport } from "../status.js";
@@ -32,6 +33,13 @@ export interface ControlHandler {
   stop(mode: ShutdownMode): void;
   /** SIGHUP to every worker and a managed server reloaded; resolves once the server has been signalled. */
   reload(): Promise<void>;
+  /**
+   * `bgworker status --cluster` (SPEC §10): the cluster's nodes and leases, read on this node's cluster
+   * session by the server's clock. Rejects (ERR_BGWORKER_POSTMASTER_STATE) when the postmaster is not in a
+   * cluster. Optional, so that a handler that knows nothing of clusters (the tests' fakes) need not say so:
+   * without it the op answers as a postmaster not in a cluster.
+   */
+  clusterStatus?(): Promise<ClusterStatus>;
   /** The last connection of the process with this pid has closed: cancel its notifications. */
   clientGone(pid: number): void;
 }

@@ -13,6 +13,7 @@ import {
   errorToWire,
   type WireError,
 } from "../errors.js";
+import type { ClusterStatus } from "../cluster/shell.js";
 import { MAX_PID, type WorkerDefinition } from "../definition.js";
 import { parseHandle, type HandleRef, type HandleState } from "../handle-format.js";
 import { SHUTDOWN_MODES, type ShutdownMode } from "../status.js";
@@ -31,8 +32,8 @@ const MAX_ID_LENGTH = 64;
 /** A request's id: a non-negative safe integer or a short string, chosen by the client. */
 export type RequestId = number | string;
 
-export type Op = "status" | "launch" | "state" | "waitForStartup" | "waitForShutdown" | "terminate" | "restart" | "stop" | "reload";
-export const OPS: readonly Op[] = ["status", "launch", "state", "waitForStartup", "waitForShutdown", "terminate", "restart", "stop", "reload"];
+export type Op = "status" | "launch" | "state" | "waitForStartup" | "waitForShutdown" | "terminate" | "restart" | "stop" | "reload" | "clusterStatus";
+export const OPS: readonly Op[] = ["status", "launch", "state", "waitForStartup", "waitForShutdown", "terminate", "restart", "stop", "reload", "clusterStatus"];
 
 /** The first frame of a connection, from the client. */
 export interface HelloRequest {
@@ -60,7 +61,8 @@ type RequestOf<Handle> =
   | { readonly id: RequestId; readonly op: "terminate"; readonly target: number | Handle }
   | { readonly id: RequestId; readonly op: "restart"; readonly target: RestartTargetOf<Handle> }
   | { readonly id: RequestId; readonly op: "stop"; readonly mode: ShutdownMode }
-  | { readonly id: RequestId; readonly op: "reload" };
+  | { readonly id: RequestId; readonly op: "reload" }
+  | { readonly id: RequestId; readonly op: "clusterStatus" };
 
 /** What `restart` names: a worker's pid, its handle, or every registered worker of a type. */
 export type RestartTargetOf<Handle> = { readonly pid: number } | { readonly handle: Handle } | { readonly type: string };
@@ -273,6 +275,7 @@ function parseOp(id: RequestId, op: Op, value: Record<string, unknown>): Request
   switch (op) {
     case "status":
     case "reload":
+    case "clusterStatus":
       only([]);
       return { id, op };
     case "launch":
@@ -343,6 +346,42 @@ export function launchResultFromWire(value: unknown): LaunchResult {
     throw new ProtocolError(`reply: ${describe(value)} is not a launch result`);
   }
   return { handle: value.handle, notifyPid: value.notifyPid };
+}
+
+/**
+ * Reads a `clusterStatus` result (`bgworker status --cluster`), checked field by field as every other reply:
+ * times are numbers (the server's clock, ms since the epoch), a generation a decimal string (a bigint), a
+ * free lease's holder null.
+ */
+export function clusterStatusFromWire(value: unknown): ClusterStatus {
+  const fail = (field: string, got: unknown): never => {
+    throw new ProtocolError(field === "" ? `reply: ${describe(got)} is not a cluster status` : `reply: cluster status: ${field} ${describe(got)} is not valid`);
+  };
+  const text = (record: Record<string, unknown>, key: string, where: string): string =>
+    typeof record[key] === "string" ? (record[key] as string) : fail(`${where}${key}`, record[key]);
+  const time = (record: Record<string, unknown>, key: string, where: string): number =>
+    typeof record[key] === "number" && Number.isFinite(record[key]) ? (record[key] as number) : fail(`${where}${key}`, record[key]);
+  const list = (record: Record<string, unknown>, key: string): Record<string, unknown>[] => {
+    const items = record[key];
+    if (!Array.isArray(items)) return fail(key, items);
+    return items.map((item, i) => (isRecord(item) ? item : fail(`${key}[${i}]`, item)));
+  };
+  if (!isRecord(value)) return fail("", value);
+  const nodes = list(value, "nodes").map((node, i) => {
+    const where = `nodes[${i}].`;
+    const pid = node.pid;
+    if (!isPid(pid)) return fail(`${where}pid`, pid);
+    if (typeof node.live !== "boolean") return fail(`${where}live`, node.live);
+    return { nodeId: text(node, "nodeId", where), host: text(node, "host", where), pid, heartbeatAt: time(node, "heartbeatAt", where), live: node.live };
+  });
+  const leases = list(value, "leases").map((lease, i) => {
+    const where = `leases[${i}].`;
+    const generation = text(lease, "generation", where);
+    if (!/^(0|[1-9][0-9]*)$/.test(generation)) return fail(`${where}generation`, generation);
+    const holder = lease.holder === null ? null : text(lease, "holder", where);
+    return { worker: text(lease, "worker", where), holder, generation, expiresAt: time(lease, "expiresAt", where) };
+  });
+  return { cluster: text(value, "cluster", ""), nodeId: text(value, "nodeId", ""), serverNow: time(value, "serverNow", ""), nodes, leases };
 }
 
 export function helloResultFromWire(value: unknown): HelloResult {

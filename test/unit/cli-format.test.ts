@@ -4,7 +4,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { formatBytes, formatDuration, formatStatus } from "../../src/cli/format-status.js";
+import { formatBytes, formatClusterStatus, formatDuration, formatExpiry, formatSpan, formatStatus } from "../../src/cli/format-status.js";
+import type { ClusterStatus } from "../../src/cluster/shell.js";
 import { UsageError, parseOrUsage, expectPositionals } from "../../src/cli/usage.js";
 import { parseDatum, parseMilliseconds, parsePid, parseRestartTime, parseStartTime, resolveLibrary } from "../../src/cli/values.js";
 import { BgWorkerStartTime } from "../../src/definition.js";
@@ -127,5 +128,64 @@ describe("status table", () => {
     assert.deepEqual([0, 999, 1000, 1550, 59_999, 60_000, 90_000, 3_600_000, 3_660_000, 86_400_000, 90_000_000].map(formatDuration),
       ["0ms", "999ms", "1s", "1.5s", "59.9s", "1m", "1m30s", "1h", "1h1m", "1d", "1d1h"]);
     assert.deepEqual([0, 1023, 1024, 1536, 5 * 1024 * 1024].map(formatBytes), ["0 B", "1023 B", "1.0 KiB", "1.5 KiB", "5.0 MiB"]);
+  });
+});
+
+describe("cluster status (status --cluster)", () => {
+  // The server's clock only: this host's Date.now() is never read, so a far-off serverNow changes nothing.
+  const serverNow = Date.parse("2031-06-01T08:00:00.000Z");
+  const status: ClusterStatus = {
+    cluster: "prod",
+    nodeId: "web-1",
+    serverNow,
+    nodes: [
+      { nodeId: "web-1", host: "web-1.internal", pid: 4100, heartbeatAt: serverNow - 400, live: true },
+      { nodeId: "web-2", host: "web-2.internal", pid: 52, heartbeatAt: serverNow - 1250, live: true },
+      { nodeId: "web-3", host: "web-3.internal", pid: 777, heartbeatAt: serverNow - 3 * 3_600_000 - 300_000, live: false },
+    ],
+    leases: [
+      { worker: "outbox-relay", holder: "web-1", generation: "3", expiresAt: serverNow + 3210 },
+      { worker: "reaper", holder: "web-3", generation: "12", expiresAt: serverNow - 1000 },
+      { worker: "reports", holder: null, generation: "9223372036854775807", expiresAt: serverNow - 75_000 },
+    ],
+  };
+
+  it("shows every node with its heartbeat's age and liveness, then every lease with holder, generation and expiry", () => {
+    assert.equal(
+      formatClusterStatus(status),
+      [
+        "cluster prod, as seen by node web-1 (times by the database server's clock)",
+        "NODE   HOST            PID   LAST HEARTBEAT  LIVE",
+        "web-1  web-1.internal  4100  0.4 s ago       yes",
+        "web-2  web-2.internal  52    1.2 s ago       yes",
+        "web-3  web-3.internal  777   3h5m ago        no",
+        "",
+        "WORKER        HOLDER  GENERATION           LEASE",
+        "outbox-relay  web-1   3                    expires in 3.2 s",
+        "reaper        web-3   12                   expired 1.0 s ago",
+        "reports       —       9223372036854775807  expired 1m15s ago",
+      ].join("\n"),
+    );
+  });
+
+  it("says so when no cluster-scoped worker has a lease yet", () => {
+    assert.equal(
+      formatClusterStatus({ ...status, nodes: status.nodes.slice(0, 1), leases: [] }),
+      [
+        "cluster prod, as seen by node web-1 (times by the database server's clock)",
+        "NODE   HOST            PID   LAST HEARTBEAT  LIVE",
+        "web-1  web-1.internal  4100  0.4 s ago       yes",
+        "",
+        "(no cluster-scoped worker has held a lease yet)",
+      ].join("\n"),
+    );
+  });
+
+  it("formats spans in tenths of a second up to a minute, never negative", () => {
+    assert.deepEqual([0, 99, 400, 999, 1000, 59_999, 60_000, 90_000, -20, Number.NaN].map(formatSpan),
+      ["0.0 s", "0.0 s", "0.4 s", "0.9 s", "1.0 s", "59.9 s", "1m", "1m30s", "0.0 s", "-"]);
+    assert.equal(formatExpiry(10_000 + 3_200, 10_000), "expires in 3.2 s");
+    assert.equal(formatExpiry(10_000, 10_000), "expired 0.0 s ago");
+    assert.equal(formatExpiry(9_000, 10_000), "expired 1.0 s ago");
   });
 });

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BackgroundWorkerBuilder, definitionOf } from "../../src/builder.js";
 import {
+  clusterStatusFromWire,
   errorFromWire,
   errorToWire,
   FrameDecoder,
@@ -99,6 +100,8 @@ describe("parseRequest", () => {
     assert.deepEqual(request({ id: 4, op: "terminate", target: 1234 }), { id: 4, op: "terminate", target: 1234 });
     assert.deepEqual(request({ id: 5, op: "terminate", target: HANDLE }), { id: 5, op: "terminate", target: { postmaster: "pm-1", slot: 3, generation: 7 } });
     assert.deepEqual(request({ id: 6, op: "stop", mode: "immediate" }), { id: 6, op: "stop", mode: "immediate" });
+    assert.deepEqual(request({ id: 8, op: "reload" }), { id: 8, op: "reload" });
+    assert.deepEqual(request({ id: "c", op: "clusterStatus" }), { id: "c", op: "clusterStatus" });
     const launch = request({ id: 7, op: "launch", definition: definition() });
     assert.ok(launch.op === "launch");
     assert.deepEqual(launch.definition, definition());
@@ -121,6 +124,8 @@ describe("parseRequest", () => {
       [{ id: 6, op: "terminate", target: null }, /^terminate: target null must be a worker pid or a handle string$/, 6],
       [{ id: 7, op: "stop", mode: "slow" }, /^stop: mode "slow" must be one of smart, fast, immediate$/, 7],
       [{ id: 8, op: "launch" }, /^invalid worker definition: definition undefined must be an object$/, 8],
+      [{ id: 9, op: "clusterStatus", cluster: "prod" }, /^clusterStatus: unknown field "cluster"$/, 9],
+      [{ id: 10, op: "clusterstatus" }, /^unknown op "clusterstatus" \(expected one of .*, reload, clusterStatus\)$/, 10],
     ];
     for (const [frame, message, id] of cases) {
       const result = refused(parseRequest(JSON.stringify(frame)));
@@ -208,5 +213,48 @@ describe("errors on the wire", () => {
     });
     assert.throws(() => parseReply("{}"), ProtocolError);
     assert.throws(() => parseReply("x"), ProtocolError);
+  });
+});
+
+describe("clusterStatus replies", () => {
+  const good = {
+    cluster: "prod",
+    nodeId: "a",
+    serverNow: 1_900_000_000_000.5,
+    nodes: [{ nodeId: "a", host: "h", pid: 41, heartbeatAt: 1_899_999_999_600, live: true }],
+    leases: [
+      { worker: "ledger", holder: "a", generation: "1", expiresAt: 1_900_000_004_000 },
+      { worker: "free", holder: null, generation: "7", expiresAt: 1_899_999_990_000 },
+    ],
+  };
+
+  it("reads a cluster status as the server sends it, through a reply frame", () => {
+    const reply = parseReply(JSON.stringify({ id: 4, ok: true, result: good }));
+    assert.ok(reply.ok);
+    assert.deepEqual(clusterStatusFromWire(reply.result), good);
+    assert.deepEqual(clusterStatusFromWire({ ...good, nodes: [], leases: [] }), { ...good, nodes: [], leases: [] });
+  });
+
+  it("refuses a malformed one with a ProtocolError naming the field", () => {
+    const lease = good.leases[0]!;
+    const node = good.nodes[0]!;
+    const cases: Array<[unknown, RegExp]> = [
+      [null, /^reply: null is not a cluster status$/],
+      [[], /^reply: array\(0\) is not a cluster status$/],
+      [{ ...good, cluster: 5 }, /^reply: cluster status: cluster 5 is not valid$/],
+      [{ ...good, serverNow: "now" }, /^reply: cluster status: serverNow "now" is not valid$/],
+      [{ ...good, nodes: {} }, /^reply: cluster status: nodes object is not valid$/],
+      [{ ...good, nodes: [1] }, /^reply: cluster status: nodes\[0\] 1 is not valid$/],
+      [{ ...good, nodes: [{ ...node, pid: 0 }] }, /^reply: cluster status: nodes\[0\]\.pid 0 is not valid$/],
+      [{ ...good, nodes: [{ ...node, live: "yes" }] }, /^reply: cluster status: nodes\[0\]\.live "yes" is not valid$/],
+      [{ ...good, nodes: [{ ...node, heartbeatAt: null }] }, /^reply: cluster status: nodes\[0\]\.heartbeatAt null is not valid$/],
+      [{ ...good, leases: [lease, { ...lease, generation: 2 }] }, /^reply: cluster status: leases\[1\]\.generation 2 is not valid$/],
+      [{ ...good, leases: [{ ...lease, generation: "-1" }] }, /^reply: cluster status: leases\[0\]\.generation "-1" is not valid$/],
+      [{ ...good, leases: [{ ...lease, holder: 3 }] }, /^reply: cluster status: leases\[0\]\.holder 3 is not valid$/],
+      [{ ...good, leases: [{ ...lease, expiresAt: "-Infinity" }] }, /^reply: cluster status: leases\[0\]\.expiresAt "-Infinity" is not valid$/],
+    ];
+    for (const [value, message] of cases) {
+      assert.throws(() => clusterStatusFromWire(value), (error: unknown) => error instanceof ProtocolError && message.test(error.message), JSON.stringify(value));
+    }
   });
 });

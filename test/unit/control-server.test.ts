@@ -480,7 +480,7 @@ describe("ControlServer: malformed and hostile input", () => {
     const [json, op, mode, def] = [await raw.reply(2), await raw.reply(3), await raw.reply(4), await raw.reply(5)];
     assert.equal(json.id, null);
     assert.match((json.error as { message: string }).message, /^frame is not valid JSON/);
-    assert.deepEqual(op, { id: 1, ok: false, error: { name: "ProtocolError", message: 'unknown op "dance" (expected one of status, launch, state, waitForStartup, waitForShutdown, terminate, restart, stop, reload)', code: "ERR_BGWORKER_PROTOCOL" } });
+    assert.deepEqual(op, { id: 1, ok: false, error: { name: "ProtocolError", message: 'unknown op "dance" (expected one of status, launch, state, waitForStartup, waitForShutdown, terminate, restart, stop, reload, clusterStatus)', code: "ERR_BGWORKER_PROTOCOL" } });
     assert.deepEqual(mode, { id: 2, ok: false, error: { name: "ProtocolError", message: 'stop: mode "gentle" must be one of smart, fast, immediate', code: "ERR_BGWORKER_PROTOCOL" } });
     assert.deepEqual(def.error, { name: "TypeError", message: 'invalid worker definition: field "type" is missing', code: "ERR_BGWORKER_INVALID_DEFINITION" });
     const last = await raw.reply(7);
