@@ -281,6 +281,14 @@ export function sessionSettings(timings: LeaseTimings, nodeId: string): Statemen
 export const LISTEN = `LISTEN ${RELEASE_CHANNEL}`;
 
 /**
+ * The node's heartbeat, carried by each lease query (a data-modifying WITH runs whatever the main statement
+ * does): a node with leases sends no query of its own for it, so its cost stays one query per renewal period
+ * per lease. `heartbeat()` serves a node with none.
+ */
+const beat = (cluster: string, nodeId: string): string =>
+  `WITH beat AS (UPDATE ${SCHEMA}.cluster_node SET heartbeat_at = now() WHERE cluster = ${cluster} AND node_id = ${nodeId} AND backend_pid = pg_backend_pid())`;
+
+/**
  * Acquire: one call, one round trip. One row: outcome ('acquired' | 'busy'), generation (text), holder, times.
  * A busy answer names the holder and generation as the row was read: the holder is NULL when the lease was
  * read free (released, or never held) and another node took it first.
@@ -290,7 +298,7 @@ export function acquire(cluster: string, worker: string, nodeId: string, timings
   // one worker session and the row lock fit in statement_timeout (the lease).
   const terminateMs = Math.max(100, Math.floor(timings.leaseMs / 3));
   return {
-    text: `SELECT outcome, generation, holder, server_now, expires_at, backend_pid FROM ${SCHEMA}.acquire_lease($1, $2, $3, $4, $5)`,
+    text: `${beat("$1", "$3")} SELECT outcome, generation, holder, server_now, expires_at, backend_pid FROM ${SCHEMA}.acquire_lease($1, $2, $3, $4, $5)`,
     values: [cluster, worker, nodeId, timings.leaseMs, terminateMs],
   };
 }
@@ -302,7 +310,7 @@ export function acquire(cluster: string, worker: string, nodeId: string, timings
 export function renew(cluster: string, worker: string, nodeId: string, generation: bigint, timings: LeaseTimings): Statement {
   return {
     text:
-      `UPDATE ${SCHEMA}.cluster_lease SET renewed_at = now(), expires_at = now() + make_interval(secs => $5 / 1000.0) ` +
+      `${beat("$1", "$3")} UPDATE ${SCHEMA}.cluster_lease SET renewed_at = now(), expires_at = now() + make_interval(secs => $5 / 1000.0) ` +
       `WHERE cluster = $1 AND worker = $2 AND holder = $3 AND generation = $4::bigint AND holder_pid = pg_backend_pid() AND expires_at > now() ` +
       `RETURNING generation::text AS generation, ${ms("now()")} AS server_now, ${ms("expires_at")} AS expires_at, pg_backend_pid() AS backend_pid`,
     values: [cluster, worker, nodeId, generation.toString(), timings.leaseMs],
@@ -382,7 +390,8 @@ export function heartbeat(cluster: string, nodeId: string): Statement {
 
 /**
  * `bgworker status --cluster`: every node and every cluster-scoped worker, with the server's `now()` to
- * read heartbeats and expiries against (never this host's clock).
+ * read heartbeats and expiries against (never this host's clock). A lease never granted yet expires at
+ * '-infinity', which JSON cannot carry: it is shown as the epoch, long expired.
  */
 export function clusterStatus(cluster: string): Statement {
   return {
@@ -392,7 +401,7 @@ export function clusterStatus(cluster: string): Statement {
       `'live', EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = n.backend_pid AND a.backend_start = n.backend_start)) ORDER BY n.node_id), '[]') ` +
       `FROM ${SCHEMA}.cluster_node n WHERE n.cluster = $1) AS nodes, ` +
       `(SELECT coalesce(json_agg(json_build_object('worker', l.worker, 'holder', l.holder, 'generation', l.generation::text, ` +
-      `'expiresAt', ${ms("l.expires_at")}) ORDER BY l.worker), '[]') FROM ${SCHEMA}.cluster_lease l WHERE l.cluster = $1) AS leases`,
+      `'expiresAt', ${ms("greatest(l.expires_at, 'epoch'::timestamptz)")}) ORDER BY l.worker), '[]') FROM ${SCHEMA}.cluster_lease l WHERE l.cluster = $1) AS leases`,
     values: [cluster],
   };
 }

@@ -77,6 +77,8 @@ export class ClusterShell {
   #heartbeat: NodeJS.Timeout | undefined;
   #shuttingDown = false;
   #lastFailure: string | null = null;
+  /** When the last query that carries the node's heartbeat (acquire, renew) was sent. */
+  #lastBeat = -Infinity;
   readonly #done = new Set<string>();
   #allDone!: () => void;
   readonly #finished = new Promise<void>((resolve) => (this.#allDone = resolve));
@@ -225,10 +227,13 @@ export class ClusterShell {
   #startHeartbeat(client: pg.Client): void {
     clearInterval(this.#heartbeat);
     const statement = sql.heartbeat(this.#config.name, this.#config.nodeId);
+    const { renewMs } = this.#config.timings;
     this.#heartbeat = setInterval(() => {
-      if (this.#client !== client) return;
+      // A lease query carries the heartbeat: only a node that sent none for a period sends one of its own.
+      if (this.#client !== client || performance.now() - this.#lastBeat < renewMs) return;
+      this.#lastBeat = performance.now();
       client.query(statement.text, [...statement.values]).catch(() => undefined);
-    }, this.#config.timings.renewMs);
+    }, renewMs);
     this.#heartbeat.unref();
   }
 
@@ -349,6 +354,7 @@ export class ClusterShell {
         : action.query === "renew"
           ? sql.renew(name, worker, nodeId, action.generation, timings)
           : sql.release(name, worker, nodeId, action.generation);
+    if (action.query !== "release") this.#lastBeat = performance.now();
     let settled = false;
     const timer = setTimeout(() => {
       settled = true;

@@ -116,9 +116,13 @@ describe("cluster mode: postmasters sharing one database", () => {
     const acquired = await leaseEvent(b, "lease-acquired");
     assert.equal(released.generation, first.generation);
     assert.equal(acquired.generation, first.generation + 1n);
-    assert.ok(acquired.time >= released.time, "acquired after the release");
+    // The old worker's exit is logged before the release is sent, so before any other node can acquire (its
+    // "released" line may come after the other node's "acquired": both answers arrive together).
+    const exit = await a.waitForLog(/^background worker "ledger" \(PID \d+\) exited with exit code 0$/);
+    const exitedAt = Date.parse(exit.time);
+    assert.ok(acquired.time >= exitedAt, "acquired after the old worker exited");
     // The lease (5000 ms by default) had not expired: the NOTIFY made the handover.
-    assert.ok(acquired.time - released.time < 5000, `handed over ${acquired.time - released.time} ms after the release`);
+    assert.ok(acquired.time - exitedAt < 5000, `handed over ${acquired.time - exitedAt} ms after the old worker exited`);
     await b.waitForEvents("leading");
     assert.equal((await a.exited).code, 0);
     await assertNoDoubleRun("two");

@@ -79,7 +79,8 @@ describe("lease SQL", () => {
 
   it("renew is scoped to the holder, its generation and its session, and only while unexpired", () => {
     const s = renew("prod", "scheduler", "host-1", 12345678901234567n, T);
-    assert.match(s.text, /^UPDATE bgworker\.cluster_lease SET renewed_at = now\(\), expires_at = now\(\) \+ make_interval\(secs => \$5 \/ 1000\.0\)/);
+    assert.match(s.text, /^WITH beat AS \(UPDATE bgworker\.cluster_node SET heartbeat_at = now\(\) WHERE cluster = \$1 AND node_id = \$3 AND backend_pid = pg_backend_pid\(\)\) /, "the node's heartbeat rides on the renewal");
+    assert.match(s.text, / UPDATE bgworker\.cluster_lease SET renewed_at = now\(\), expires_at = now\(\) \+ make_interval\(secs => \$5 \/ 1000\.0\)/);
     assert.match(s.text, /WHERE cluster = \$1 AND worker = \$2 AND holder = \$3 AND generation = \$4::bigint AND holder_pid = pg_backend_pid\(\) AND expires_at > now\(\)/);
     assert.match(s.text, /RETURNING generation::text AS generation, .* AS server_now, .* AS expires_at, pg_backend_pid\(\) AS backend_pid$/);
     assert.deepEqual(s.values, ["prod", "scheduler", "host-1", "12345678901234567", 5000], "a bigint travels as text, exactly");
