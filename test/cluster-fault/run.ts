@@ -56,7 +56,16 @@ const freezeMs = integer("freeze-ms", values["freeze-ms"], 0);
 const deadlineMs = integer("deadline-ms", values["deadline-ms"], 1000);
 const seed = integer("seed", values.seed, 0);
 
+// Ctrl-C: finish the trial in progress, clean everything up, report what was measured. A second one exits.
+const interrupt = new AbortController();
+process.on("SIGINT", () => {
+  if (interrupt.signal.aborted) process.exit(130);
+  process.stderr.write("cluster-fault: interrupted: finishing the trial in progress and cleaning up (Ctrl-C again to leave at once)\n");
+  interrupt.abort();
+});
+
 const result = await runTrials({
+  signal: interrupt.signal,
   trials: integer("trials", values.trials, 1) ?? 50,
   ...(faults === undefined ? {} : { faults: faults as FaultName[] }),
   ...(leaseMs === undefined ? {} : { leaseMs }),
@@ -95,7 +104,7 @@ function render(r: TrialsResult): string {
     lines.push(
       `| ${f.fault} | ${f.trials} | ${f.reached} | ${ms(f.handover.p50)} | ${ms(f.handover.p99)} | ${ms(f.handover.max)} | ` +
         `${ms(f.fromRelease.p50)} | ${ms(f.firstRow.p50)} | ${ms(f.firstLine.p50)} | ${ms(f.oldWorkerGone.p50)} | ` +
-        `${f.processGapMin === null ? "-" : f.processGapMin < 0 ? `${f.processOverlaps} trial(s) after it, by up to ${ms(-f.processGapMin)}` : ms(f.processGapMin)} | ${target} |`,
+        `${f.processGapMin === null ? "-" : f.processGapMin < 0 ? `${f.processOverlaps} trial(s) after it, by up to ${ms(-f.processGapMin)}${f.fault === "freeze" ? " (frozen: expected)" : ""}` : ms(f.processGapMin)} | ${target} |`,
     );
   }
   const v = r.overlap;
@@ -112,6 +121,7 @@ function render(r: TrialsResult): string {
         `(${n.database} in the database, ${n.commit ?? "-"} by commit time, ${n.file} outside, over ${n.rows} rows and ${n.lines} lines)`,
     );
   }
+  if (r.warnings.length > 0) lines.push("", "Bounds broken without an overlap of actions:", ...r.warnings.map((w) => `  - ${w}`));
   if (r.failures.length > 0) lines.push("", "Failures:", ...r.failures.map((f) => `  - ${f}`));
   return lines.join("\n");
 }

@@ -47,6 +47,8 @@ export interface TrialOptions {
   /** Seed of the random delay before each fault (a random phase against the renewals). */
   readonly seed?: number;
   readonly log?: (line: string) => void;
+  /** Stops the run after the trial in progress (then everything is cleaned up and the figures so far returned). */
+  readonly signal?: AbortSignal;
 }
 
 export interface TrialRecord {
@@ -77,6 +79,8 @@ export interface TrialRecord {
   leadershipLost: number | null;
   /** Overlaps the detector attributed to this trial. */
   overlaps: string[];
+  /** The old holder's log from the fault on ("time [pid] level message"), up to 40 lines: the evidence for a report. */
+  oldHolderLog: string[];
   notes: string[];
   error: string | null;
   /** For the figures measured after the trial: when the fault was injected, and the new lease acquired (wall ms). */
@@ -117,7 +121,7 @@ export interface NegativeResult {
 }
 
 export interface TrialsResult {
-  readonly options: Required<Omit<TrialOptions, "log" | "faults">> & { readonly faults: readonly FaultName[] };
+  readonly options: Required<Omit<TrialOptions, "log" | "faults" | "signal">> & { readonly faults: readonly FaultName[] };
   readonly node: string;
   readonly startedAt: string;
   readonly seconds: number;
@@ -141,6 +145,11 @@ export interface TrialsResult {
   readonly everyTrialReached: boolean;
   /** Failures of the harness or the product: trials that did not reach, setup errors, a silent negative test. */
   readonly failures: readonly string[];
+  /**
+   * What breaks a documented bound without an overlap of actions: an old singleton process that outlived the
+   * new holder's acquire where the holder should have killed it first (every fault but the freeze).
+   */
+  readonly warnings: readonly string[];
 }
 
 /** Mulberry32, so that a run's delays are reproduced by its seed. */
@@ -180,6 +189,7 @@ export async function runTrials(options: TrialOptions): Promise<TrialsResult> {
   const records: TrialRecord[] = [];
   const skipped = new Map<FaultName, string>();
   const random = rng(seed);
+  const aborted = (): boolean => options.signal?.aborted === true;
   let world: World | undefined;
   let report: OverlapReport | undefined;
   let negativeResult: NegativeResult | null = null;
@@ -188,33 +198,52 @@ export async function runTrials(options: TrialOptions): Promise<TrialsResult> {
     log(`PostgreSQL on port ${world.pg.params.port}; lease ${leaseMs} ms, renewal ${renewMs} ms; commit timestamps ${world.commitTimestamps ? "tracked" : "not tracked"}`);
     for (const name of ordered) {
       const fault = catalogue.get(name)!;
-      if (fault.route === "netns" && netnsReason !== null) {
-        skipped.set(name, netnsReason);
-        log(`${name}: skipped: ${netnsReason}`);
+      const unavailable = fault.route === "netns" ? (netnsReason ?? world.netnsError) : null;
+      if (unavailable !== null) {
+        skipped.set(name, unavailable);
+        log(`${name}: skipped: ${unavailable}`);
         continue;
       }
+      if (aborted()) break;
       await world.useRoute(fault.route);
-      for (let index = 1; index <= options.trials; index++) {
+      for (let index = 1; index <= options.trials && !aborted(); index++) {
         const record = await runTrial(world, fault, index, { deadlineMs, renewMs, random, log });
         records.push(record);
         log(`${name} #${index}: ${summaryLine(record)}`);
         if (!record.reached) failures.push(`${name} #${index}: ${record.error ?? "no outcome"}`);
       }
     }
-    await world.stopNodes();
-    world.file.poll();
-    report = overlapReport(await world.rows("fault_runs"), world.file.lines);
-    attribute(report, records);
-    if (negative) {
-      negativeResult = await runNegative(world, log);
-      if (!negativeResult.fired) failures.push(`the negative test did not make the detector fire (database ${negativeResult.database}, file ${negativeResult.file})`);
-    }
   } catch (error) {
     failures.push(`aborted: ${error instanceof Error ? error.message : String(error)}`);
-  } finally {
-    await world?.close();
+  }
+  // Whatever happened above: every row and line written so far goes to the detector, then all is removed.
+  if (world !== undefined) {
+    try {
+      await world.stopNodes();
+      for (const record of records) record.oldHolderLog = evidence(record);
+      world.file.poll();
+      report = overlapReport(await world.rows("fault_runs"), world.file.lines);
+      attribute(report, records);
+      if (negative && !aborted()) {
+        negativeResult = await runNegative(world, log);
+        if (!negativeResult.fired) failures.push(`the negative test did not make the detector fire (database ${negativeResult.database}, file ${negativeResult.file})`);
+      }
+    } catch (error) {
+      failures.push(`the overlap check failed: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      await world.close();
+    }
   }
 
+  if (aborted()) failures.push("interrupted: the figures are those of the trials run so far");
+  const warnings = records
+    .filter((r) => r.fault !== "freeze" && r.processGap !== null && r.processGap < 0)
+    .map(
+      (r) =>
+        `${r.fault} #${r.index}: the old singleton of ${r.oldHolder} (generation ${r.oldGeneration}) was still running ${Math.round(-r.processGap!)} ms ` +
+        `after ${r.newHolder} acquired generation ${r.newGeneration} (gone ${Math.round(r.oldWorkerGone!)} ms after the fault, leadership lost at ` +
+        `${r.leadershipLost === null ? "-" : Math.round(r.leadershipLost)} ms)`,
+    );
   const zero = report !== undefined && !anyOverlap(report);
   if (report !== undefined && !zero) failures.push("overlap detected: see overlap");
   if (report !== undefined && world !== undefined && world.file.bad.length > 0) failures.push(`${world.file.bad.length} torn or foreign lines in the shared file`);
@@ -242,6 +271,7 @@ export async function runTrials(options: TrialOptions): Promise<TrialsResult> {
     negative: negativeResult,
     everyTrialReached: records.every((r) => r.reached),
     failures,
+    warnings,
   };
 }
 
@@ -250,6 +280,22 @@ interface TrialContext {
   readonly renewMs: number;
   readonly random: () => number;
   readonly log: (line: string) => void;
+}
+
+/** The old holder of each trial, whose log is read at the end of the run (complete by then). */
+const holders = new WeakMap<TrialRecord, ClusterNode>();
+
+/** The old holder's log from just before the fault to 20 s after it, up to 40 lines, with each line's pid. */
+function evidence(record: TrialRecord): string[] {
+  const node = holders.get(record);
+  if (node === undefined || record.injectedAt === 0) return [];
+  return node.records
+    .filter((r) => {
+      const at = Date.parse(r.time);
+      return at >= record.injectedAt - 100 && at <= record.injectedAt + 20_000;
+    })
+    .slice(0, 40)
+    .map((r) => `${r.time} [${r.pid}] ${r.level} ${r.message}`);
 }
 
 /** One trial: steady state, a random pause, the fault, its outcome, its undoing. Never throws. */
@@ -272,6 +318,7 @@ async function runTrial(world: World, fault: Fault, index: number, context: Tria
     processGap: null,
     leadershipLost: null,
     overlaps: [],
+    oldHolderLog: [],
     notes: [],
     error: null,
     injectedAt: 0,
@@ -328,6 +375,7 @@ async function runTrial(world: World, fault: Fault, index: number, context: Tria
       record.notes.push(`leadership lost: ${lost.reason ?? "?"}`);
     }
   }
+  if (steady !== undefined) holders.set(record, steady.holder);
   // The old holder's release, logged after its query returned: maybe after the new holder's acquire, so
   // read once the fault is undone (a stopped postmaster's log is complete then).
   if (steady !== undefined && record.acquiredAt !== null) {

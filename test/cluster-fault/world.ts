@@ -73,6 +73,8 @@ export class World {
     readonly pool: pg.Pool,
     readonly file: SharedFile,
     readonly commitTimestamps: boolean,
+    /** Why the namespaces asked for could not be made, or null. */
+    readonly netnsError: string | null,
   ) {}
 
   static async create(options: WorldOptions): Promise<World> {
@@ -82,9 +84,16 @@ export class World {
     let test: TestCluster | undefined;
     let pool: pg.Pool | undefined;
     try {
+      let netnsError: string | null = null;
       if (options.netns) {
         const tag = process.pid.toString(36).slice(-5);
-        for (const [i, label] of LABELS.entries()) links.push(await NetnsLink.create(tag, label, i + 1));
+        try {
+          for (const [i, label] of LABELS.entries()) links.push(await NetnsLink.create(tag, label, i + 1));
+        } catch (error) {
+          // A container may refuse namespaces even to root: the namespace fault is skipped, saying why.
+          netnsError = `the network namespaces could not be made: ${error instanceof Error ? error.message : String(error)}`;
+          for (const link of links.splice(0)) await link.destroy();
+        }
       }
       const listen = ["127.0.0.1", ...links.map((l) => l.hostAddress)].join(",");
       test = await createTestCluster({
@@ -99,7 +108,7 @@ export class World {
       await createRunTable(pool, "fault_runs");
       await createRunTable(pool, "fault_runs_negative");
       const tracked = (await pool.query<{ on: string }>("select current_setting('track_commit_timestamp') as on")).rows[0]?.on === "on";
-      const world = new World(options, dir, test, pool, new SharedFile(join(dir, "runs.log")), tracked);
+      const world = new World(options, dir, test, pool, new SharedFile(join(dir, "runs.log")), tracked, netnsError);
       for (const [i, label] of LABELS.entries()) {
         world.relays.set(label, await Relay.open({ host: "127.0.0.1", port: test.params.port }));
         const link = links[i];

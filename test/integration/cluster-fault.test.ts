@@ -33,6 +33,8 @@ describe("cluster fault harness (bounded)", { timeout: 180_000 }, () => {
     for (const f of result.faults) {
       t.diagnostic(`${f.fault}: ${f.reached}/${f.trials} reached; handover p50 ${ms(f.handover.p50)}, p99 ${ms(f.handover.p99)}, first row p50 ${ms(f.firstRow.p50)}`);
     }
+    // Reported, not asserted: a bound broken without an overlap of actions (see TrialsResult.warnings).
+    for (const warning of result.warnings) t.diagnostic(`warning: ${warning}`);
     assert.deepEqual(result.failures, [], result.failures.join("\n"));
     assert.equal(result.trials.length, 12);
     assert.ok(result.everyTrialReached);
