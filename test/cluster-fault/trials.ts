@@ -337,8 +337,9 @@ async function runTrial(world: World, fault: Fault, index: number, context: Tria
     record.oldGeneration = steady.generation.toString();
     world.file.poll();
     const linesBefore = world.file.lines.length;
-    injected = await fault.inject(world, steady);
+    // Watched from before the injection: a fault's own call may take a while (pg_ctl restart waits for the server).
     watch = watchGone(steady.holder, steady.workerPid);
+    injected = await fault.inject(world, steady);
     record.injectedAt = injected.at;
     record.injectedMono = injected.mono.toString();
     record.notes.push(...injected.notes);
