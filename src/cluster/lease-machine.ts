@@ -175,6 +175,7 @@ export class LeaseMachine {
   handle(event: LeaseEvent): LeaseAction[] {
     this.#apply(event);
     this.#checkDeadlines(event.at);
+    if (event.kind === "timer" && (event.key === "term" || event.key === "kill")) this.#rearmIfEarly(event.key, event.at);
     const actions = this.#actions;
     this.#actions = [];
     return actions;
@@ -562,6 +563,23 @@ export class LeaseMachine {
     } else if (s.state === "lost" && at >= s.killAt) {
       this.#stopWorker(at, "SIGKILL", at);
     }
+  }
+
+  /**
+   * A deadline's timer that fired before its deadline (timers may fire up to a millisecond early by the
+   * monotonic clock the events carry) is set again for what remains: in the `lost` state no other event may
+   * come, and the SIGKILL must not wait for one.
+   */
+  #rearmIfEarly(key: "term" | "kill", at: number): void {
+    const s = this.#state;
+    if (key === "term") {
+      if ((s.state === "held" || s.state === "renewing" || s.state === "releasing") && at < s.termAt) this.#setTimer("term", s.termAt - at);
+      return;
+    }
+    const run = this.#worker;
+    if (run === null || run.sent !== "SIGTERM") return;
+    const due = s.state === "lost" ? s.killAt : s.state === "releasing" ? Math.min(s.killAt, this.#stopBy ?? Infinity) : null;
+    if (due !== null && at < due) this.#setTimer("kill", due - at);
   }
 
   /**

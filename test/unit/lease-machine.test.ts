@@ -216,6 +216,21 @@ describe("LeaseMachine: losing the lease", () => {
     assert.ok(4100 + (TIMINGS.leaseMs - TIMINGS.stopMs) <= 5100, "the margin is left before expiry");
   });
 
+  it("a deadline's timer that fires a little early is set again for what remains: the SIGKILL never waits for another event", () => {
+    const { m } = holding(1n, 102);
+    m.handle({ kind: "worker-started", at: 110, pid: 900 });
+    // Timers may fire up to a millisecond early by the monotonic clock the events carry.
+    const earlyTerm = m.handle({ kind: "timer", at: 3099.6, key: "term" });
+    assert.deepEqual(signals(earlyTerm), []);
+    assert.deepEqual(of(earlyTerm, "setTimer").filter((t) => t.key === "term").map((t) => Math.round(t.delayMs * 10) / 10), [0.4]);
+    assert.deepEqual(signals(m.handle({ kind: "timer", at: 3100, key: "term" })), ["SIGTERM"]);
+    const earlyKill = m.handle({ kind: "timer", at: 4099.6, key: "kill" });
+    assert.deepEqual(signals(earlyKill), [], "not due yet");
+    const again = of(earlyKill, "setTimer").filter((t) => t.key === "kill");
+    assert.equal(again.length, 1, "the kill timer is set again");
+    assert.deepEqual(signals(m.handle({ kind: "timer", at: 4099.6 + again[0]!.delayMs, key: "kill" })), ["SIGKILL"]);
+  });
+
   it("a holder that wakes from a freeze kills its worker before anything else, whatever event comes first", () => {
     for (const wake of [
       { kind: "timer", at: 20_000, key: "renew" },
