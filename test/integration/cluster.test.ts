@@ -143,7 +143,7 @@ describe("cluster mode: postmasters sharing one database", () => {
   });
 
   it("a frozen holder is fenced: its worker's session is ended before the next generation starts, and it kills its worker when it wakes", async (t) => {
-    const fast = ["--lease-ms", "1000", "--renew-ms", "200"];
+    const fast = ["--lease-ms", "2000", "--renew-ms", "400"];
     const a = await node(t, "four", "four-a", [LEDGER], fast);
     const [leading] = await a.waitForEvents("leading");
     const generation = BigInt(leading!.generation as string);
