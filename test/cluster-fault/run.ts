@@ -5,6 +5,7 @@
  *
  *   npm run cluster-fault -- [--trials N] [--faults graceful,kill,...] [--lease-ms N --renew-ms N]
  *                            [--freeze-ms N] [--deadline-ms N] [--seed N] [--fence] [--no-negative] [--out FILE]
+ *   npm run cluster-fault -- --idle     the idle cost instead (idle.ts): sessions and queries per renewal period
  *
  * Faults: graceful, kill, freeze, relay, netns (root), terminate-cluster, terminate-spi, pg-fast, pg-immediate.
  * Exit status 0 when every trial reached its outcome, no overlap was seen and the negative test fired; 1
@@ -14,6 +15,7 @@ import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { FAULT_NAMES, type FaultName } from "./faults.js";
 import { ms } from "./stats.js";
+import { idleTable, measureIdle } from "./idle.js";
 import { runTrials, type TrialsResult } from "./trials.js";
 
 function usage(message: string): never {
@@ -42,10 +44,18 @@ try {
       fence: { type: "boolean" },
       "no-negative": { type: "boolean" },
       out: { type: "string" },
+      idle: { type: "boolean" },
     },
   }));
 } catch (error) {
   usage((error as Error).message);
+}
+
+if (values.idle === true) {
+  const rows = await measureIdle((line) => process.stderr.write(`cluster-fault: idle: ${line}\n`));
+  process.stdout.write(`${idleTable(rows)}\n`);
+  if (values.out !== undefined) writeFileSync(values.out, JSON.stringify(rows, null, 2) + "\n");
+  process.exit(0);
 }
 
 const faults = values.faults?.split(",").map((f) => f.trim()).filter((f) => f !== "");
