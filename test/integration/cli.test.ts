@@ -52,6 +52,7 @@ const ROW_KEYS = [
   "restartTimeMs",
   "restarts",
   "rssBytes",
+  "scope",
   "shmem",
   "slot",
   "spi",
