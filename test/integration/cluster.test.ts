@@ -162,10 +162,11 @@ describe("cluster mode: postmasters sharing one database", () => {
       process.kill(workerPid, "SIGCONT");
       process.kill(a.pid, "SIGCONT");
     }
-    // Awake, the old holder's deadlines have passed: it kills its worker at once, and says why.
+    // Awake, the old holder's deadlines have passed: it kills its worker at once, and says why. The worker
+    // may be first to run after SIGCONT: then it finds its session ended by the takeover and fails by itself.
     const lost = await leaseEvent(a, "leadership-lost");
     assert.equal(lost.generation, generation);
-    await a.waitForLog(new RegExp(`background worker "ledger" \\(PID ${workerPid}\\) was terminated by signal 9`));
+    await a.waitForLog(new RegExp(`^background worker "ledger" \\(PID ${workerPid}\\) (was terminated by signal \\d+|exited with exit code \\d+)`));
     await sql(server.params, "select pg_sleep(0.2)");
     const counts = await assertNoDoubleRun("four");
     assert.ok((counts.get(generation + 1n) ?? 0) > 0, "generation G+1 ran");
