@@ -5,6 +5,7 @@
  */
 import type { DatabaseOption } from "../database/types.js";
 import { makeError, show } from "../errors.js";
+import { invalidOption } from "../option-check.js";
 import { leaseTimings, type LeaseTimings } from "./timings.js";
 
 export interface ClusterOption {
@@ -30,14 +31,10 @@ export interface ClusterConfig {
  */
 export const MAX_CLUSTER_NAME_BYTES = 63;
 
-function invalid(message: string): TypeError {
-  return makeError(TypeError, "ERR_BGWORKER_INVALID_OPTION", `Postmaster: ${message}`);
-}
-
 function label(field: string, value: unknown): string {
   // Printable only: these appear in log lines, status tables and NOTIFY payloads.
   if (typeof value !== "string" || value.length === 0 || Buffer.byteLength(value) > MAX_CLUSTER_NAME_BYTES || /[\u0000-\u001f\u007f]/.test(value)) {
-    throw invalid(`${field} ${show(value)} must be a non-empty string of at most ${MAX_CLUSTER_NAME_BYTES} bytes without control characters`);
+    throw invalidOption(`${field} ${show(value)} must be a non-empty string of at most ${MAX_CLUSTER_NAME_BYTES} bytes without control characters`);
   }
   return value;
 }
@@ -61,17 +58,17 @@ export function resolveClusterOption(
 ): ClusterConfig | null {
   if (value === undefined) return null;
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw invalid(`cluster ${show(value)} must be an object { name, nodeId?, leaseMs?, renewMs? }`);
+    throw invalidOption(`cluster ${show(value)} must be an object { name, nodeId?, leaseMs?, renewMs? }`);
   }
   const record = value as Record<string, unknown>;
   for (const key of Object.keys(record)) {
-    if (!["name", "nodeId", "leaseMs", "renewMs"].includes(key)) throw invalid(`cluster.${key} is not an option (name, nodeId, leaseMs, renewMs)`);
+    if (!["name", "nodeId", "leaseMs", "renewMs"].includes(key)) throw invalidOption(`cluster.${key} is not an option (name, nodeId, leaseMs, renewMs)`);
   }
   const name = label("cluster.name", record.name);
   const nodeId = record.nodeId === undefined ? defaultNodeId(context.hostname, context.pid) : label("cluster.nodeId", record.nodeId);
   const database = context.database;
   if (typeof database !== "object" || !("url" in database)) {
-    throw invalid(`cluster mode needs a database that every node reaches: give database { url } (--database URL); this postmaster would serve ${database === false ? "no database" : typeof database === "object" ? "its own pgdata directory" : "its own embedded database"}`);
+    throw invalidOption(`cluster mode needs a database that every node reaches: give database { url } (--database URL); this postmaster would serve ${database === false ? "no database" : typeof database === "object" ? "its own pgdata directory" : "its own embedded database"}`);
   }
   const timings = leaseTimings({ leaseMs: record.leaseMs, renewMs: record.renewMs, shutdownTimeoutMs: context.shutdownTimeoutMs });
   return { name, nodeId, timings };

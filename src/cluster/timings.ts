@@ -22,7 +22,7 @@
  * With the defaults (lease 5000, renew 1000): SIGTERM 3000 ms and SIGKILL 4000 ms after the last good
  * renewal was sent, 1000 ms of margin before any other node may take the lease over.
  */
-import { makeError, show } from "../errors.js";
+import { integerOption, invalidOption } from "../option-check.js";
 
 export const DEFAULT_LEASE_MS = 5000;
 export const DEFAULT_RENEW_MS = 1000;
@@ -48,25 +48,13 @@ export interface LeaseTimings {
   readonly shutdownTimeoutMs: number;
 }
 
-/** A cluster option that breaks its rule: one line, the options' code, as every `new Postmaster` option. */
-function invalid(message: string): TypeError {
-  return makeError(TypeError, "ERR_BGWORKER_INVALID_OPTION", `Postmaster: ${message}`);
-}
-
-function integer(field: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw invalid(`${field} ${show(value)} must be an integer from ${min} to ${max}`);
-  }
-  return value;
-}
-
 /**
  * The timings from `cluster.leaseMs` and `cluster.renewMs` (SPEC §10's options) and the shutdown timeout,
  * checked: a renewal period too long for the lease is refused before anything starts.
  */
 export function leaseTimings(options: { readonly leaseMs?: unknown; readonly renewMs?: unknown; readonly shutdownTimeoutMs: number }): LeaseTimings {
-  const leaseMs = integer("cluster.leaseMs", options.leaseMs ?? DEFAULT_LEASE_MS, MIN_LEASE_MS, MAX_LEASE_MS);
-  const renewMs = integer("cluster.renewMs", options.renewMs ?? DEFAULT_RENEW_MS, MIN_RENEW_MS, MAX_LEASE_MS);
+  const leaseMs = integerOption("cluster.leaseMs", options.leaseMs ?? DEFAULT_LEASE_MS, MIN_LEASE_MS, MAX_LEASE_MS);
+  const renewMs = integerOption("cluster.renewMs", options.renewMs ?? DEFAULT_RENEW_MS, MIN_RENEW_MS, MAX_LEASE_MS);
   const stopMs = Math.min(Math.floor(leaseMs * STOP_FRACTION), leaseMs - MIN_MARGIN_MS);
   const termMs = Math.floor(leaseMs * TERM_FRACTION);
   const timings = { leaseMs, renewMs, termMs, stopMs, shutdownTimeoutMs: options.shutdownTimeoutMs };
@@ -82,16 +70,16 @@ export function checkTimings(t: LeaseTimings): void {
   const { leaseMs, renewMs, termMs, stopMs } = t;
   if (2 * renewMs > termMs) {
     const most = Math.floor(termMs / 2);
-    throw invalid(
+    throw invalidOption(
       `cluster.renewMs ${renewMs} is too long for cluster.leaseMs ${leaseMs}: two renewals must fit before a holder ` +
         `gives its worker up (${termMs} ms after its last good renewal), so renewMs must be at most ${most}`,
     );
   }
   if (!(termMs < stopMs)) {
-    throw invalid(`cluster lease: SIGTERM at ${termMs} ms must come before SIGKILL at ${stopMs} ms after the last good renewal`);
+    throw invalidOption(`cluster lease: SIGTERM at ${termMs} ms must come before SIGKILL at ${stopMs} ms after the last good renewal`);
   }
   if (leaseMs - stopMs < MIN_MARGIN_MS) {
-    throw invalid(
+    throw invalidOption(
       `cluster lease: SIGKILL at ${stopMs} ms leaves ${leaseMs - stopMs} ms before the lease of ${leaseMs} ms expires; ` +
         `at least ${MIN_MARGIN_MS} ms are needed for the worker to be gone before another node may take over`,
     );

@@ -5,7 +5,8 @@ import { resolveClusterOption, type ClusterConfig, type ClusterOption } from "..
 import { defaultSocketPath } from "../control/socket-path.js";
 import { validateDatabaseOption } from "../database/options.js";
 import type { DatabaseOption } from "../database/types.js";
-import { makeError, show } from "../errors.js";
+import { show } from "../errors.js";
+import { integerOption, invalidOption } from "../option-check.js";
 import { LOG_FORMATS, type LogFormat, type LogSink } from "../log.js";
 import { DEFAULT_RESTART_BACKOFF, type RestartBackoff } from "./rules.js";
 import { SPARE_CEILING } from "./spare-policy.js";
@@ -66,18 +67,6 @@ const MAX_WORKER_PROCESSES = 262_143;
 /** How many spare runners the pool may hold at most, whatever the options say. */
 const MAX_SPARE_RUNNERS = 64;
 
-/** An option that breaks its rule: a TypeError naming option, value and rule, with the options' code. */
-function invalid(message: string): TypeError {
-  return makeError(TypeError, "ERR_BGWORKER_INVALID_OPTION", `Postmaster: ${message}`);
-}
-
-function integer(field: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw invalid(`${field} ${show(value)} must be an integer from ${min} to ${max}`);
-  }
-  return value;
-}
-
 /** The database option, its URL parsed now: a malformed one is refused by the constructor, not by start(). */
 function databaseOption(value: unknown): DatabaseOption | false {
   if (value === undefined || value === "embedded") return "embedded";
@@ -91,49 +80,49 @@ function databaseOption(value: unknown): DatabaseOption | false {
         return validateDatabaseOption(value);
       } catch (error) {
         // The database module's messages name the field and never repeat the URL (it may hold a password).
-        throw invalid(error instanceof Error ? error.message : String(error));
+        throw invalidOption(error instanceof Error ? error.message : String(error));
       }
     }
   }
-  throw invalid(`database ${show(value)} must be "embedded", { url: string }, { pgdata: string } or false`);
+  throw invalidOption(`database ${show(value)} must be "embedded", { url: string }, { pgdata: string } or false`);
 }
 
 export function resolveOptions(options: PostmasterOptions): ResolvedOptions {
-  if (typeof options !== "object" || options === null) throw invalid(`options ${show(options)} must be an object`);
+  if (typeof options !== "object" || options === null) throw invalidOption(`options ${show(options)} must be an object`);
   const cwd = options.cwd ?? process.cwd();
-  if (typeof cwd !== "string" || cwd.length === 0) throw invalid(`cwd ${show(cwd)} must be a directory path`);
+  if (typeof cwd !== "string" || cwd.length === 0) throw invalidOption(`cwd ${show(cwd)} must be a directory path`);
   if (!Array.isArray(options.extensions)) {
-    throw invalid(`extensions ${show(options.extensions)} must be an array of module paths`);
+    throw invalidOption(`extensions ${show(options.extensions)} must be an array of module paths`);
   }
   for (const [index, extension] of options.extensions.entries()) {
     if (typeof extension !== "string" || extension.length === 0) {
-      throw invalid(`extensions[${index}] ${show(extension)} must be a non-empty module path`);
+      throw invalidOption(`extensions[${index}] ${show(extension)} must be a non-empty module path`);
     }
   }
   const socketPath = options.socketPath ?? defaultSocketPath(cwd);
   if (socketPath !== false && (typeof socketPath !== "string" || socketPath.length === 0)) {
-    throw invalid(`socketPath ${show(socketPath)} must be a path or false`);
+    throw invalidOption(`socketPath ${show(socketPath)} must be a path or false`);
   }
   const logFormat = options.logFormat ?? "text";
   if (!LOG_FORMATS.includes(logFormat)) {
-    throw invalid(`logFormat ${show(logFormat)} must be one of ${LOG_FORMATS.join(", ")}`);
+    throw invalidOption(`logFormat ${show(logFormat)} must be one of ${LOG_FORMATS.join(", ")}`);
   }
   if (options.logSink !== undefined && typeof options.logSink !== "function") {
-    throw invalid(`logSink ${show(options.logSink)} must be a function`);
+    throw invalidOption(`logSink ${show(options.logSink)} must be a function`);
   }
   const backoff = { ...DEFAULT_RESTART_BACKOFF, ...(options.restartBackoff ?? {}) };
-  for (const [field, value] of Object.entries(backoff)) integer(`restartBackoff.${field}`, value, 0, 86_400_000);
-  const spareRunners = integer("spareRunners", options.spareRunners ?? 1, 0, MAX_SPARE_RUNNERS);
-  const maxSpareRunners = integer("maxSpareRunners", options.maxSpareRunners ?? Math.max(SPARE_CEILING, spareRunners), 0, MAX_SPARE_RUNNERS);
+  for (const [field, value] of Object.entries(backoff)) integerOption(`restartBackoff.${field}`, value, 0, 86_400_000);
+  const spareRunners = integerOption("spareRunners", options.spareRunners ?? 1, 0, MAX_SPARE_RUNNERS);
+  const maxSpareRunners = integerOption("maxSpareRunners", options.maxSpareRunners ?? Math.max(SPARE_CEILING, spareRunners), 0, MAX_SPARE_RUNNERS);
   if (maxSpareRunners < spareRunners) {
-    throw invalid(`maxSpareRunners ${show(maxSpareRunners)} must be at least spareRunners (${spareRunners})`);
+    throw invalidOption(`maxSpareRunners ${show(maxSpareRunners)} must be at least spareRunners (${spareRunners})`);
   }
   const database = databaseOption(options.database);
-  const shutdownTimeoutMs = integer("shutdownTimeoutMs", options.shutdownTimeoutMs ?? 10_000, 0, 86_400_000);
+  const shutdownTimeoutMs = integerOption("shutdownTimeoutMs", options.shutdownTimeoutMs ?? 10_000, 0, 86_400_000);
   return {
     extensions: options.extensions,
     database,
-    maxWorkerProcesses: integer("maxWorkerProcesses", options.maxWorkerProcesses ?? 8, 1, MAX_WORKER_PROCESSES),
+    maxWorkerProcesses: integerOption("maxWorkerProcesses", options.maxWorkerProcesses ?? 8, 1, MAX_WORKER_PROCESSES),
     socketPath: socketPath === false ? false : resolve(cwd, socketPath),
     shutdownTimeoutMs,
     logFormat,
