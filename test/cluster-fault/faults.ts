@@ -19,6 +19,7 @@
  * - pg-fast, pg-immediate: `pg_ctl restart -m fast|immediate` of PostgreSQL: every session ends, every lease
  *   is lost, and one node takes it again once the server is back.
  */
+import { DEFAULT_RESTART_BACKOFF } from "../../src/postmaster/rules.js";
 import { sleep, type Steady, type World } from "./world.js";
 
 export type FaultName = "graceful" | "kill" | "freeze" | "relay" | "netns" | "terminate-cluster" | "terminate-spi" | "pg-fast" | "pg-immediate";
@@ -50,6 +51,12 @@ export interface Fault {
   readonly title: string;
   readonly route: "relay" | "netns";
   readonly expect: Expectation;
+  /**
+   * How long the singleton's process must have run before the fault (ms; default 0). A fault that makes the
+   * singleton exit and come back by its restart time counts as a failure: trials closer together than the
+   * postmaster's fast-failure window would make a restart storm that SPEC §6 damps, and measure the damping.
+   */
+  readonly minUptimeMs?: number;
   inject(world: World, steady: Steady): Promise<Injected>;
 }
 
@@ -204,6 +211,8 @@ const terminateSpi: Fault = {
   title: "pg_terminate_backend of the singleton's own SPI session",
   route: "relay",
   expect: "resume",
+  // Past the fast-failure window, each trial's exit is an ordinary first failure: restarted after its restart time.
+  minUptimeMs: DEFAULT_RESTART_BACKOFF.fastFailureMs + 250,
   async inject(world) {
     // The sessions enrolled under the current generation that still exist, else the singleton's by application_name.
     const enrolled = await world.enrolledSessions();

@@ -333,6 +333,7 @@ async function runTrial(world: World, fault: Fault, index: number, context: Tria
     // A random phase against the renewals, then the fault on the holder still in place.
     await sleep(Math.floor(context.random() * context.renewMs));
     steady = await world.healthy(context.deadlineMs);
+    if (fault.minUptimeMs !== undefined) steady = await untilUptime(world, steady, fault.minUptimeMs, context.deadlineMs);
     record.oldHolder = steady.holder.nodeId;
     record.oldGeneration = steady.generation.toString();
     world.file.poll();
@@ -390,6 +391,23 @@ async function runTrial(world: World, fault: Fault, index: number, context: Tria
     if (first !== undefined) record.firstRow = first - record.injectedAt;
   }
   return record;
+}
+
+/**
+ * Waits until the singleton's process has written lines for `minMs` (its first line in the shared file, by
+ * the host's monotonic clock), and returns the steady state then.
+ */
+async function untilUptime(world: World, steady: Steady, minMs: number, deadlineMs: number): Promise<Steady> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    world.file.poll();
+    const first = world.file.lines.find((l) => l.pid === steady.workerPid);
+    const upMs = first === undefined ? 0 : Number(process.hrtime.bigint() - first.monoNs) / 1e6;
+    if (upMs >= minMs) return steady;
+    if (Date.now() > deadline) throw new Error(`the singleton (pid ${steady.workerPid}) did not stay up ${minMs} ms within ${deadlineMs} ms`);
+    await sleep(first === undefined ? 20 : Math.min(minMs - upMs + 5, 250));
+    steady = await world.healthy(deadlineMs);
+  }
 }
 
 /** Waits for what must follow the fault, and measures it into `record`. */
