@@ -3,9 +3,11 @@
  * memory does not need it built. `node-gyp-build` finds it: a local build (`build/Release`) first, else the
  * prebuilt binary shipped in `prebuilds/<platform>-<arch>/` for this Node ABI and libc. A local build made by
  * another Node (a checkout built under Node 20 and run under Node 26) does not load in this one: the prebuilt
- * binary for this Node then serves, when there is one.
+ * binary for this Node then serves, when there is one. The binary is chosen by the ABI node-gyp wrote in
+ * `build/config.gypi` and the prebuilt binaries' names, without a dlopen that would fail: every worker loads
+ * the addon as it boots (its orphan guard), and a failed load cost each one about 6 ms of CPU.
  */
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { makeError } from "../errors.js";
@@ -47,15 +49,21 @@ let addon: ShmAddon | undefined;
 export function shmAddon(): ShmAddon {
   if (addon === undefined) {
     const require = createRequire(import.meta.url);
+    const root = packageRoot();
     try {
-      const load = require("node-gyp-build") as (dir: string) => unknown;
-      try {
-        addon = load(packageRoot()) as ShmAddon;
-      } catch (error) {
-        // build/Release made by another Node's install: this Node's prebuilt binary, if the package has one.
-        const prebuilt = /NODE_MODULE_VERSION|undefined symbol/.test(String(error)) ? prebuiltFor(packageRoot()) : undefined;
-        if (prebuilt === undefined) throw error;
-        addon = require(prebuilt) as ShmAddon;
+      const path = addonPath(root);
+      if (path !== undefined) {
+        addon = require(path) as ShmAddon;
+      } else {
+        const load = require("node-gyp-build") as (dir: string) => unknown;
+        try {
+          addon = load(root) as ShmAddon;
+        } catch (error) {
+          // build/Release made by another Node's install: this Node's prebuilt binary, if the package has one.
+          const prebuilt = /NODE_MODULE_VERSION|undefined symbol/.test(String(error)) ? prebuiltFor(root) : undefined;
+          if (prebuilt === undefined) throw error;
+          addon = require(prebuilt) as ShmAddon;
+        }
       }
     } catch (error) {
       throw makeError(Error, "ERR_BGWORKER_SHMEM_ADDON", addonMissingMessage(error));
@@ -73,6 +81,44 @@ export function shmAddonIfAvailable(): ShmAddon | undefined {
   }
 }
 
+/** The local build's file, as binding.gyp names its target. */
+const LOCAL_BUILD = join("build", "Release", "bgworker_shm.node");
+
+/**
+ * The binary to load, in node-gyp-build's order: the package's local build when node-gyp made it for this
+ * Node's ABI (`build/config.gypi` says which), else the prebuilt one for this ABI. Undefined when neither
+ * is known to fit: node-gyp-build then tries what there is, and says what is missing.
+ */
+export function addonPath(root: string, versions: NodeJS.ProcessVersions = process.versions): string | undefined {
+  const local = join(root, LOCAL_BUILD);
+  const abi = localBuildAbi(root);
+  if (abi === versions.modules && existsSync(local)) return local;
+  if (abi === undefined && existsSync(local)) return undefined;
+  return prebuiltFor(root, versions);
+}
+
+/** The Node ABI (`process.versions.modules`) of the package's local build, from node-gyp's `build/config.gypi`. */
+export function localBuildAbi(root: string): string | undefined {
+  let config: string;
+  try {
+    config = readFileSync(join(root, "build", "config.gypi"), "utf8");
+  } catch {
+    return undefined;
+  }
+  return /"node_module_version":\s*(\d+)/.exec(config)?.[1];
+}
+
+/**
+ * The C library prebuilt binaries are chosen for, by node-gyp-build's own rule (the `LIBC` variable, else
+ * musl on Alpine): the binaries are named by that rule, and it costs one stat where asking glibc's version
+ * of `process.report` costs milliseconds.
+ */
+function libcOf(platform: string): "glibc" | "musl" {
+  const given = process.env.LIBC;
+  if (given === "glibc" || given === "musl") return given;
+  return platform.startsWith("linux-") && existsSync("/etc/alpine-release") ? "musl" : "glibc";
+}
+
 /**
  * The prebuilt binary in `<root>/prebuilds/<platform>-<arch>/` for this Node's ABI and C library, named as
  * node-gyp-build names them (`bgworker.abi147.glibc.node`), or undefined.
@@ -85,8 +131,7 @@ export function prebuiltFor(root: string, versions: NodeJS.ProcessVersions = pro
   } catch {
     return undefined;
   }
-  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
-  const libc = report?.header?.glibcVersionRuntime !== undefined ? "glibc" : "musl";
+  const libc = libcOf(platform);
   const file = files.find((name) => {
     const tags = name.split(".");
     return tags.at(-1) === "node" && tags.includes(`abi${versions.modules}`) && !tags.includes("napi") && !tags.includes(libc === "glibc" ? "musl" : "glibc");
