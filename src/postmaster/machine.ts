@@ -603,6 +603,13 @@ export class PostmasterMachine {
         slot,
       );
     }
+    if (delay === 0) {
+      // Restart time 0 is "at once", as PostgreSQL's postmaster starts such a worker in the same pass of its
+      // loop that reaped it: no timer, whose turn of the event loop would add a millisecond to every restart.
+      slot.run = { state: "waiting" };
+      this.#startIfAllowed(slot);
+      return;
+    }
     this.#backoffFor(slot, delay);
   }
 

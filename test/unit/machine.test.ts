@@ -136,6 +136,21 @@ describe("PostmasterMachine", () => {
     assert.deepEqual(h.row("w").lastExit?.code, 0);
   });
 
+  it("restarts a worker with restart time 0 at its exit, with no timer, as PostgreSQL does in the pass that reaps it", () => {
+    const m = machine();
+    m.handle({ kind: "register-static", definition: definition("w", (b) => b.setRestartTime(0)) });
+    const h = new Harness(m);
+    h.run(m.handle({ kind: "start" }).actions);
+    const first = h.pidOf("w");
+    h.now += 5_000;
+    const actions = h.exit("w", 1);
+    assert.equal(of(actions, "setTimer").length, 0);
+    assert.deepEqual(of(actions, "spawn").map((s) => [s.definition.name, s.restart]), [["w", true]]);
+    assert.equal(h.row("w").state, "running");
+    assert.notEqual(h.pidOf("w"), first);
+    assert.equal(h.row("w").restarts, 1);
+  });
+
   it("restarts a worker that exits 1 after exactly its restart time, with a new pid", () => {
     const m = machine();
     m.handle({ kind: "register-static", definition: definition("w", (b) => b.setRestartTime(250)) });
@@ -414,10 +429,9 @@ describe("PostmasterMachine", () => {
     assert.deepEqual(m.handle({ kind: "session", pid: 100, backendPid: 4321 }).actions, []);
     assert.deepEqual(m.handle({ kind: "session", pid: 555, backendPid: 9999 }).actions, [], "a session of a process that is no worker is ignored");
     assert.equal(m.rows()[0]?.backendPid, 4321);
-    const [timer] = of(m.handle({ kind: "exited", pid: 100, code: 1, signal: null, at: 8_000 }).actions, "setTimer");
+    const next = of(m.handle({ kind: "exited", pid: 100, code: 1, signal: null, at: 8_000 }).actions, "spawn")[0]!;
     assert.equal(m.rows()[0]?.backendPid, null, "the session went with the process");
     assert.deepEqual(m.workerOfPid(100), { name: "w", type: "w", pid: 100 }, "its last lines are still named after it");
-    const next = of(m.handle({ kind: "timer", key: timer!.key }).actions, "spawn")[0]!;
     m.handle({ kind: "handed-over", slot: next.slot, generation: next.generation, pid: 101, at: 9_000 });
     assert.equal(m.handedOverAt(101), 9_000);
     assert.equal(m.rows()[0]?.backendPid, null, "a new process has no session until it opens one");

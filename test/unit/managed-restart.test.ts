@@ -194,7 +194,14 @@ function workerDelays(runs: readonly number[]): number[] {
   const delays: number[] = [];
   for (const run of runs) {
     now += run;
-    const timers = m.handle({ kind: "exited", pid: running, code: 1, signal: null, at: now }).actions.filter((a): a is Extract<Action, { type: "setTimer" }> => a.type === "setTimer");
+    const actions = m.handle({ kind: "exited", pid: running, code: 1, signal: null, at: now }).actions;
+    const timers = actions.filter((a): a is Extract<Action, { type: "setTimer" }> => a.type === "setTimer");
+    if (timers.length === 0) {
+      // No delay: the restart is in the exit's own actions.
+      delays.push(0);
+      running = spawnIn(actions);
+      continue;
+    }
     assert.equal(timers.length, 1);
     delays.push(timers[0]!.delayMs);
     now += timers[0]!.delayMs;
