@@ -10,12 +10,14 @@ import { availableParallelism } from "node:os";
 import { createInterface } from "node:readline";
 import type { ConnectionParams } from "../database/types.js";
 import type { WorkerDefinition } from "../definition.js";
+import { runnerEnvironment } from "../runtime/compile-cache.js";
 import { isFromRunner, type FromRunner, type ToRunner } from "../runtime/ipc.js";
 import { WATCHDOG_FD } from "../runtime/watchdog.js";
 import type { PrepareMessage } from "../runtime/spare.js";
 import type { ShmemAttachment } from "../shmem/types.js";
 import { SparePolicy } from "./spare-policy.js";
 import { entryPath, FROM_SOURCE } from "../package-paths.js";
+import { cache } from "../typescript/compile.js";
 /** The runner's entry; `.ts` when the postmaster itself runs from source. */
 const RUNNER_PATH = entryPath("runtime/bootstrap");
 /**
@@ -94,10 +96,15 @@ export interface RunnerPoolOptions {
   readonly spawnRunner?: () => ChildProcess;
 }
 
+/** The runners' environment: the postmaster's, with V8's compile cache (made once). */
+let runnerEnv: NodeJS.ProcessEnv | undefined;
+
 /** Forks a runner process: the runtime's entry, with the watchdog's pipe (watchdog.ts) as its fifth descriptor. */
 function forkRunner(): ChildProcess {
+  runnerEnv ??= runnerEnvironment(process.env, cache());
   return fork(RUNNER_PATH, [], {
     execArgv: EXEC_ARGV,
+    env: runnerEnv,
     // The last one is the watchdog's pipe (watchdog.ts): this end is never written, and closes when this process dies.
     stdio: ["ignore", "pipe", "pipe", "ipc", "pipe"],
     serialization: "json",

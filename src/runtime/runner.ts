@@ -12,6 +12,7 @@ import { attachShmem, denyShmem } from "../shmem/index.js";
 import type { FromRunner, StartMessage, ToRunner } from "./ipc.js";
 import { Latch } from "./latch.js";
 import { dedicatePreopened, librariesSettled, library, prepare, warmLoader } from "./spare.js";
+import { flushCompileCache, forgetRunnerCompileCache } from "./compile-cache.js";
 import { guardAgainstOrphaning, shortenOrphanGrace } from "./orphan.js";
 import { endOnUncaught, runFunction, WorkerExit, type WorkerEnd } from "./run-function.js";
 import { WORKER_SIGNALS } from "./signals.js";
@@ -131,8 +132,10 @@ process.on("message", (message: ToRunner) => {
 // "ready" tells the postmaster the spare is fully warm, the libraries of its first preparation included; a
 // start that comes earlier is served all the same.
 guardAgainstOrphaning(ORPHAN_GRACE_MS, process.ppid);
+forgetRunnerCompileCache();
 void import("../index.js")
   .catch(() => undefined)
   .then(() => warmLoader())
   .then(() => librariesSettled())
+  .then(() => flushCompileCache())
   .then(() => send({ t: "ready" }));
