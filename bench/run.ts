@@ -336,7 +336,7 @@ function factLines(facts: Record<string, any>): string[] {
   }
   if (facts.fork !== undefined) lines.push(`**fork**: \`child_process.fork()\` itself blocks the forking process (the bench's, RSS ${facts.fork.forkerRssMb} MB) for ${f(facts.fork.callMs)}.`);
   if (facts.processExit !== undefined) {
-    lines.push(`**process exit**: \`process.exit()\` to the parent's 'exit' event: a bare \`node\` ${f(facts.processExit.bareMs)}; with tsx's loader thread and a worker thread (what a worker carried before it had neither), ${f(facts.processExit.workerShapedMs)}.`);
+    lines.push(`**process exit**: \`process.exit()\` to the parent's 'exit' event: a bare \`node\` ${f(facts.processExit.bareMs)}; shaped as an idle worker (the package and a \`.ts\` library loaded), ${f(facts.processExit.workerShapedMs)}: the part of a restart that is the old process's own end.`);
   }
   if (facts.postgresParallelQuery !== undefined) lines.push(`**PostgreSQL's query**: serial ${f(facts.postgresParallelQuery.serialMs)}, with one parallel worker ${f(facts.postgresParallelQuery.parallelMs)}.`);
   if (facts.burstRefill !== undefined) {

@@ -65,14 +65,15 @@ export async function measureEsbuildFirstStart(ctx: Context): Promise<EsbuildRes
 export interface ExitResults {
   /** A bare `node`. */
   readonly bareMs: number[];
-  /** tsx registered (its loader thread) and one worker thread, as a worker process has. */
+  /** Shaped as an idle worker is: the package imported and a `.ts` library loaded as a spare loads it. */
   readonly workerShapedMs: number[];
 }
 
 /** One child: shaped, its `process.exit()` to the parent's 'exit' event. */
 async function exitOnce(ctx: Context, shape: string): Promise<number> {
   const file = ctx.project.reportFile();
-  const child = fork(PEER, ["exit", shape, file], { cwd: ctx.project.dir, env: plainEnv(), execArgv: [], stdio: ["ignore", "ignore", "inherit", "ipc"] });
+  const env = { ...plainEnv(), BENCH_LIBRARY: ctx.libraries.idleTs };
+  const child = fork(PEER, ["exit", shape, file], { cwd: ctx.project.dir, env, execArgv: [], stdio: ["ignore", "ignore", "inherit", "ipc"] });
   const exitedAt = await new Promise<number>((resolve) => child.once("exit", () => resolve(now())));
   const line = readFileSync(file, "utf8").trim();
   return exitedAt - Number(line);
@@ -85,7 +86,7 @@ export async function measureProcessExit(ctx: Context): Promise<ExitResults> {
     await sleep(100);
     results.bareMs.push(await exitOnce(ctx, "bare"));
     await sleep(100);
-    results.workerShapedMs.push(await exitOnce(ctx, "tsx,thread"));
+    results.workerShapedMs.push(await exitOnce(ctx, "package,library"));
   }
   return results;
 }
