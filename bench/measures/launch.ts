@@ -1,6 +1,7 @@
 /**
  * Dynamic launch to Started with a warm spare (`loadDynamic()` + `waitForStartup()` from a client process over
- * the control socket), `.ts` and `.js` libraries, first launch of a library and repeats; against a cold
+ * the control socket), `.ts` and `.js` libraries, first launch of a library and repeats (of a library launched
+ * once before, unmeasured); against a cold
  * `child_process.fork` of a plain script until its first message (and how long the `fork()` call itself
  * blocks the forking process), and PM2's programmatic start of a plain script until its first line runs.
  * PostgreSQL's own dynamic worker is measured in ./database.ts.
@@ -48,6 +49,13 @@ export async function measureLaunch(ctx: Context, pm: CliPostmaster): Promise<La
   const results = { firstTs: [] as number[], repeatTs: [] as number[], firstJs: [] as number[], repeatJs: [] as number[], coldFork: [] as number[], forkCallMs: [] as number[], pm2: [] as number[] };
   try {
     await pm.sparesWarm();
+    // A repeat is the launch of a library launched before: each is launched once first, unmeasured (its path
+    // is new to this project, so that launch compiles it; the first-launch rows measure that).
+    for (const library of [ctx.libraries.idleTs, ctx.libraries.idleJs]) {
+      await launchOnce(ctx, client, library);
+      await sleep(SETTLE_MS);
+      await pm.sparesWarm();
+    }
     // Interleaved, so that the load of the machine weighs alike on every configuration.
     for (let i = 0; i < ctx.sizes.launches; i++) {
       for (const ts of [true, false]) {
