@@ -1,9 +1,9 @@
 /**
  * Dynamic launch to Started with a warm spare (`loadDynamic()` + `waitForStartup()` from a client process over
  * the control socket), `.ts` and `.js` libraries, first launch of a library and repeats (of a library launched
- * once before, unmeasured); against a cold
- * `child_process.fork` of a plain script until its first message (and how long the `fork()` call itself
- * blocks the forking process), and PM2's programmatic start of a plain script until its first line runs.
+ * once before, unmeasured); against a cold `child_process.fork` of a plain script until its first message
+ * (and how long the `fork()` call itself blocks the forking process), and PM2's programmatic start of a plain
+ * script until its first line runs.
  * PostgreSQL's own dynamic worker is measured in ./database.ts.
  */
 import { fork } from "node:child_process";
