@@ -96,15 +96,12 @@ export interface RunnerPoolOptions {
   readonly spawnRunner?: () => ChildProcess;
 }
 
-/** The runners' environment: the postmaster's, with V8's compile cache (made once). */
-let runnerEnv: NodeJS.ProcessEnv | undefined;
-
 /** Forks a runner process: the runtime's entry, with the watchdog's pipe (watchdog.ts) as its fifth descriptor. */
 function forkRunner(): ChildProcess {
-  runnerEnv ??= runnerEnvironment(process.env, cache());
   return fork(RUNNER_PATH, [], {
     execArgv: EXEC_ARGV,
-    env: runnerEnv,
+    // Read at each fork, as an inherited environment would be: a change to process.env reaches later runners.
+    env: runnerEnvironment(process.env, cache()),
     // The last one is the watchdog's pipe (watchdog.ts): this end is never written, and closes when this process dies.
     stdio: ["ignore", "pipe", "pipe", "ipc", "pipe"],
     serialization: "json",
