@@ -58,6 +58,19 @@ function childrenOf(pid: number): number[] {
   return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
 }
 
+/**
+ * Whether `pid` runs the runner's bootstrap: it has been through exec. A child caught between fork and exec
+ * still holds the postmaster's handlers (its SigCgt lists every signal sent), yet exec resets them and Node's
+ * boot follows with the default actions: signalled then, it would die for a reason no user can meet.
+ */
+function execedRunner(pid: number): boolean {
+  try {
+    return /runtime\/bootstrap\.[jt]s\0/.test(readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
 /** Whether `pid` has no signal pending (its SigPnd and ShdPnd in /proc): every signal sent was delivered. */
 function nothingPending(pid: number): boolean {
   let status: string;
@@ -84,7 +97,7 @@ describe("signals without a meaning", () => {
       // The pool refills at the machine's pace: wait for a spare. Only the postmaster's own children are
       // targets (workers and spares), not processes they start (such as a TypeScript loader's helper).
       const spares = await eventually("a spare runner", async () => {
-        const found = childrenOf(pm.pid).filter((pid) => !workers.includes(pid));
+        const found = childrenOf(pm.pid).filter((pid) => !workers.includes(pid) && execedRunner(pid));
         return found.length >= 1 ? found : undefined;
       }, 60_000);
       const targets = [pm.pid, ...workers, ...spares];
