@@ -258,13 +258,26 @@ function manyRows(runs: readonly ManyResults[], sizes: Sizes): void {
         ...(ours.memory === undefined ? {} : { note: `${ours.memory.processes} processes (${ours.spares ?? 0} spares), ${mb(oursKb / ours.memory.processes)} MB a process` }),
       });
     }
+    // What the start cost in CPU, a process on average, beside the floor's: the time follows it on 2 CPUs.
+    if (ours.cpu !== undefined && run.floor.cpu !== undefined) {
+      addRow({
+        group: "scale",
+        measure: `${n} idle static .ts workers: CPU a worker by the time all run (user + sys)`,
+        unit: "ms",
+        bgworker: one(round(ours.cpu.perChildMs, 1)),
+        peer: one(round(run.floor.cpu.perChildMs, 1)),
+        peerLabel: `${n} bare \`node\` forked at once, a child by its first IPC message (floor)`,
+        ratio: run.floor.cpu.perChildMs / ours.cpu.perChildMs,
+        note: `the postmaster ${round(ours.cpu.parentMs, 0)} ms for ${ours.cpu.children} children; the forker ${round(run.floor.cpu.parentMs, 0)} ms for ${run.floor.cpu.children}`,
+      });
+    }
   }
   addFact(
     "many",
     runs.map((run) => ({
       count: run.count,
-      floor: { allMs: round(run.floor.allMs, 0), forkCallsMs: round(run.floor.forkCallsMs ?? Number.NaN, 0), treePssMb: mb(run.floor.memory?.pssKb ?? Number.NaN), processes: run.floor.memory?.processes, skipped: run.floor.skipped },
-      bgworker: { allMs: round(run.bgworker.allMs, 0), wallMs: round(run.bgworker.wallMs ?? Number.NaN, 0), treePssMb: mb(run.bgworker.memory?.pssKb ?? Number.NaN), processes: run.bgworker.memory?.processes, spares: run.bgworker.spares, stopMs: round(run.bgworker.stopMs ?? Number.NaN, 0), running: run.bgworker.running, exited: run.bgworker.exited, skipped: run.bgworker.skipped },
+      floor: { allMs: round(run.floor.allMs, 0), forkCallsMs: round(run.floor.forkCallsMs ?? Number.NaN, 0), cpu: run.floor.cpu, treePssMb: mb(run.floor.memory?.pssKb ?? Number.NaN), processes: run.floor.memory?.processes, skipped: run.floor.skipped },
+      bgworker: { allMs: round(run.bgworker.allMs, 0), wallMs: round(run.bgworker.wallMs ?? Number.NaN, 0), cpu: run.bgworker.cpu, treePssMb: mb(run.bgworker.memory?.pssKb ?? Number.NaN), processes: run.bgworker.memory?.processes, spares: run.bgworker.spares, stopMs: round(run.bgworker.stopMs ?? Number.NaN, 0), running: run.bgworker.running, exited: run.bgworker.exited, skipped: run.bgworker.skipped },
       ...(run.pm2 === undefined ? {} : { pm2: { allMs: round(run.pm2.allMs, 0), treePssMb: mb(run.pm2.memory?.pssKb ?? Number.NaN), processes: run.pm2.memory?.processes, skipped: run.pm2.skipped } }),
     })),
   );

@@ -21,7 +21,7 @@ import type { StartOptions } from "pm2";
 import type { Context } from "../lib/context.js";
 import { idleSource } from "../lib/libraries.js";
 import { availableKb, treeMemory, treePids, type Memory } from "../lib/memory.js";
-import { CliPostmaster } from "../lib/postmaster.js";
+import { CliPostmaster, cpuTicks, TICKS_PER_SECOND } from "../lib/postmaster.js";
 import { REPO, reportLines } from "../lib/project.js";
 import { progress } from "../lib/report.js";
 import { waitQuiet } from "../lib/quiet.js";
@@ -35,9 +35,39 @@ const FLOOR_AVAILABLE_KB = 1 << 20;
 
 export type TreeMemory = Memory & { readonly processes: number };
 
+/**
+ * CPU used by the time all ran (user + system, from /proc, in 10 ms ticks): the parent's (the forker, the
+ * postmaster or PM2's daemon) and its children's, in total and a child on average. Idle children use none
+ * after their start, so this is what starting them cost, beside the time it took.
+ */
+export interface TreeCpu {
+  readonly parentMs: number;
+  readonly childrenMs: number;
+  readonly children: number;
+  readonly perChildMs: number;
+}
+
+/** The CPU of `root` and of its direct children now. */
+function treeCpu(root: number): TreeCpu {
+  const ms = (pid: number): number => (cpuTicks(pid) * 1000) / TICKS_PER_SECOND;
+  const children = childrenOf(root);
+  const childrenMs = children.reduce((sum, pid) => sum + ms(pid), 0);
+  return { parentMs: ms(root), childrenMs, children: children.length, perChildMs: children.length === 0 ? Number.NaN : childrenMs / children.length };
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 export interface ManySide {
   /** Time until all run (ms); NaN when it did not finish. */
   readonly allMs: number;
+  /** CPU the start cost, read when all ran (not for PM2, whose daemon forks through its own layers). */
+  readonly cpu?: TreeCpu;
   readonly memory?: TreeMemory;
   /** Why the run was skipped or stopped, if it was. */
   readonly skipped?: string;
@@ -127,11 +157,12 @@ export async function measureFloor(ctx: Context, count: number, kbEach: number):
       forker.stdout!.once("data", () => clearInterval(timer));
     });
     const result = JSON.parse(line) as { allMs: number; forkCallsMs: number; exitedEarly: number };
+    const cpu = treeCpu(forker.pid!);
     progress(`scale: floor, ${count} bare node forked at once, all spoke after ${(result.allMs / 1000).toFixed(2)} s`);
     await settle(ctx, `floor of ${count}`);
     pids = treePids(forker.pid!);
     const memory = treeMemory(forker.pid!);
-    return { allMs: result.exitedEarly > 0 ? Number.NaN : result.allMs, forkCallsMs: result.forkCallsMs, memory, ...(result.exitedEarly > 0 ? { skipped: `${result.exitedEarly} exited before their message` } : {}) };
+    return { allMs: result.exitedEarly > 0 ? Number.NaN : result.allMs, forkCallsMs: result.forkCallsMs, cpu, memory, ...(result.exitedEarly > 0 ? { skipped: `${result.exitedEarly} exited before their message` } : {}) };
   } catch (error) {
     if (error instanceof MemoryLow) return { allMs: Number.NaN, skipped: error.message };
     throw error;
@@ -166,6 +197,7 @@ export function _PG_init(): void {
     let wallMs = Number.NaN;
     const deadline = Date.now() + 20 * 60_000;
     let exited: string[] = [];
+    let cpu: TreeCpu | undefined;
     for (;;) {
       checkMemory();
       const report = await client.statusReport();
@@ -174,6 +206,7 @@ export function _PG_init(): void {
       const gone = report.workers.filter((row) => row.state === "stopped" && row.restartTimeMs === null);
       if (running.length + gone.length >= count) {
         wallMs = now() - t0;
+        cpu = treeCpu(pm.pid);
         const ages = running.map((row) => row.uptimeMs);
         if (ages.every((ms): ms is number => typeof ms === "number")) allMs = report.postmaster.uptimeMs - Math.min(...ages);
         exited = gone.map((row) => {
@@ -196,7 +229,7 @@ export function _PG_init(): void {
     await client.close();
     await pm.stop();
     stopped = true;
-    return { allMs, wallMs, memory, spares, stopMs: now() - s0, running: count - exited.length, exited };
+    return { allMs, wallMs, ...(cpu === undefined ? {} : { cpu }), memory, spares, stopMs: now() - s0, running: count - exited.length, exited };
   } catch (error) {
     if (error instanceof MemoryLow) return { allMs: Number.NaN, skipped: error.message };
     throw error;

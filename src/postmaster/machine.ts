@@ -53,7 +53,8 @@ export type LeaseWorkerEvent =
 export type Action =
   /**
    * `restart`: the worker ran before (a restart after an exit, or a crash-restart), so it goes ahead of
-   * launches. `fencingToken`: a cluster-scoped worker's lease generation (SPEC §10), null for the others.
+   * launches. `staticStart`: a static worker's first start, known since registration; the spare pool does not
+   * grow for it as it does for launches it did not foresee. `fencingToken`: a cluster-scoped worker's lease generation (SPEC §10), null for the others.
    */
   | {
       readonly type: "spawn";
@@ -61,6 +62,7 @@ export type Action =
       readonly generation: number;
       readonly definition: WorkerDefinition;
       readonly restart: boolean;
+      readonly staticStart: boolean;
       readonly fencingToken: bigint | null;
     }
   | { readonly type: "signal"; readonly pid: number; readonly signal: "SIGTERM" | "SIGKILL" | "SIGHUP" }
@@ -1000,7 +1002,8 @@ export class PostmasterMachine {
     if (restart) slot.restarts += 1;
     slot.run = { state: "spawning", terminated: false };
     const fencingToken = this.#leased(slot) ? slot.lease : null;
-    this.#emit({ type: "spawn", slot: slot.index, generation: slot.generation, definition: slot.definition, restart, fencingToken });
+    const staticStart = slot.kind === "static" && !restart;
+    this.#emit({ type: "spawn", slot: slot.index, generation: slot.generation, definition: slot.definition, restart, staticStart, fencingToken });
   }
 
   #unregister(slot: Slot, terminated: boolean): void {

@@ -119,6 +119,12 @@ export interface RunnerRequest {
    * boot, even while a burst of launches or a storm boots runners.
    */
   readonly restart?: boolean;
+  /**
+   * A static worker's first start: the postmaster's start-up burst, known in advance. Unlike a launch, it
+   * says nothing of demand to come, so the pool does not grow when it finds no warm spare: a postmaster with
+   * hundreds of static workers would otherwise boot its largest pool while they start, and keep it idle.
+   */
+  readonly staticStart?: boolean;
   /** The runner for the worker: the caller sends it the worker and it becomes that worker. */
   deliver(runner: Runner): void;
   /** No runner could be had (the fork failed), or the request was withdrawn: the reason. */
@@ -206,7 +212,7 @@ export class RunnerPool {
     // The spares hear of a new library with the refill, after this launch: importing it now would take CPU
     // from the launch, which imports it too.
     if (this.learn(request.definition)) this.untold = true;
-    if (!this.spares.some((spare) => spare.ready)) this.policy.missed(Date.now());
+    if (request.staticStart !== true && !this.spares.some((spare) => spare.ready)) this.policy.missed(Date.now());
     if (request.restart === true) {
       // After the restarts already waiting, before every launch.
       const firstLaunch = this.queue.findIndex((queued) => queued.restart !== true);

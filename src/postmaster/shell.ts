@@ -476,7 +476,7 @@ export class PostmasterShell implements ControlHandler {
   #perform(action: Action): void {
     switch (action.type) {
       case "spawn":
-        return this.#spawn(action.slot, action.generation, action.definition, action.restart, action.fencingToken);
+        return this.#spawn(action);
       case "signal":
         try {
           process.kill(action.pid, action.signal);
@@ -524,11 +524,12 @@ export class PostmasterShell implements ControlHandler {
     }
   }
 
-  #spawn(slot: number, generation: number, definition: WorkerDefinition, restart: boolean, fencingToken: bigint | null): void {
+  #spawn({ slot, generation, definition, restart, staticStart, fencingToken }: Extract<Action, { type: "spawn" }>): void {
     const cluster = fencingToken === null || this.#options.cluster === null ? null : { name: this.#options.cluster.name, fencingToken: fencingToken.toString() };
     this.#runners.request({
       definition,
       restart,
+      staticStart,
       deliver: (runner) => {
         runner.send({
           t: "start",

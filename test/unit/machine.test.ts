@@ -719,7 +719,7 @@ describe("events as data", () => {
     [],
     [
       { type: "log", event: { event: "worker-registering", name: "w" } },
-      { type: "spawn", slot: 0, generation: 1, definition: w, restart: false, fencingToken: null },
+      { type: "spawn", slot: 0, generation: 1, definition: w, restart: false, staticStart: true, fencingToken: null },
     ],
     [{ type: "log", event: { event: "worker-started", name: "w", pid: 100 }, worker: worker(100) }],
     [],
@@ -728,7 +728,7 @@ describe("events as data", () => {
       { type: "log", event: { event: "worker-exited", type: "w", pid: 100, code: 1, signal: null }, worker: worker(100) },
       { type: "setTimer", key: { kind: "restart", slot: 0, generation: 1 }, delayMs: 100 },
     ],
-    [{ type: "spawn", slot: 0, generation: 1, definition: w, restart: true, fencingToken: null }],
+    [{ type: "spawn", slot: 0, generation: 1, definition: w, restart: true, staticStart: false, fencingToken: null }],
     [{ type: "log", event: { event: "worker-started", name: "w", pid: 101 }, worker: worker(101) }],
     [
       { type: "log", event: { event: "shutdown-requested", mode: "fast" } },

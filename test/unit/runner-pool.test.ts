@@ -1,7 +1,8 @@
 /**
  * The runner pool's order of service, with stand-in processes (no fork): launches that find no warm spare
  * boot at most BOOT_LIMIT runners at a time and wait in order; a restart goes ahead of them and is never held
- * back by that limit, so it waits for one runner's boot at most.
+ * back by that limit, so it waits for one runner's boot at most. Static workers' first starts do not grow the
+ * pool; launches that find no warm spare do.
  */
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
@@ -40,12 +41,12 @@ class StandIn extends EventEmitter {
   }
 }
 
-function pool(): { runners: RunnerPool; children: StandIn[] } {
+function pool(spares = 0, maxSpares = 0): { runners: RunnerPool; children: StandIn[] } {
   const children: StandIn[] = [];
   const runners = new RunnerPool(
     {
-      spares: 0,
-      maxSpares: 0,
+      spares,
+      maxSpares,
       cwd: "/",
       shmem: () => null,
       database: () => null,
@@ -109,6 +110,20 @@ describe("runner pool", () => {
       children[0]!.enter();
       children[1]!.enter();
       assert.deepEqual(served.slice(BOOT_LIMIT), ["restarted", "waiting"]);
+    } finally {
+      runners.close();
+    }
+  });
+
+  it("grows the pool for launches that found no warm spare, not for static workers' first starts", () => {
+    const { runners } = pool(1, 8);
+    try {
+      const ask = (name: string, staticStart: boolean): void =>
+        runners.request({ definition: definition(name), staticStart, deliver: () => undefined, fail: () => undefined, withdrawn: () => undefined });
+      for (let i = 0; i < 20; i++) ask(`static${i}`, true);
+      assert.equal(runners.pool.target, 1, "twenty static starts left the target at the floor");
+      ask("launched", false);
+      assert.equal(runners.pool.target, 2, "a launch with no warm spare raised it by one");
     } finally {
       runners.close();
     }
