@@ -11,7 +11,7 @@ import type { LogLevel } from "../log.js";
 import { attachShmem, denyShmem } from "../shmem/index.js";
 import type { FromRunner, StartMessage, ToRunner } from "./ipc.js";
 import { Latch } from "./latch.js";
-import { dedicatePreopened, librariesSettled, library, prepare, warmLoader } from "./spare.js";
+import { dedicatePreopened, librariesSettled, library, packageLoaded, prepare, warmLoader } from "./spare.js";
 import { flushCompileCache, forgetRunnerCompileCache } from "./compile-cache.js";
 import { guardAgainstOrphaning, shortenOrphanGrace } from "./orphan.js";
 import { endOnUncaught, runFunction, WorkerExit, type WorkerEnd } from "./run-function.js";
@@ -125,16 +125,14 @@ process.on("message", (message: ToRunner) => {
   started = true;
   become(message).catch(endWith);
 });
-// Everything a launch would otherwise pay for, paid while the spare waits (spare.ts). Worker libraries import
-// "bgworker", whose entry point loads what a worker uses (the postmaster's core, SPI's driver and the ops
-// modules are loaded on first use): the same file as the library's import when bgworker is installed as a
-// package (or imported by name inside it).
+// Everything a launch would otherwise pay for, paid while the spare waits (spare.ts): this package's entry
+// point first (the postmaster's core, SPI's driver and the ops modules are loaded on first use), the same file
+// as the library's import when bgworker is installed as a package (or imported by name inside it).
 // "ready" tells the postmaster the spare is fully warm, the libraries of its first preparation included; a
 // start that comes earlier is served all the same.
 guardAgainstOrphaning(ORPHAN_GRACE_MS, process.ppid);
 forgetRunnerCompileCache();
-void import("../index.js")
-  .catch(() => undefined)
+void packageLoaded
   .then(() => warmLoader())
   .then(() => librariesSettled())
   .then(() => flushCompileCache())

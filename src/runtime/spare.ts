@@ -33,6 +33,17 @@ export interface PrepareMessage {
 
 type Library = Record<string, unknown>;
 
+/**
+ * This package's entry point, imported once per runner, ahead of any library: worker libraries import
+ * "bgworker", whose entry loads what a worker uses. A library waits for it. On Node 20, a CommonJS library's
+ * `require("bgworker")` of an entry whose `import()` is still in progress fails ("not yet fully loaded"),
+ * where an ES module library would simply wait for the same import.
+ */
+export const packageLoaded: Promise<void> = import("../index.js").then(
+  () => undefined,
+  () => undefined,
+);
+
 const libraries = new Map<string, Promise<Library>>();
 /** Libraries whose preload failed in this process: a launch imports them afresh (see `library`). */
 const failedPreloads = new Set<string>();
@@ -42,7 +53,7 @@ function keyOf(specifier: string, cwd: string): string {
 }
 
 function load(specifier: string, cwd: string, key: string): Promise<Library> {
-  const loading = importFrom(specifier, cwd);
+  const loading = packageLoaded.then(() => importFrom(specifier, cwd));
   // A failed preload is reported by prepare(); the launch that awaits it reports it again.
   loading.catch(() => undefined);
   libraries.set(key, loading);

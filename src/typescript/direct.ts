@@ -67,10 +67,17 @@ function directory(): string | null {
   return directDir;
 }
 
+/**
+ * The form of the files this module writes, in every key: a change to how imports are rewritten (version 2:
+ * CommonJS output requires paths, not `file:` URLs) makes every module compile again instead of loading a
+ * file an older package wrote into the same cache.
+ */
+const REWRITE_VERSION = 2;
+
 /** Where the module at `path` is compiled to: named by its key, so its importers' files never change with its source. */
 function fileOf(dir: string, path: string): { code: string; record: string; key: string; format: CompiledFormat } {
   const format = moduleFormat(path);
-  const key = compileKey(path, format);
+  const key = `${compileKey(path, format)}\0direct ${REWRITE_VERSION}`;
   const name = join(dir, spread(key));
   return { code: `${name}${format === "commonjs" ? ".cjs" : ".mjs"}`, record: `${name}.json`, key, format };
 }
@@ -126,17 +133,20 @@ async function compile(dir: string, path: string): Promise<Output> {
   const rewrite: Plugin = {
     name: "bgworker-direct",
     setup(build) {
+      // `require()` takes a path; an ES module's `import` and any `import()` take a URL, which also carries a
+      // path's `%` or `#` intact. esbuild turns a CommonJS module's import statements into `require()` calls.
       build.onResolve({ filter: /.*/ }, async (args) => {
         if (args.kind === "entry-point" || args.pluginData === LOOKUP) return undefined;
+        const reference = (file: string): string => (format === "commonjs" && args.kind !== "dynamic-import" ? file : pathToFileURL(file).href);
         if (isBuiltin(args.path)) return { path: args.path, external: true };
         const found = await build.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: LOOKUP });
         if (found.errors.length === 0 && !found.external && TYPESCRIPT.test(found.path)) {
           imports.add(found.path);
-          return { path: pathToFileURL(fileOf(dir, found.path).code).href, external: true };
+          return { path: reference(fileOf(dir, found.path).code), external: true };
         }
         if (found.errors.length === 0 && !found.external && JAVASCRIPT.test(found.path) && !inProject(found.path)) {
           packages.add(found.path);
-          return { path: pathToFileURL(found.path).href, external: true };
+          return { path: reference(found.path), external: true };
         }
         direct = false;
         return { path: args.path, external: true };

@@ -31,10 +31,14 @@ function extensionSource(format: Format, type: PackageType, fn = "work"): string
   return `import { BackgroundWorkerBuilder } from "bgworker";\nexport function _PG_init()${typed} { ${register} }\n`;
 }
 
+/**
+ * The worker: uses the package as users do (`require` in CommonJS, `import` in ES modules) and says which
+ * format it is and which worker runs it. A spare preloads the library while it imports the package itself.
+ */
 function workerSource(format: Format, type: PackageType): string {
-  const body = `console.log("worked ${format}");`;
-  if (writtenAsCommonJs(format, type)) return `exports.work = function () { ${body} };\n`;
-  return `export function work()${format.endsWith("ts") ? ": void" : ""} { ${body} }\n`;
+  const body = `console.log("worked ${format} as " + BackgroundWorker.getName());`;
+  if (writtenAsCommonJs(format, type)) return `const { BackgroundWorker } = require("bgworker");\nexports.work = function () { ${body} };\n`;
+  return `import { BackgroundWorker } from "bgworker";\nexport function work()${format.endsWith("ts") ? ": void" : ""} { ${body} }\n`;
 }
 
 /** A project directory that imports `bgworker` by name, as an installed project would. */
@@ -65,8 +69,8 @@ describe("module formats of extensions and worker libraries", () => {
           postmaster.until("ready", () => (postmaster.stdout.includes("ready") ? true : undefined)),
           postmaster.exited.then(({ code }) => assert.fail(`postmaster exited with ${code}\n${postmaster.transcript()}`)),
         ]);
-        for (const format of FORMATS) await postmaster.waitForLog(new RegExp(`^worked ${format}$`));
-        assert.deepEqual(postmaster.logs(/not found in library|exports no/), []);
+        for (const format of FORMATS) await postmaster.waitForLog(new RegExp(`^worked ${format} as w_${format}$`));
+        assert.deepEqual(postmaster.logs(/not found in library|exports no|could not be preloaded/), []);
       } finally {
         await postmaster.close();
       }
