@@ -21,7 +21,7 @@ import type { StartOptions } from "pm2";
 import type { Context } from "../lib/context.js";
 import { idleSource } from "../lib/libraries.js";
 import { availableKb, treeMemory, treePids, type Memory } from "../lib/memory.js";
-import { CliPostmaster, cpuTicks, TICKS_PER_SECOND } from "../lib/postmaster.js";
+import { childrenOf, CliPostmaster, cpuTicks, TICKS_PER_SECOND } from "../lib/postmaster.js";
 import { REPO, reportLines } from "../lib/project.js";
 import { progress } from "../lib/report.js";
 import { waitQuiet } from "../lib/quiet.js";
@@ -53,14 +53,6 @@ function treeCpu(root: number): TreeCpu {
   const children = childrenOf(root);
   const childrenMs = children.reduce((sum, pid) => sum + ms(pid), 0);
   return { parentMs: ms(root), childrenMs, children: children.length, perChildMs: children.length === 0 ? Number.NaN : childrenMs / children.length };
-}
-
-function childrenOf(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
 }
 
 export interface ManySide {

@@ -54,7 +54,8 @@ export type Action =
   /**
    * `restart`: the worker ran before (a restart after an exit, or a crash-restart), so it goes ahead of
    * launches. `staticStart`: a static worker's first start, known since registration; the spare pool does not
-   * grow for it as it does for launches it did not foresee. `fencingToken`: a cluster-scoped worker's lease generation (SPEC §10), null for the others.
+   * grow for it as it does for launches it did not foresee. `fencingToken`: a cluster-scoped worker's lease
+   * generation (SPEC §10), null for the others.
    */
   | {
       readonly type: "spawn";
