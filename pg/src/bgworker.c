@@ -36,6 +36,7 @@ char	   *bgw_node = NULL;
 char	   *bgw_package = NULL;
 char	   *bgw_database = NULL;
 int			bgw_init_timeout_ms = 30000;
+int			bgw_busy_poll_us = 50;
 
 BgwStatic  *bgw_statics = NULL;
 int			bgw_nstatics = 0;
@@ -597,6 +598,11 @@ _PG_init(void)
 	DefineCustomIntVariable("bgworker.init_timeout",
 							"How long the modules' _PG_init may take at server start.",
 							NULL, &bgw_init_timeout_ms, 30000, 100, 600000, PGC_POSTMASTER, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bgworker.busy_poll",
+							"How long a worker's backend polls for its Node process's next request before it sleeps, in microseconds.",
+							"0 turns polling off: the backend sleeps as soon as it has answered.",
+							&bgw_busy_poll_us, 50, 0, 10000, PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("bgworker");
 

@@ -19,6 +19,7 @@ extern char *bgw_node;
 extern char *bgw_package;
 extern char *bgw_database;
 extern int	bgw_init_timeout_ms;
+extern int	bgw_busy_poll_us;
 
 /* ----- frames (frame.c) -----
  * A frame: a 4-byte big-endian length of the body, then the body: one type byte and its fields. A string

@@ -9,6 +9,7 @@
 #include "bgworker.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -21,7 +22,9 @@
 #include "nodes/params.h"
 #include "parser/parse_param.h"
 #include "pgstat.h"
+#include "port/atomics.h"
 #include "port/pg_bswap.h"
+#include "portability/instr_time.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -57,6 +60,8 @@ static uint32 dynamic_nonce = 0;
 static StringInfoData inbuf;
 static StringInfoData out;
 static MemoryContext request_ctx;
+/* The CPUs this backend may run on (sched_getaffinity at start): busy polling needs two. */
+static int	cpus_allowed = 1;
 static bool connected = false;
 static bool in_tx = false;
 static bool tx_failed = false;
@@ -975,7 +980,49 @@ child_ended(void)
 	proc_exit(1);
 }
 
-static void
+/*
+ * After serving the child, waits awake for its next frame, up to bgworker.busy_poll microseconds, before
+ * sleeping on the wait event set. A worker running statements in a row sends the next one within
+ * microseconds of its reply, and waking a process asleep on an idle CPU costs more than a short statement
+ * (an interprocessor interrupt and the CPU's way out of idle): as Linux's net.core.busy_poll, for the same
+ * reason. True when the child's socket is readable (or at its end); false on timeout, or as soon as a signal
+ * or the latch wants the main loop.
+ */
+static bool
+busy_poll_child(void)
+{
+	instr_time	start;
+	instr_time	elapsed;
+	bool		readable = false;
+
+	/* On one CPU the child cannot send while its backend polls: only a sleep lets it run. */
+	if (bgw_busy_poll_us <= 0 || cpus_allowed < 2)
+		return false;
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	INSTR_TIME_SET_CURRENT(start);
+	for (;;)
+	{
+		char		byte;
+
+		if (recv(child_sock, &byte, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 || (errno != EAGAIN && errno != EINTR))
+		{
+			readable = true;
+			break;
+		}
+		if (got_sighup || got_sigterm || got_sigint || InterruptPending || MyLatch->is_set)
+			break;
+		INSTR_TIME_SET_CURRENT(elapsed);
+		INSTR_TIME_SUBTRACT(elapsed, start);
+		if (INSTR_TIME_GET_MICROSEC(elapsed) >= bgw_busy_poll_us)
+			break;
+		pg_spin_delay();
+	}
+	pgstat_report_wait_end();
+	return readable;
+}
+
+/* Serves every whole frame the child has sent; true when there was one. */
+static bool
 read_child(void)
 {
 	int			pos = 0;
@@ -1029,6 +1076,7 @@ read_child(void)
 	}
 	if (eof)
 		child_ended();
+	return pos > 0;
 }
 
 static char *
@@ -1056,6 +1104,7 @@ bgworker_main(Datum arg)
 	uint64		generation = 0;
 	char	   *script;
 	WaitEventSet *set;
+	bool		served = false;
 
 	pqsignal(SIGTERM, handle_sigterm);
 	pqsignal(SIGHUP, handle_sighup);
@@ -1092,6 +1141,13 @@ bgworker_main(Datum arg)
 		proc_exit(0);
 	}
 
+	{
+		cpu_set_t	cpus;
+
+		if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0)
+			cpus_allowed = CPU_COUNT(&cpus);
+	}
+
 	request_ctx = AllocSetContextCreate(TopMemoryContext, "bgworker request", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(TopMemoryContext);
 	initStringInfo(&inbuf);
@@ -1120,14 +1176,18 @@ bgworker_main(Datum arg)
 	for (;;)
 	{
 		WaitEvent	events[3];
-		int			n;
+		int			n = 0;
 		bool		latch = false;
 		bool		signalled = false;
+		bool		readable = false;
 
 		/* A cancel that arrives while no statement runs cancels nothing (as in an idle session). */
 		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
-		n = WaitEventSetWait(set, -1, events, lengthof(events), PG_WAIT_EXTENSION);
+		if (served && busy_poll_child())
+			readable = true;
+		else
+			n = WaitEventSetWait(set, -1, events, lengthof(events), PG_WAIT_EXTENSION);
 		for (int i = 0; i < n; i++)
 		{
 			if (events[i].events & WL_POSTMASTER_DEATH)
@@ -1161,6 +1221,7 @@ bgworker_main(Datum arg)
 			send_simple('l');
 		for (int i = 0; i < n; i++)
 			if (events[i].events & WL_SOCKET_READABLE)
-				read_child();
+				readable = true;
+		served = readable && read_child();
 	}
 }
