@@ -18,7 +18,9 @@ if (!process.connected) process.exit(0);
 // No debugger on SIGUSR1, no death on SIGUSR2; a spare ignores SIGHUP as a worker does before attaching.
 ignoreSignals(["SIGHUP"]);
 
-// Loaded after the above, so that nothing it loads delays them. TypeScript support is not installed here: a
-// `.ts` library is loaded as compiled files where it can be (typescript/direct.ts), and the module hooks are
-// installed by the first import that needs them (modules.ts, importFrom).
-await import("./runner.js");
+// Loaded after the above, so that nothing it loads delays them (built, the runner is part of the core chunk
+// this module has loaded already, scripts/bundle.mjs: the import costs no file). TypeScript support is not
+// installed here: a `.ts` library is loaded as compiled files where it can be (typescript/direct.ts), and the
+// module hooks are installed by the first import that needs them (modules.ts, importFrom).
+const { runRunner } = await import("./runner.js");
+runRunner();

@@ -115,25 +115,37 @@ async function become(start: StartMessage): Promise<void> {
   await runFunction(definition, () => library(definition.library, start.cwd), () => send({ t: "entered" }), END);
 }
 
-// An error nobody caught ends the worker with code 1; so does a failure to become it.
-const endWith = endOnUncaught(END);
-
-let started = false;
-process.on("message", (message: ToRunner) => {
-  if (message.t === "prepare" && !started) prepare(message, send);
-  if (message.t !== "start" || started) return;
-  started = true;
-  become(message).catch(endWith);
-});
-// Everything a launch would otherwise pay for, paid while the spare waits (spare.ts): this package's entry
-// point first (the postmaster's core, SPI's driver and the ops modules are loaded on first use), the same file
-// as the library's import when bgworker is installed as a package (or imported by name inside it).
-// "ready" tells the postmaster the spare is fully warm, the libraries of its first preparation included; a
-// start that comes earlier is served all the same.
-guardAgainstOrphaning(ORPHAN_GRACE_MS, process.ppid);
-forgetRunnerCompileCache();
-void packageLoaded
-  .then(() => warmLoader())
-  .then(() => librariesSettled())
-  .then(() => flushCompileCache())
-  .then(() => send({ t: "ready" }));
+/**
+ * Makes this process a runner; called once, by bootstrap.ts. A function rather than this module's top-level
+ * code: the module is part of the package's core (scripts/bundle.mjs), which every process loads.
+ */
+export function runRunner(): void {
+  // An error nobody caught ends the worker with code 1; so does a failure to become it.
+  const endWith = endOnUncaught(END);
+  let started = false;
+  let firstPrepared!: () => void;
+  const prepared = new Promise<void>((resolve) => (firstPrepared = resolve));
+  process.on("message", (message: ToRunner) => {
+    if (message.t === "prepare" && !started) {
+      prepare(message, send);
+      firstPrepared();
+    }
+    if (message.t !== "start" || started) return;
+    started = true;
+    become(message).catch(endWith);
+  });
+  // Everything a launch would otherwise pay for, paid while the spare waits (spare.ts): this package's entry
+  // point first (the postmaster's core, SPI's driver and the ops modules are loaded on first use), the same file
+  // as the library's import when bgworker is installed as a package (or imported by name inside it).
+  // "ready" tells the postmaster the spare is fully warm, the libraries of its first preparation included (the
+  // pool sends it with the fork; where loading the package takes no turn of the event loop, as on Node 26, the
+  // package is loaded before the message is read); a start that comes earlier is served all the same.
+  guardAgainstOrphaning(ORPHAN_GRACE_MS, process.ppid);
+  forgetRunnerCompileCache();
+  void packageLoaded()
+    .then(() => warmLoader())
+    .then(() => prepared)
+    .then(() => librariesSettled())
+    .then(() => flushCompileCache())
+    .then(() => send({ t: "ready" }));
+}

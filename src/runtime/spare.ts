@@ -33,16 +33,22 @@ export interface PrepareMessage {
 
 type Library = Record<string, unknown>;
 
+let entryLoaded: Promise<void> | undefined;
+
 /**
  * This package's entry point, imported once per runner, ahead of any library: worker libraries import
  * "bgworker", whose entry loads what a worker uses. A library waits for it. On Node 20, a CommonJS library's
  * `require("bgworker")` of an entry whose `import()` is still in progress fails ("not yet fully loaded"),
- * where an ES module library would simply wait for the same import.
+ * where an ES module library would simply wait for the same import. Imported on the runner's first call, not
+ * at this module's evaluation: the module is part of the package's core, which every process loads.
  */
-export const packageLoaded: Promise<void> = import("../index.js").then(
-  () => undefined,
-  () => undefined,
-);
+export function packageLoaded(): Promise<void> {
+  entryLoaded ??= import("../index.js").then(
+    () => undefined,
+    () => undefined,
+  );
+  return entryLoaded;
+}
 
 const libraries = new Map<string, Promise<Library>>();
 /** Libraries whose preload failed in this process: a launch imports them afresh (see `library`). */
@@ -53,7 +59,7 @@ function keyOf(specifier: string, cwd: string): string {
 }
 
 function load(specifier: string, cwd: string, key: string): Promise<Library> {
-  const loading = packageLoaded.then(() => importFrom(specifier, cwd));
+  const loading = packageLoaded().then(() => importFrom(specifier, cwd));
   // A failed preload is reported by prepare(); the launch that awaits it reports it again.
   loading.catch(() => undefined);
   libraries.set(key, loading);

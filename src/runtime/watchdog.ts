@@ -6,7 +6,8 @@
  * process after the same grace that the IPC path gives. It waits in epoll and costs no CPU while idle (a
  * thread that polled the parent pid ten times a second cost an idle worker about 0.1% of a CPU).
  */
-import { Worker } from "node:worker_threads";
+import { createRequire } from "node:module";
+import type * as WorkerThreads from "node:worker_threads";
 
 /** The runner's descriptor for the postmaster-death pipe: after stdin, stdout, stderr and the IPC channel. */
 export const WATCHDOG_FD = 4;
@@ -35,6 +36,9 @@ let started = false;
 export function startOrphanWatchdog(graceMs: number): void {
   if (started) return;
   started = true;
+  // Loaded here, not imported: this module is part of the package's core, and a runner whose kernel guard is
+  // armed (orphan.ts) never starts the thread; loading node:worker_threads cost each process about 1 ms of CPU.
+  const { Worker } = createRequire(import.meta.url)("node:worker_threads") as typeof WorkerThreads;
   const thread = new Worker(SOURCE, { eval: true, workerData: { fd: WATCHDOG_FD, graceMs } });
   // It must never keep a finished worker alive, nor take it down by failing.
   thread.unref();
