@@ -3,7 +3,6 @@
  * client factory that this installs, on `globalThis` under `Symbol.for("bgworker.spi-client-factory")`
  * (every copy of the package in the process shares it), instead of opening a node-postgres connection.
  */
-import { sessionTypes } from "../runtime/spi.js";
 import { InServerClient, type TypeParsers } from "./spi-client.js";
 import type { BackendTransport } from "./transport.js";
 
@@ -13,7 +12,7 @@ export interface SpiClientConfig {
   readonly database?: string | undefined;
   readonly user?: string | undefined;
   /** The parsers of the copy of the package that opens the session: it is the copy that loaded `pg`. */
-  readonly types?: TypeParsers | undefined;
+  readonly types: TypeParsers;
 }
 
 type Slots = { [SPI_CLIENT_FACTORY]?: (config: SpiClientConfig) => InServerClient };
@@ -22,5 +21,5 @@ export function installInServerSpi(transport: BackendTransport): void {
   // A worker's library may get another copy of the package than this process's (a CommonJS library's
   // `require("bgworker")`), whose session loads its own `pg`: its parsers come with its config.
   (globalThis as typeof globalThis & Slots)[SPI_CLIENT_FACTORY] = (config) =>
-    new InServerClient(transport, { database: config.database, user: config.user, types: config.types ?? sessionTypes });
+    new InServerClient(transport, { database: config.database, user: config.user, types: config.types });
 }
