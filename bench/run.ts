@@ -210,6 +210,13 @@ function lightRows(light: LightResults): void {
   });
 }
 
+/** Every round's time of both sides (s), when the size ran several: the row's figures are each side's median round. */
+function roundsNote(ours: ManyResults["bgworker"], floor: ManyResults["floor"]): string | undefined {
+  if (ours.rounds === undefined || floor.rounds === undefined) return undefined;
+  const seconds = (rounds: readonly number[]): string => rounds.map((ms) => (ms / 1000).toFixed(2)).join(", ");
+  return `median of ${ours.rounds.length} rounds, the floor's and bgworker's alternating: bgworker ${seconds(ours.rounds)} s, the floor ${seconds(floor.rounds)} s`;
+}
+
 /** The many-workers rows (group scale): each size's time and tree memory beside the floor and PM2. */
 function manyRows(runs: readonly ManyResults[], sizes: Sizes): void {
   for (const run of runs) {
@@ -221,6 +228,7 @@ function manyRows(runs: readonly ManyResults[], sizes: Sizes): void {
       ours.skipped,
       incomplete ? `only ${ours.running} of ${n} running: ${ours.exited!.length} exited (${ours.exited!.join("; ")})` : undefined,
       ours.wallMs === undefined ? undefined : `${(ours.wallMs / 1000).toFixed(2)} s from the CLI's spawn`,
+      roundsNote(ours, run.floor),
     ]
       .filter(Boolean)
       .join("; ");
@@ -276,8 +284,8 @@ function manyRows(runs: readonly ManyResults[], sizes: Sizes): void {
     "many",
     runs.map((run) => ({
       count: run.count,
-      floor: { allMs: round(run.floor.allMs, 0), forkCallsMs: round(run.floor.forkCallsMs ?? Number.NaN, 0), cpu: run.floor.cpu, treePssMb: mb(run.floor.memory?.pssKb ?? Number.NaN), processes: run.floor.memory?.processes, skipped: run.floor.skipped },
-      bgworker: { allMs: round(run.bgworker.allMs, 0), wallMs: round(run.bgworker.wallMs ?? Number.NaN, 0), cpu: run.bgworker.cpu, treePssMb: mb(run.bgworker.memory?.pssKb ?? Number.NaN), processes: run.bgworker.memory?.processes, spares: run.bgworker.spares, stopMs: round(run.bgworker.stopMs ?? Number.NaN, 0), running: run.bgworker.running, exited: run.bgworker.exited, skipped: run.bgworker.skipped },
+      floor: { allMs: round(run.floor.allMs, 0), rounds: run.floor.rounds, forkCallsMs: round(run.floor.forkCallsMs ?? Number.NaN, 0), cpu: run.floor.cpu, treePssMb: mb(run.floor.memory?.pssKb ?? Number.NaN), processes: run.floor.memory?.processes, skipped: run.floor.skipped },
+      bgworker: { allMs: round(run.bgworker.allMs, 0), rounds: run.bgworker.rounds, wallMs: round(run.bgworker.wallMs ?? Number.NaN, 0), cpu: run.bgworker.cpu, treePssMb: mb(run.bgworker.memory?.pssKb ?? Number.NaN), processes: run.bgworker.memory?.processes, spares: run.bgworker.spares, stopMs: round(run.bgworker.stopMs ?? Number.NaN, 0), running: run.bgworker.running, exited: run.bgworker.exited, skipped: run.bgworker.skipped },
       ...(run.pm2 === undefined ? {} : { pm2: { allMs: round(run.pm2.allMs, 0), treePssMb: mb(run.pm2.memory?.pssKb ?? Number.NaN), processes: run.pm2.memory?.processes, skipped: run.pm2.skipped } }),
     })),
   );
@@ -502,7 +510,7 @@ async function main(): Promise<void> {
       const runs: ManyResults[] = [];
       for (const count of sizes.many) {
         progress(`scale: ${count} idle workers at once, beside the floor and PM2`);
-        const run = await measureMany(ctx, count, kbEach);
+        const run = await measureMany(ctx, count, kbEach, count === sizes.many[0] ? sizes.manyRounds : 1);
         runs.push(run);
         const perProcess = (side: { memory?: { pssKb: number; processes: number } }): number | undefined => (side.memory === undefined ? undefined : side.memory.pssKb / side.memory.processes);
         kbEach.floor = perProcess(run.floor) ?? kbEach.floor;

@@ -34,6 +34,11 @@ export interface Sizes {
   readonly lightSettleSeconds: number;
   /** Many idle workers at once (scale rows beside the bare-fork floor and PM2), one run per size. */
   readonly many: readonly number[];
+  /**
+   * Rounds of the first size (the one with a target): the floor and bgworker alternate, and each side's
+   * median round is reported, so that one round's luck on a shared machine decides nothing. Larger sizes run once.
+   */
+  readonly manyRounds: number;
   /** PM2 runs for the sizes up to this one. */
   readonly manyPm2Max: number;
   /** After all run and the machine went quiet, before the tree's memory is read. */
@@ -67,6 +72,7 @@ export const FULL: Sizes = {
   lightSamples: 11,
   lightSettleSeconds: 5,
   many: [200, 1000],
+  manyRounds: 3,
   manyPm2Max: 200,
   manySettleSeconds: 10,
 };
@@ -98,6 +104,7 @@ export const QUICK: Sizes = {
   lightSamples: 3,
   lightSettleSeconds: 1,
   many: [20],
+  manyRounds: 1,
   manyPm2Max: 20,
   manySettleSeconds: 2,
 };

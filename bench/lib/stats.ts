@@ -24,6 +24,19 @@ export function median(samples: readonly number[]): number {
   return summarize(samples).p50;
 }
 
+/**
+ * Of several rounds of one measure, the round whose `allMs` is the median (a round that did not finish, NaN,
+ * counts as the slowest), with every round's time beside it in run order: the rest of its record (CPU,
+ * memory) comes with it, from the same round. One round is returned as it is.
+ */
+export function medianRound<S extends { readonly allMs: number }>(rounds: readonly S[]): S & { readonly rounds?: readonly number[] } {
+  if (rounds.length === 0) throw new Error("medianRound: no rounds");
+  if (rounds.length === 1) return rounds[0]!;
+  const key = (round: S): number => (Number.isFinite(round.allMs) ? round.allMs : Number.POSITIVE_INFINITY);
+  const middle = [...rounds].sort((a, b) => key(a) - key(b))[Math.floor((rounds.length - 1) / 2)]!;
+  return { ...middle, rounds: rounds.map((round) => round.allMs) };
+}
+
 export const round = (value: number, digits = 3): number => (Number.isFinite(value) ? Number(value.toFixed(digits)) : value);
 
 /** Wall-clock milliseconds with microsecond resolution, comparable across processes of this machine. */

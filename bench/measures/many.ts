@@ -25,7 +25,7 @@ import { childrenOf, CliPostmaster, cpuTicks, TICKS_PER_SECOND } from "../lib/po
 import { REPO, reportLines } from "../lib/project.js";
 import { progress } from "../lib/report.js";
 import { waitQuiet } from "../lib/quiet.js";
-import { now, sleep } from "../lib/stats.js";
+import { medianRound, now, sleep } from "../lib/stats.js";
 import { pm2Call, withPm2 } from "./launch.js";
 
 const FORKER = join(REPO, "bench", "peers", "forker.mjs");
@@ -63,6 +63,8 @@ export interface ManySide {
   readonly memory?: TreeMemory;
   /** Why the run was skipped or stopped, if it was. */
   readonly skipped?: string;
+  /** With several rounds: every round's `allMs`, in the order they ran (this record is the median round's). */
+  readonly rounds?: readonly number[];
 }
 
 export interface ManyResults {
@@ -284,12 +286,25 @@ export interface PerProcessKb {
   readonly pm2: number;
 }
 
-/** The floor, bgworker, then PM2 (up to `manyPm2Max` processes), each after the machine went quiet. */
-export async function measureMany(ctx: Context, count: number, kbEach: PerProcessKb): Promise<ManyResults> {
-  await quietBefore(ctx, `the floor of ${count}`);
-  const floor = await measureFloor(ctx, count, kbEach.floor);
-  await quietBefore(ctx, `${count} workers`);
-  const bgworker = await measureBgworker(ctx, count, kbEach.bgworker);
+/**
+ * The floor and bgworker, alternating for `rounds` rounds, then PM2 once (up to `manyPm2Max` processes), each
+ * after the machine went quiet. Each side reports its median round; a worker that exited in any round is
+ * reported whichever round is the median.
+ */
+export async function measureMany(ctx: Context, count: number, kbEach: PerProcessKb, rounds = 1): Promise<ManyResults> {
+  const floors: ManyResults["floor"][] = [];
+  const ours: ManyResults["bgworker"][] = [];
+  for (let round = 1; round <= rounds; round++) {
+    const of = rounds === 1 ? "" : ` (round ${round} of ${rounds})`;
+    await quietBefore(ctx, `the floor of ${count}${of}`);
+    floors.push(await measureFloor(ctx, count, kbEach.floor));
+    await quietBefore(ctx, `${count} workers${of}`);
+    ours.push(await measureBgworker(ctx, count, kbEach.bgworker));
+  }
+  const exited = ours.flatMap((side, i) => (side.exited ?? []).map((line) => (rounds === 1 ? line : `round ${i + 1}: ${line}`)));
+  const running = Math.min(...ours.map((side) => side.running ?? count));
+  const bgworker = { ...medianRound(ours), ...(exited.length === 0 ? {} : { exited, running }) };
+  const floor = medianRound(floors);
   if (count > ctx.sizes.manyPm2Max) return { count, floor, bgworker };
   await quietBefore(ctx, `PM2's ${count}`);
   const pm2 = await measurePm2(ctx, count, kbEach.pm2);

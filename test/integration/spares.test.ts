@@ -1,10 +1,12 @@
 /**
  * The warm spare pool end to end (docs/performance.md): spares preload the libraries the postmaster knows of,
  * a preloaded worker still sees its own name, argument and extra, a library whose top-level code needs the
- * worker's role is left to the launch, and a burst beyond the pool starts every worker and grows the pool.
+ * worker's role is left to the launch, a spare says it is ready only once its libraries have loaded, and a
+ * burst beyond the pool starts every worker and grows the pool.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { BackgroundWorkerBuilder, connect, type PostmasterClient } from "bgworker";
@@ -13,6 +15,7 @@ import { eventually, ROOT, startPostmaster, type RunningPostmaster } from "../he
 
 const SPARES_LIBRARY = join(ROOT, "test", "fixtures", "spares", "workers.ts");
 const NEEDS_ROLE_LIBRARY = join(ROOT, "test", "fixtures", "spares", "needs-role.ts");
+const SLOW_PRELOAD_LIBRARY = join(ROOT, "test", "fixtures", "spares", "slow-preload.ts");
 
 async function withClient(body: (pm: RunningPostmaster, client: PostmasterClient) => Promise<void>, args?: string[]): Promise<void> {
   const pm = await startPostmaster(args === undefined ? {} : { args });
@@ -36,7 +39,7 @@ async function nextSpare(pm: RunningPostmaster): Promise<void> {
 }
 
 /** Spare runners of the postmaster: its children that have not become a worker (still titled as the bootstrap). */
-function spares(pm: RunningPostmaster): number {
+function sparePids(pm: RunningPostmaster): string[] {
   const children = readFileSync(`/proc/${pm.pid}/task/${pm.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
   return children.filter((pid) => {
     try {
@@ -44,7 +47,11 @@ function spares(pm: RunningPostmaster): number {
     } catch {
       return false;
     }
-  }).length;
+  });
+}
+
+function spares(pm: RunningPostmaster): number {
+  return sparePids(pm).length;
 }
 
 describe("warm spares", () => {
@@ -75,6 +82,34 @@ describe("warm spares", () => {
         if (latest.roleAtImport === "none") preloaded = latest;
       }
     });
+  });
+
+  it("say they are ready only once the libraries of their first preparation have loaded", async () => {
+    // A static worker's library is known before the first spare boots, and comes with its fork: the spare
+    // preloads it, and its one second of top-level code ends by leaving a file named by the process's pid.
+    const markers = mkdtempSync(join(tmpdir(), "bgw-preload-"));
+    const pm = await startPostmaster({ workers: [{ name: "slow library", library: SLOW_PRELOAD_LIBRARY, function: "idle" }], env: { BGW_TEST_PRELOAD_MARKERS: markers } });
+    let client: PostmasterClient | undefined;
+    try {
+      const status = await connect(pm.socket);
+      client = status;
+      // The first report with the one spare ready; nothing is launched, so the pool stays at that spare.
+      const ready = await eventually(
+        "a ready spare",
+        async () => {
+          const { spares: pool } = (await status.statusReport()).postmaster;
+          if (pool.ready < 1 || pool.count !== 1) return undefined;
+          return sparePids(pm);
+        },
+        SPARE_PATIENCE_MS,
+      );
+      assert.equal(ready.length, 1, `one spare process, found ${ready.join(", ")}`);
+      assert.ok(existsSync(join(markers, ready[0]!)), `spare ${ready[0]} said it was ready before its library had loaded`);
+    } finally {
+      await client?.close();
+      await pm.close();
+      rmSync(markers, { recursive: true, force: true });
+    }
   });
 
   it("leave a library whose top-level code needs the worker's role to the launch", async () => {
