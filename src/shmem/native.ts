@@ -5,7 +5,8 @@
  * another Node (a checkout built under Node 20 and run under Node 26) does not load in this one: the prebuilt
  * binary for this Node then serves, when there is one. The binary is chosen by the ABI node-gyp wrote in
  * `build/config.gypi` and the prebuilt binaries' names, without a dlopen that would fail: every worker loads
- * the addon as it boots (its orphan guard), and a failed load cost each one about 6 ms of CPU.
+ * the addon as it boots (its orphan guard), and a failed load cost each one about 6 ms of CPU. A binary so
+ * chosen is loaded with `process.dlopen()` itself, not through `require()` (see `loadBinary`).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -46,23 +47,35 @@ export interface ShmAddon {
 
 let addon: ShmAddon | undefined;
 
+/**
+ * The addon binary at `path`, loaded as `require()` loads one (`process.dlopen()`, which is what it calls),
+ * without the CommonJS loader's resolution and module cache around it: in a process that has not used
+ * `require()` yet, as a runner has not, those cost about 1 ms of the boot on Node 26, the load itself 0.2.
+ * The addon is context-aware and keeps no state of its own: a second copy of this package in the same
+ * process loading it again gets working functions of its own.
+ */
+function loadBinary(path: string): ShmAddon {
+  const module = { exports: {} };
+  process.dlopen(module, path);
+  return module.exports as ShmAddon;
+}
+
 export function shmAddon(): ShmAddon {
   if (addon === undefined) {
-    const require = createRequire(import.meta.url);
     const root = packageRoot();
     try {
       const path = addonPath(root);
       if (path !== undefined) {
-        addon = require(path) as ShmAddon;
+        addon = loadBinary(path);
       } else {
-        const load = require("node-gyp-build") as (dir: string) => unknown;
+        const load = createRequire(import.meta.url)("node-gyp-build") as (dir: string) => unknown;
         try {
           addon = load(root) as ShmAddon;
         } catch (error) {
           // build/Release made by another Node's install: this Node's prebuilt binary, if the package has one.
           const prebuilt = /NODE_MODULE_VERSION|undefined symbol/.test(String(error)) ? prebuiltFor(root) : undefined;
           if (prebuilt === undefined) throw error;
-          addon = require(prebuilt) as ShmAddon;
+          addon = loadBinary(prebuilt);
         }
       }
     } catch (error) {
