@@ -35,8 +35,9 @@ export interface Sizes {
   /** Many idle workers at once (scale rows beside the bare-fork floor and PM2), one run per size. */
   readonly many: readonly number[];
   /**
-   * Rounds of the first size (the one with a target): the floor and bgworker alternate, and each side's
-   * median round is reported, so that one round's luck on a shared machine decides nothing. Larger sizes run once.
+   * Rounds of the first size (the one with a target): the floor and bgworker alternate, each side's median
+   * round is reported and the median of the rounds' own ratios judged, so that one round's luck on a shared
+   * machine decides nothing. Larger sizes run once.
    */
   readonly manyRounds: number;
   /** PM2 runs for the sizes up to this one. */

@@ -37,6 +37,20 @@ export function medianRound<S extends { readonly allMs: number }>(rounds: readon
   return { ...middle, rounds: rounds.map((round) => round.allMs) };
 }
 
+/**
+ * The median of `ours[i] / peers[i]` over the rounds where both finished (NaN when none did): with rounds that
+ * alternate the two sides, each pair ran under the same machine's state, so the ratio of a pair is what one
+ * round says, and its median is what the rounds say together.
+ */
+export function pairedRatio(ours: readonly number[], peers: readonly number[]): number {
+  if (ours.length !== peers.length) throw new Error(`pairedRatio: ${ours.length} rounds against ${peers.length}`);
+  const ratios = ours.flatMap((value, i) => {
+    const peer = peers[i]!;
+    return Number.isFinite(value) && Number.isFinite(peer) && peer > 0 ? [value / peer] : [];
+  });
+  return ratios.length === 0 ? Number.NaN : median(ratios);
+}
+
 export const round = (value: number, digits = 3): number => (Number.isFinite(value) ? Number(value.toFixed(digits)) : value);
 
 /** Wall-clock milliseconds with microsecond resolution, comparable across processes of this machine. */

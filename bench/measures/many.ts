@@ -6,9 +6,11 @@
  * already up). For each: the time until all run, and once settled the whole tree's memory (PSS summed over
  * the postmaster, the forker or PM2's daemon and every descendant).
  *
- * bgworker's time is the postmaster's own: from its start (status `uptimeMs` of the postmaster) to the last
- * worker's `running` (each row's `uptimeMs`), read from one status report once every row runs; the wall
- * clock from the CLI's spawn (a Node start and the extension's `_PG_init` included) is kept beside it.
+ * bgworker's time runs from the postmaster's start (its status `uptimeMs`, read once every row runs) to the
+ * moment the last worker's function began, which each worker writes down (where a floor child sends its
+ * message), both on the machine's clock. A row's own `uptimeMs` would not do: it counts from the hand-over
+ * of the worker to its process, before that process has finished booting. The wall clock from the CLI's
+ * spawn (a Node start and the extension's `_PG_init` included) is kept beside it.
  *
  * Memory guard: a size is skipped when the machine's available memory could not hold it (the last measured
  * PSS a process, times N, with a margin), and a run is stopped when available memory falls below 1 GB.
@@ -19,7 +21,6 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { StartOptions } from "pm2";
 import type { Context } from "../lib/context.js";
-import { idleSource } from "../lib/libraries.js";
 import { availableKb, treeMemory, treePids, type Memory } from "../lib/memory.js";
 import { childrenOf, CliPostmaster, cpuTicks, TICKS_PER_SECOND } from "../lib/postmaster.js";
 import { REPO, reportLines } from "../lib/project.js";
@@ -167,10 +168,39 @@ export async function measureFloor(ctx: Context, count: number, kbEach: number):
   }
 }
 
+/**
+ * The many rows' worker: idle as `idleSource`'s, once it has written when its function began to `file`, on the
+ * machine's clock (the floor's children send a message at that point: the row ends where theirs does).
+ */
+function enteringIdleSource(file: string): string {
+  return `// many
+import { appendFileSync } from "node:fs";
+import { BackgroundWorker, SignalWakeFlags } from "bgworker";
+export async function idle(): Promise<void> {
+  appendFileSync(${JSON.stringify(file)}, \`enter \${Date.now()}\\n\`);
+  BackgroundWorker.attachSignalHandlers(SignalWakeFlags.SIGTERM);
+  while (await BackgroundWorker.waitLatch(null)) {
+    // woken for nothing
+  }
+}
+`;
+}
+
+/** The `enter` times in `file` once there are `count` of them (or after 10 s, however many there are). */
+async function enteredAt(file: string, count: number): Promise<number[]> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const times = reportLines(file).filter((line) => line.startsWith("enter ")).map((line) => Number(line.slice(6)));
+    if (times.length >= count || Date.now() > deadline) return times;
+    await sleep(20);
+  }
+}
+
 export async function measureBgworker(ctx: Context, count: number, kbEach: number): Promise<ManyResults["bgworker"]> {
   const skipped = tooBig(count, kbEach);
   if (skipped !== undefined) return { allMs: Number.NaN, skipped };
-  ctx.project.write("many-worker.ts", idleSource(true, "many"));
+  const entries = ctx.project.reportFile();
+  ctx.project.write("many-worker.ts", enteringIdleSource(entries));
   const extension = ctx.project.write(
     `many-extension-${count}.ts`,
     `import { BackgroundWorkerBuilder } from "bgworker";
@@ -195,14 +225,17 @@ export function _PG_init(): void {
     for (;;) {
       checkMemory();
       const report = await client.statusReport();
+      // The postmaster's start on the machine's clock, as its own uptime puts it (to within this report's trip).
+      const startedAt = Date.now() - report.postmaster.uptimeMs;
       const running = report.workers.filter((row) => row.state === "running");
       // A static worker without a restart time that exited stays stopped: the wait ends without it, and says so.
       const gone = report.workers.filter((row) => row.state === "stopped" && row.restartTimeMs === null);
       if (running.length + gone.length >= count) {
         wallMs = now() - t0;
         cpu = treeCpu(pm.pid);
-        const ages = running.map((row) => row.uptimeMs);
-        if (ages.every((ms): ms is number => typeof ms === "number")) allMs = report.postmaster.uptimeMs - Math.min(...ages);
+        // Each running worker's line comes from its function, just after the postmaster has seen it enter.
+        const entered = await enteredAt(entries, running.length);
+        if (entered.length >= running.length && entered.length > 0) allMs = Math.max(...entered) - startedAt;
         exited = gone.map((row) => {
           const lines = pm.log.filter((record) => (record.message ?? "").includes(`"${row.name}"`) || (record as { worker?: { name?: string } }).worker?.name === row.name);
           return `${row.name}: exit ${row.lastExit?.code ?? row.lastExit?.signal ?? "?"}${lines.length === 0 ? "" : ` (${lines.map((record) => `${record.level}: ${record.message}${record.detail === undefined ? "" : ` ${record.detail.split("\n")[0]}`}`).join(" | ")})`}`;
@@ -286,10 +319,17 @@ export interface PerProcessKb {
   readonly pm2: number;
 }
 
+/** Why any round was skipped or stopped, whichever round is the median: named by round when there were several. */
+function skippedIn(rounds: readonly ManySide[]): { skipped?: string } {
+  const reasons = rounds.flatMap((side, i) => (side.skipped === undefined ? [] : [rounds.length === 1 ? side.skipped : `round ${i + 1}: ${side.skipped}`]));
+  return reasons.length === 0 ? {} : { skipped: reasons.join("; ") };
+}
+
 /**
  * The floor and bgworker, alternating for `rounds` rounds, then PM2 once (up to `manyPm2Max` processes), each
- * after the machine went quiet. Each side reports its median round; a worker that exited in any round is
- * reported whichever round is the median.
+ * after the machine went quiet. Each side reports its median round, with every round's time (the rows judge
+ * the rounds pair by pair, bench/run.ts); a worker that exited, or a round skipped, in any round is reported
+ * whichever round is the median.
  */
 export async function measureMany(ctx: Context, count: number, kbEach: PerProcessKb, rounds = 1): Promise<ManyResults> {
   const floors: ManyResults["floor"][] = [];
@@ -303,8 +343,8 @@ export async function measureMany(ctx: Context, count: number, kbEach: PerProces
   }
   const exited = ours.flatMap((side, i) => (side.exited ?? []).map((line) => (rounds === 1 ? line : `round ${i + 1}: ${line}`)));
   const running = Math.min(...ours.map((side) => side.running ?? count));
-  const bgworker = { ...medianRound(ours), ...(exited.length === 0 ? {} : { exited, running }) };
-  const floor = medianRound(floors);
+  const bgworker = { ...medianRound(ours), ...(exited.length === 0 ? {} : { exited, running }), ...skippedIn(ours) };
+  const floor = { ...medianRound(floors), ...skippedIn(floors) };
   if (count > ctx.sizes.manyPm2Max) return { count, floor, bgworker };
   await quietBefore(ctx, `PM2's ${count}`);
   const pm2 = await measurePm2(ctx, count, kbEach.pm2);

@@ -51,9 +51,10 @@ export function compiler(): Esbuild {
 
 /**
  * esbuild's package.json where `require.resolve("esbuild/package.json")` finds it, by the same walk: from this
- * module's directory up, `node_modules/esbuild` in each directory not itself named node_modules. A runner's
- * first use of the CommonJS resolver costs its boot about 0.5 ms on Node 26, and the walk's few file checks a
- * tenth of that. Where the walk finds none (Yarn Plug'n'Play, NODE_PATH, a global folder), the resolver answers.
+ * module's directory up, `node_modules/esbuild` in each directory not itself named node_modules: the
+ * CommonJS resolver's first use in a runner (see shmem/native.ts's `loadBinary`) would cost it more than the
+ * walk's few file checks. Where the walk finds none (Yarn Plug'n'Play, NODE_PATH, a global folder), the
+ * resolver answers. The path is as the walk found it, not the real one: only the version in it is read.
  */
 export function esbuildManifest(): string {
   for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {

@@ -1,7 +1,8 @@
-// The bench's rounds of one measure: the median round is reported whole, with every round's time.
+// The bench's rounds of one measure: the median round is reported whole, with every round's time, and
+// rounds that alternate with a peer are judged by the median of their own ratios.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { medianRound } from "../../bench/lib/stats.js";
+import { medianRound, pairedRatio } from "../../bench/lib/stats.js";
 
 test("one round is returned as it is", () => {
   const only = { allMs: 10, memory: 1 };
@@ -29,4 +30,16 @@ test("an even number of rounds reports the lower middle one, a round that ran", 
 
 test("no rounds is an error", () => {
   assert.throws(() => medianRound([]), /no rounds/);
+});
+
+test("rounds that alternate are judged pair by pair: the median of the rounds' own ratios", () => {
+  // Each side's median (4407 against 2974) would say 1.48; two rounds of three are above 1.6.
+  assert.equal(pairedRatio([4407, 5269, 4040], [2733, 3060, 2974]).toFixed(2), "1.61");
+  assert.equal(pairedRatio([10, 20, 40], [10, 10, 10]), 2);
+});
+
+test("a round either side did not finish is left out of the pairs; none left is NaN", () => {
+  assert.equal(pairedRatio([Number.NaN, 30, 20, 50], [10, 10, 10, Number.NaN]), 2);
+  assert.ok(Number.isNaN(pairedRatio([Number.NaN], [10])));
+  assert.throws(() => pairedRatio([1, 2], [1]), /2 rounds against 1/);
 });
