@@ -246,9 +246,9 @@ function manyRows(runs: readonly ManyResults[], sizes: Sizes): void {
       if (peer === undefined) continue;
       const ratioOf = (a: number, b: number): number | undefined => (finite(a) && finite(b) ? a / b : undefined);
       // Rounds that alternated with this peer are judged pair by pair (roundsNote); one run by its two times.
-      const rounds = ours.rounds !== undefined && peer.rounds !== undefined && ours.rounds.length === peer.rounds.length;
-      const slowdown = rounds ? pairedRatio(ours.rounds!, peer.rounds!) : (ratioOf(ours.allMs, peer.allMs) ?? Number.NaN);
-      const note = [timeNote, rounds ? roundsNote(ours, peer) : undefined].filter(Boolean).join("; ");
+      const paired = ours.rounds !== undefined && ours.rounds.length === peer.rounds?.length;
+      const slowdown = paired ? pairedRatio(ours.rounds, peer.rounds) : (ratioOf(ours.allMs, peer.allMs) ?? Number.NaN);
+      const note = [timeNote, paired ? roundsNote(ours, peer) : undefined].filter(Boolean).join("; ");
       addRow({
         group: "scale",
         measure: `${n} idle static .ts workers: start -> all running (from the postmaster's start)`,

@@ -6,13 +6,19 @@
  */
 import { ADDON, type Project } from "./project.js";
 
-/** An idle worker: Started once entered, ends when terminated. `ts` gives it real TypeScript syntax. */
-export function idleSource(ts: boolean, tag: string): string {
+/**
+ * An idle worker: Started once entered, ends when terminated. `ts` gives it real TypeScript syntax. With
+ * `enteredFile`, its first act is to append `enter <Date.now()>` there: when its function began, on the
+ * machine's clock.
+ */
+export function idleSource(ts: boolean, tag: string, enteredFile?: string): string {
   const annotation = ts ? ": Promise<void>" : "";
+  const imports = enteredFile === undefined ? "" : `import { appendFileSync } from "node:fs";\n`;
+  const enter = enteredFile === undefined ? "" : `  appendFileSync(${JSON.stringify(enteredFile)}, \`enter \${Date.now()}\\n\`);\n`;
   return `// ${tag}
-import { BackgroundWorker, SignalWakeFlags } from "bgworker";
+${imports}import { BackgroundWorker, SignalWakeFlags } from "bgworker";
 export async function idle()${annotation} {
-  BackgroundWorker.attachSignalHandlers(SignalWakeFlags.SIGTERM);
+${enter}  BackgroundWorker.attachSignalHandlers(SignalWakeFlags.SIGTERM);
   while (await BackgroundWorker.waitLatch(null)) {
     // woken for nothing
   }

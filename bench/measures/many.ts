@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { StartOptions } from "pm2";
 import type { Context } from "../lib/context.js";
+import { idleSource } from "../lib/libraries.js";
 import { availableKb, treeMemory, treePids, type Memory } from "../lib/memory.js";
 import { childrenOf, CliPostmaster, cpuTicks, TICKS_PER_SECOND } from "../lib/postmaster.js";
 import { REPO, reportLines } from "../lib/project.js";
@@ -168,29 +169,18 @@ export async function measureFloor(ctx: Context, count: number, kbEach: number):
   }
 }
 
-/**
- * The many rows' worker: idle as `idleSource`'s, once it has written when its function began to `file`, on the
- * machine's clock (the floor's children send a message at that point: the row ends where theirs does).
- */
-function enteringIdleSource(file: string): string {
-  return `// many
-import { appendFileSync } from "node:fs";
-import { BackgroundWorker, SignalWakeFlags } from "bgworker";
-export async function idle(): Promise<void> {
-  appendFileSync(${JSON.stringify(file)}, \`enter \${Date.now()}\\n\`);
-  BackgroundWorker.attachSignalHandlers(SignalWakeFlags.SIGTERM);
-  while (await BackgroundWorker.waitLatch(null)) {
-    // woken for nothing
-  }
-}
-`;
+/** The `enter` times written to `file` so far, by bgworker's idle workers (idleSource) or PM2's scripts. */
+function enterTimes(file: string): number[] {
+  return reportLines(file)
+    .filter((line) => line.startsWith("enter "))
+    .map((line) => Number(line.slice(6)));
 }
 
 /** The `enter` times in `file` once there are `count` of them (or after 10 s, however many there are). */
 async function enteredAt(file: string, count: number): Promise<number[]> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const times = reportLines(file).filter((line) => line.startsWith("enter ")).map((line) => Number(line.slice(6)));
+    const times = enterTimes(file);
     if (times.length >= count || Date.now() > deadline) return times;
     await sleep(20);
   }
@@ -200,7 +190,8 @@ export async function measureBgworker(ctx: Context, count: number, kbEach: numbe
   const skipped = tooBig(count, kbEach);
   if (skipped !== undefined) return { allMs: Number.NaN, skipped };
   const entries = ctx.project.reportFile();
-  ctx.project.write("many-worker.ts", enteringIdleSource(entries));
+  // Each worker writes when its function began, where a floor child sends its message: the row ends there.
+  ctx.project.write("many-worker.ts", idleSource(true, "many", entries));
   const extension = ctx.project.write(
     `many-extension-${count}.ts`,
     `import { BackgroundWorkerBuilder } from "bgworker";
@@ -225,12 +216,12 @@ export function _PG_init(): void {
     for (;;) {
       checkMemory();
       const report = await client.statusReport();
-      // The postmaster's start on the machine's clock, as its own uptime puts it (to within this report's trip).
-      const startedAt = Date.now() - report.postmaster.uptimeMs;
       const running = report.workers.filter((row) => row.state === "running");
       // A static worker without a restart time that exited stays stopped: the wait ends without it, and says so.
       const gone = report.workers.filter((row) => row.state === "stopped" && row.restartTimeMs === null);
       if (running.length + gone.length >= count) {
+        // The postmaster's start on the machine's clock, as its own uptime puts it (to within this report's trip).
+        const startedAt = Date.now() - report.postmaster.uptimeMs;
         wallMs = now() - t0;
         cpu = treeCpu(pm.pid);
         // Each running worker's line comes from its function, just after the postmaster has seen it enter.
@@ -286,7 +277,7 @@ export async function measurePm2(ctx: Context, count: number, kbEach: number): P
       let entered: number[] = [];
       for (;;) {
         checkMemory();
-        entered = reportLines(file).filter((line) => line.startsWith("enter ")).map((line) => Number(line.slice(6)));
+        entered = enterTimes(file);
         if (entered.length >= count) break;
         if (Date.now() > deadline) throw new Error(`bench: ${entered.length}/${count} PM2 scripts running after 20 minutes`);
         await sleep(count > 300 ? 1000 : 250);
