@@ -1,8 +1,10 @@
-// bgworker_shm: the project's only native code. It maps a POSIX shared memory segment into this process
-// and hands it to JavaScript as a SharedArrayBuffer, so that `Atomics` operate on memory that other
-// processes map too; and it exposes the futex so that a process waiting for a lock sleeps instead of
-// spinning. Everything else (layouts, locks, attachment) is TypeScript in src/shmem/. One small extra,
-// setParentDeathSignal, lets a worker ask the kernel for a signal when its parent dies (prctl).
+// bgworker_shm: the project's native code in Node (the in-server extension in pg/ is the other). It maps a
+// POSIX shared memory segment into this process and hands it to JavaScript as a SharedArrayBuffer, so that
+// `Atomics` operate on memory that other processes map too; and it exposes the futex so that a process
+// waiting for a lock sleeps instead of spinning. Everything else (layouts, locks, attachment) is TypeScript
+// in src/shmem/. Two process-level extras live beside it: a worker's guard against outliving its postmaster
+// (orphan.cc, and setParentDeathSignal here), and the postmaster's start of runners with posix_spawn
+// (spawn.cc). This file registers all of them.
 //
 // It compiles against the headers of Node 20, 22, 24 and 26 (V8 11.3 to 14.6); where V8's API differs
 // between them the code is guarded by V8_MAJOR_VERSION.
@@ -14,7 +16,9 @@
 #include <uv.h>
 #include <v8.h>
 
+#include "errors.h"
 #include "orphan.h"
+#include "spawn.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -36,36 +40,20 @@
 #include <mutex>
 #include <string>
 
-namespace {
+namespace bgworker {
 
-using v8::BackingStore;
 using v8::Context;
 using v8::Exception;
-using v8::FunctionCallbackInfo;
-using v8::FunctionTemplate;
 using v8::Integer;
 using v8::Isolate;
 using v8::Local;
 using v8::Object;
-using v8::SharedArrayBuffer;
 using v8::String;
-using v8::Value;
-
-// Every live mapping made here, so that unmap() refuses buffers it did not make. "attached" turns
-// false when unmap() has swapped the shared pages for private ones (see Unmap).
-struct Region {
-  size_t length;
-  bool attached;
-};
-std::mutex regions_mutex;
-std::map<void*, Region> regions;
 
 Local<String> Str(Isolate* isolate, const char* text) {
   return String::NewFromUtf8(isolate, text).ToLocalChecked();
 }
 
-// Throws `Error("<syscall>("<name>") failed: <strerror> (<CODE>)")` with Node's usual code/errno/syscall
-// properties, so that callers may test `error.code === "EEXIST"`.
 void ThrowErrno(Isolate* isolate, const char* syscall, const std::string& name, int err) {
   const char* code = uv_err_name(-err);
   std::string message = std::string(syscall) + "(";
@@ -82,6 +70,35 @@ void ThrowErrno(Isolate* isolate, const char* syscall, const std::string& name, 
 void ThrowType(Isolate* isolate, const std::string& message) {
   isolate->ThrowException(Exception::TypeError(Str(isolate, message.c_str())));
 }
+
+}  // namespace bgworker
+
+namespace {
+
+using v8::BackingStore;
+using v8::Context;
+using v8::Exception;
+using v8::FunctionCallbackInfo;
+using v8::FunctionTemplate;
+using v8::Integer;
+using v8::Isolate;
+using v8::Local;
+using v8::Object;
+using v8::SharedArrayBuffer;
+using v8::String;
+using v8::Value;
+using bgworker::Str;
+using bgworker::ThrowErrno;
+using bgworker::ThrowType;
+
+// Every live mapping made here, so that unmap() refuses buffers it did not make. "attached" turns
+// false when unmap() has swapped the shared pages for private ones (see Unmap).
+struct Region {
+  size_t length;
+  bool attached;
+};
+std::mutex regions_mutex;
+std::map<void*, Region> regions;
 
 void ThrowRange(Isolate* isolate, const std::string& message) {
   isolate->ThrowException(Exception::RangeError(Str(isolate, message.c_str())));
@@ -357,4 +374,8 @@ NODE_MODULE_INIT(/* exports, module, context */) {
   Export(exports, context, "wake", Wake);
   Export(exports, context, "setParentDeathSignal", SetParentDeathSignal);
   Export(exports, context, "armOrphanKill", bgworker::ArmOrphanKill);
+  Export(exports, context, "pipe", bgworker::Pipe);
+  Export(exports, context, "socketPair", bgworker::SocketPair);
+  Export(exports, context, "spawn", bgworker::Spawn);
+  Export(exports, context, "reap", bgworker::Reap);
 }

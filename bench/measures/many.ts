@@ -169,6 +169,9 @@ export async function measureFloor(ctx: Context, count: number, kbEach: number):
   }
 }
 
+/** While bgworker's workers start, how often the postmaster is asked for its status (see measureBgworker). */
+const STATUS_EVERY_MS = 2_000;
+
 /** The `enter` times written to `file` so far, by bgworker's idle workers (idleSource) or PM2's scripts. */
 function enterTimes(file: string): number[] {
   return reportLines(file)
@@ -213,8 +216,17 @@ export function _PG_init(): void {
     const deadline = Date.now() + 20 * 60_000;
     let exited: string[] = [];
     let cpu: TreeCpu | undefined;
+    let asked = Date.now();
     for (;;) {
       checkMemory();
+      // The workers' entry file is read while they start; the postmaster is asked for its status only once
+      // every worker has written its entry, or every 2 s (for workers that exited instead): a status report
+      // reads /proc for every worker, load that the floor's children do not carry while they start.
+      if (enterTimes(entries).length < count && Date.now() - asked < STATUS_EVERY_MS) {
+        await sleep(count > 300 ? 200 : 50);
+        continue;
+      }
+      asked = Date.now();
       const report = await client.statusReport();
       const running = report.workers.filter((row) => row.state === "running");
       // A static worker without a restart time that exited stays stopped: the wait ends without it, and says so.
@@ -235,7 +247,7 @@ export function _PG_init(): void {
         break;
       }
       if (Date.now() > deadline) throw new Error(`bench: ${running.length}/${count} static workers running after 20 minutes`);
-      await sleep(count > 300 ? 1000 : 250);
+      await sleep(50);
     }
     progress(`scale: ${count} static .ts workers running ${(allMs / 1000).toFixed(2)} s after the postmaster's start (${(wallMs / 1000).toFixed(2)} s after the CLI's spawn)`);
     await pm.sparesWarm(120_000);

@@ -4,33 +4,22 @@
  * function call), and relaying their output, messages and exits to the postmaster. The pool's size follows
  * demand (spare-policy.ts).
  */
-import { fork, type ChildProcess } from "node:child_process";
-import type { Socket } from "node:net";
 import { availableParallelism } from "node:os";
 import { createInterface } from "node:readline";
 import type { ConnectionParams } from "../database/types.js";
 import type { WorkerDefinition } from "../definition.js";
-import { runnerEnvironment } from "../runtime/compile-cache.js";
 import { isFromRunner, type FromRunner, type ToRunner } from "../runtime/ipc.js";
-import { WATCHDOG_FD } from "../runtime/watchdog.js";
 import type { PrepareMessage } from "../runtime/spare.js";
 import type { ShmemAttachment } from "../shmem/types.js";
 import { SparePolicy } from "./spare-policy.js";
-import { entryPath, FROM_SOURCE } from "../package-paths.js";
-import { cache } from "../typescript/compile.js";
-/** The runner's entry; `.ts` when the postmaster itself runs from source. */
-const RUNNER_PATH = entryPath("runtime/bootstrap");
-/**
- * Built, the runner loads TypeScript support itself, after its orphan guard is in place; from source it
- * needs the loader to read its own files.
- */
-const EXEC_ARGV = FROM_SOURCE ? ["--import", import.meta.resolve("tsx")] : [];
+import { startRunnerProcess, type RunnerProcess } from "./runner-process.js";
 /** After `exit`, how long to wait for the child's output pipes to drain before reporting the exit. */
 const DRAIN_MS = 200;
 /**
- * After launches take spares, the replacements are forked once every launch in progress has entered its
- * function (or exited), or after this long at the latest: a fork blocks the postmaster for milliseconds and
- * a new runner's boot takes a CPU for a few hundred, which the launches in progress should not have to share.
+ * After launches take spares, the replacements are started once every launch in progress has entered its
+ * function (or exited), or after this long at the latest: a start blocks the postmaster (under a millisecond
+ * with posix_spawn, milliseconds with fork(): runner-process.ts) and a new runner's boot takes a CPU for tens
+ * of milliseconds, which the launches in progress should not have to share.
  */
 const REFILL_DELAY_MS = 1_000;
 /** How often the pool's target is reconsidered (it shrinks only after a quiet period). */
@@ -58,7 +47,7 @@ export class Runner {
   coldBoot = false;
   exited = false;
 
-  constructor(private readonly child: ChildProcess) {
+  constructor(private readonly child: RunnerProcess) {
     if (child.pid === undefined) throw new Error("the runner process has no pid");
     this.pid = child.pid;
   }
@@ -92,22 +81,8 @@ export interface RunnerPoolOptions {
   readonly shmem: () => ShmemAttachment | null;
   /** The served database while it accepts sessions, else null; the shell owns it. */
   readonly database: () => ConnectionParams | null;
-  /** Starts a runner process; the default forks the runner's entry. Tests give a stand-in process. */
-  readonly spawnRunner?: () => ChildProcess;
-}
-
-/** Forks a runner process: the runtime's entry, with the watchdog's pipe (watchdog.ts) as its fifth descriptor. */
-function forkRunner(): ChildProcess {
-  return fork(RUNNER_PATH, [], {
-    execArgv: EXEC_ARGV,
-    // Read at each fork, as an inherited environment would be: a change to process.env reaches later runners.
-    env: runnerEnvironment(process.env, cache()),
-    // The last one is the watchdog's pipe (watchdog.ts): this end is never written, and closes when this process dies.
-    stdio: ["ignore", "pipe", "pipe", "ipc", "pipe"],
-    serialization: "json",
-    // Its own process group: a terminal's Ctrl-C reaches the postmaster alone, which then stops the workers in order.
-    detached: true,
-  });
+  /** Starts a runner process; the default is runner-process.ts's. Tests give a stand-in process. */
+  readonly spawnRunner?: () => RunnerProcess;
 }
 
 /** A worker waiting for a runner; see `RunnerPool.request`. */
@@ -334,11 +309,8 @@ export class RunnerPool {
   }
 
   private fork(): Runner {
-    const child = (this.options.spawnRunner ?? forkRunner)();
+    const child = (this.options.spawnRunner ?? startRunnerProcess)();
     const runner = new Runner(child);
-    const deathPipe = child.stdio[WATCHDOG_FD] as Socket | null | undefined;
-    deathPipe?.on("error", () => undefined);
-    deathPipe?.unref();
     for (const stream of ["stdout", "stderr"] as const) {
       const source = child[stream];
       if (source === null) continue;
@@ -361,7 +333,7 @@ export class RunnerPool {
         return;
       }
       this.events.message(runner, message);
-      // After the postmaster has told the waiters: a fork blocks this thread for milliseconds.
+      // After the postmaster has told the waiters: starting a runner blocks this thread (runner-process.ts).
       if (message.t === "entered") {
         this.booted(runner);
         this.launched(runner, () => setImmediate(() => this.replenish()));

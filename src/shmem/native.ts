@@ -42,6 +42,18 @@ export interface ShmAddon {
    * parent-death signal whose handler arms a SIGKILL timer (native/orphan.cc). True once armed.
    */
   armOrphanKill(graceMs: number): boolean;
+  /** pipe2(O_CLOEXEC): [read end, write end]. Absent from an addon built before it was added, as are the three below. */
+  pipe?(): [number, number];
+  /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): two connected ends. */
+  socketPair?(): [number, number];
+  /**
+   * posix_spawn(3) of `file` (native/spawn.cc): the child's descriptor i is `fds[i]` of this process (-1:
+   * /dev/null), every signal at its default action and none blocked, in a new session if `newSession`.
+   * Returns its pid; throws an Error with Node's `code` if the spawn fails.
+   */
+  spawn?(file: string, argv: readonly string[], env: readonly string[], fds: readonly number[], newSession: boolean): number;
+  /** waitid(P_PID, pid, WEXITED | WNOHANG): undefined while the child runs, else its [code, null] or [null, signal number]. */
+  reap?(pid: number): [number, null] | [null, number] | undefined;
 }
 
 
