@@ -376,6 +376,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
   Export(exports, context, "armOrphanKill", bgworker::ArmOrphanKill);
   Export(exports, context, "pipe", bgworker::Pipe);
   Export(exports, context, "socketPair", bgworker::SocketPair);
+  Export(exports, context, "duplicate", bgworker::Duplicate);
   Export(exports, context, "spawn", bgworker::Spawn);
   Export(exports, context, "reap", bgworker::Reap);
 }

@@ -6,8 +6,9 @@
 // does not grow with the parent's size.
 //
 // The child is set up as libuv sets up a child of child_process: every signal back to its default action
-// and none blocked, the given descriptors at 0..n-1 (the rest are close-on-exec, as every descriptor Node
-// and this file open), optionally in a session of its own. Exits are collected by reap(), a waitid() for
+// and none blocked, the given descriptors at 0..n-1, optionally in a session of its own. Like fork(), it
+// inherits no other descriptor of this process but those without close-on-exec (every one Node and this
+// file open has it). Exits are collected by reap(), a waitid() for
 // this pid alone: libuv's own SIGCHLD handling waits only for the pids of its handles.
 #include "spawn.h"
 
@@ -53,7 +54,8 @@ bool Strings(Isolate* isolate, Local<Context> context, Local<Value> value, const
   }
   Local<Array> array = value.As<Array>();
   for (uint32_t i = 0; i < array->Length(); i++) {
-    Local<Value> item = array->Get(context, i).ToLocalChecked();
+    Local<Value> item;
+    if (!array->Get(context, i).ToLocal(&item)) return false;  // a getter threw: its exception stands
     if (!item->IsString()) {
       ThrowType(isolate, std::string("spawn: ") + what + "[" + std::to_string(i) + "] must be a string");
       return false;
@@ -92,6 +94,17 @@ void SocketPair(const FunctionCallbackInfo<Value>& args) {
   ReturnPair(args, fds[0], fds[1]);
 }
 
+// duplicate(fd): a second descriptor for the same open file or socket, close-on-exec.
+void Duplicate(const FunctionCallbackInfo<Value>& args) {
+  Isolate* isolate = args.GetIsolate();
+  if (!args[0]->IsInt32() || args[0].As<v8::Int32>()->Value() < 0) {
+    return ThrowType(isolate, "duplicate: fd must be a descriptor");
+  }
+  int fd = fcntl(args[0].As<v8::Int32>()->Value(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return ThrowErrno(isolate, "fcntl", "", errno);
+  args.GetReturnValue().Set(Integer::New(isolate, fd));
+}
+
 // spawn(file: string, argv: string[], env: string[] ("NAME=value"), fds: number[], newSession: boolean):
 // the child's pid. The child's descriptor i is this process's fds[i], or /dev/null where fds[i] is -1.
 void Spawn(const FunctionCallbackInfo<Value>& args) {
@@ -100,13 +113,17 @@ void Spawn(const FunctionCallbackInfo<Value>& args) {
   if (!args[0]->IsString()) return ThrowType(isolate, "spawn: file must be a string");
   v8::String::Utf8Value fileUtf8(isolate, args[0]);
   std::string file(*fileUtf8, fileUtf8.length());
+  if (file.empty() || file.find('\0') != std::string::npos) {
+    return ThrowType(isolate, "spawn: file must be a path without NUL");
+  }
   std::vector<std::string> argv, env;
   if (!Strings(isolate, context, args[1], "argv", &argv) || !Strings(isolate, context, args[2], "env", &env)) return;
   if (!args[3]->IsArray()) return ThrowType(isolate, "spawn: fds must be an array of descriptors");
   Local<Array> fdArray = args[3].As<Array>();
   std::vector<int> fds;
   for (uint32_t i = 0; i < fdArray->Length(); i++) {
-    Local<Value> item = fdArray->Get(context, i).ToLocalChecked();
+    Local<Value> item;
+    if (!fdArray->Get(context, i).ToLocal(&item)) return;
     if (!item->IsInt32() || item.As<v8::Int32>()->Value() < -1) {
       return ThrowType(isolate, "spawn: fds[" + std::to_string(i) + "] must be a descriptor or -1");
     }
@@ -118,17 +135,18 @@ void Spawn(const FunctionCallbackInfo<Value>& args) {
   // A source below `count` could be overwritten by an earlier dup2 in the child: such a source is first
   // duplicated above them (close-on-exec, closed again below).
   std::vector<int> moved;
-  int err = 0;
   for (int& fd : fds) {
     if (fd < 0 || fd >= count) continue;
     int high = fcntl(fd, F_DUPFD_CLOEXEC, count);
     if (high < 0) {
-      err = errno;
-      break;
+      int err = errno;
+      for (int done : moved) close(done);
+      return ThrowErrno(isolate, "fcntl", std::to_string(fd), err);
     }
     moved.push_back(high);
     fd = high;
   }
+  int err = 0;
 
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attr;

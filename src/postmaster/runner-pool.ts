@@ -25,8 +25,8 @@ const REFILL_DELAY_MS = 1_000;
 /** How often the pool's target is reconsidered (it shrinks only after a quiet period). */
 const POLICY_TICK_MS = 5_000;
 /**
- * How many launches may wait on runners that are still booting. A runner's boot is a few hundred ms of CPU
- * (Node, the TypeScript loader, the runtime): fifty booting at once on two CPUs share them and all enter
+ * How many launches may wait on runners that are still booting. A runner's boot is tens of ms of CPU
+ * (Node, the runtime, the library): fifty booting at once on two CPUs share them and all enter
  * late, while booting a few at a time lets the first launches enter at once and the others follow in
  * order, in the same total time. One more than the CPUs covers a boot's waits on the disk and the loader.
  */

@@ -16,6 +16,7 @@ import { closeSync } from "node:fs";
 import { Socket } from "node:net";
 import { constants } from "node:os";
 import type { Readable } from "node:stream";
+import { isMainThread } from "node:worker_threads";
 import { entryPath, FROM_SOURCE } from "../package-paths.js";
 import { runnerEnvironment } from "../runtime/compile-cache.js";
 import type { ToRunner } from "../runtime/ipc.js";
@@ -52,12 +53,17 @@ export interface RunnerProcess {
 }
 
 /** The addon, if it can spawn: one built before spawn() existed cannot. */
-type SpawningAddon = Required<Pick<ShmAddon, "pipe" | "socketPair" | "spawn" | "reap">>;
+type SpawningAddon = Required<Pick<ShmAddon, "pipe" | "socketPair" | "duplicate" | "spawn" | "reap">>;
 
+/**
+ * The addon, where it can spawn and this thread can reap: signals reach the main thread only, so a
+ * postmaster in a worker thread forks.
+ */
 function spawningAddon(): SpawningAddon | undefined {
+  if (!isMainThread) return undefined;
   const addon = shmAddonIfAvailable();
-  if (addon?.spawn === undefined || addon.reap === undefined || addon.pipe === undefined || addon.socketPair === undefined) return undefined;
-  return addon as SpawningAddon;
+  const can = addon?.spawn !== undefined && addon.reap !== undefined && addon.pipe !== undefined && addon.socketPair !== undefined && addon.duplicate !== undefined;
+  return can ? (addon as SpawningAddon) : undefined;
 }
 
 /** Starts a runner: with posix_spawn where the addon can, else with child_process.fork(). */
@@ -99,86 +105,111 @@ function forkRunner(env: NodeJS.ProcessEnv): ChildProcess {
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>();
 for (const [name, number] of Object.entries(constants.signals)) if (!SIGNAL_NAMES.has(number)) SIGNAL_NAMES.set(number, name as NodeJS.Signals);
 
-/** Spawned runners not reaped yet, by pid: SIGCHLD asks the addon about each (reap() waits for one pid). */
-const unreaped = new Map<number, SpawnedRunner>();
+type ExitListener = (code: number | null, signal: NodeJS.Signals | null) => void;
+
+/** Spawned runners not reaped yet: their pids, and what to tell of each exit. reap() waits for one pid. */
+const unreaped = new Map<number, ExitListener>();
 let reaping = false;
 /**
- * Keeps the event loop alive while a spawned runner has not been reaped, as a ChildProcess's process handle
- * does: SIGCHLD's listener does not (Node's signal listeners are unref'd), and a runner's pipes may close
- * before its exit is reaped.
+ * While a spawned runner is unreaped: keeps the event loop alive, as a ChildProcess's process handle does
+ * (Node's signal listeners do not), and reaps now and then in case a SIGCHLD never reached the listener (one
+ * removed by other code in the process).
  */
-let unreapedHold: NodeJS.Timeout | undefined;
+let unreapedTimer: NodeJS.Timeout | undefined;
+const REAP_BACKSTOP_MS = 5_000;
 
 function reapExited(addon: SpawningAddon): void {
-  for (const [pid, runner] of unreaped) {
+  for (const [pid, exited] of unreaped) {
     let status: [number, null] | [null, number] | undefined;
     try {
       status = addon.reap(pid);
     } catch {
       // ECHILD: reaped elsewhere, which nothing in this process does; the exit is reported without a status.
       unreaped.delete(pid);
-      runner.exited(null, null);
+      exited(null, null);
       continue;
     }
     if (status === undefined) continue;
     unreaped.delete(pid);
-    runner.exited(status[0], status[1] === null ? null : (SIGNAL_NAMES.get(status[1]) ?? null));
+    exited(status[0], status[1] === null ? null : (SIGNAL_NAMES.get(status[1]) ?? null));
   }
   if (unreaped.size === 0) {
-    clearInterval(unreapedHold);
-    unreapedHold = undefined;
+    clearInterval(unreapedTimer);
+    unreapedTimer = undefined;
   }
+}
+
+function track(addon: SpawningAddon, pid: number, exited: ExitListener): void {
+  unreaped.set(pid, exited);
+  unreapedTimer ??= setInterval(() => reapExited(addon), REAP_BACKSTOP_MS);
+}
+
+/** Closes a descriptor this module opened, once: `open` lists the ones still open. */
+function closeOnce(open: number[], fd: number): void {
+  const index = open.indexOf(fd);
+  if (index < 0) return;
+  open.splice(index, 1);
+  closeSync(fd);
 }
 
 /**
  * A runner started with posix_spawn: the ChildProcess that the pool uses, over descriptors of its own. Its
  * "exit" comes from SIGCHLD (the addon's reap), its "close" once it has exited and its output and channel
  * have ended, so that a worker's last lines and messages come before its exit is reported.
+ *
+ * The channel is read and written through two sockets over one connection, as Node's own channel keeps
+ * reading after a failed write: a write to a runner that has just exited fails (EPIPE) and destroys the
+ * writer, while the reader goes on to the end of what the runner sent before it exited.
  */
 class SpawnedRunner extends EventEmitter implements RunnerProcess {
   readonly stdout: Socket;
   readonly stderr: Socket;
-  readonly #channel: Socket;
+  readonly #reader: Socket;
+  readonly #writer: Socket;
   /** The write end of the watchdog's pipe: never written, closed when the runner has exited. */
   #deathPipe: number | null;
   #connected = true;
   #received = "";
   #hasExited = false;
-  /** The streams still open (output, errors, channel): "close" waits for them and for the exit. */
+  /** The streams still open (output, errors, the channel's reader): "close" waits for them and for the exit. */
   #open = 3;
 
   private constructor(
     readonly pid: number,
-    descriptors: { stdout: number; stderr: number; channel: number; deathPipe: number },
+    descriptors: { stdout: number; stderr: number; reader: number; writer: number; deathPipe: number },
   ) {
     super();
     this.stdout = new Socket({ fd: descriptors.stdout, readable: true, writable: false });
     this.stderr = new Socket({ fd: descriptors.stderr, readable: true, writable: false });
-    this.#channel = new Socket({ fd: descriptors.channel, readable: true, writable: true });
+    this.#reader = new Socket({ fd: descriptors.reader, readable: true, writable: false });
+    this.#writer = new Socket({ fd: descriptors.writer, readable: false, writable: true });
     this.#deathPipe = descriptors.deathPipe;
-    for (const stream of [this.stdout, this.stderr]) {
-      // A read error ends the stream as its end would: the output so far has been relayed.
+    // A read error ends a stream as its end would: what was read so far has been delivered. (A ChildProcess
+    // takes a read error on its channel for a disconnect too.)
+    for (const stream of [this.stdout, this.stderr, this.#reader]) {
       stream.on("error", () => undefined);
       stream.once("close", () => this.#closed());
     }
-    this.#channel.setEncoding("utf8");
-    this.#channel.on("data", (chunk: string) => this.#receive(chunk));
-    // A write to a runner that just died fails with EPIPE: reported as a ChildProcess reports it.
-    this.#channel.on("error", (error) => this.emit("error", error));
-    this.#channel.once("close", () => {
+    this.#reader.setEncoding("utf8");
+    this.#reader.on("data", (chunk: string) => this.#receive(chunk));
+    this.#reader.once("close", () => {
       this.#connected = false;
-      this.#closed();
+      this.#writer.destroy();
     });
+    // A write to a runner that just died fails with EPIPE: reported as a ChildProcess reports it.
+    this.#writer.on("error", (error) => this.emit("error", error));
   }
 
   static start(addon: SpawningAddon, args: readonly string[], env: NodeJS.ProcessEnv): SpawnedRunner {
-    const made: number[] = [];
-    const pair = <T extends [number, number]>(fds: T): T => (made.push(...fds), fds);
+    const open: number[] = [];
+    const opened = <T extends number[]>(fds: T): T => (open.push(...fds), fds);
+    let pid: number | undefined;
     try {
-      const [stdoutRead, stdoutWrite] = pair(addon.pipe());
-      const [stderrRead, stderrWrite] = pair(addon.pipe());
-      const [channel, childChannel] = pair(addon.socketPair());
-      const [deathRead, deathWrite] = pair(addon.pipe());
+      const [stdoutRead, stdoutWrite] = opened(addon.pipe());
+      const [stderrRead, stderrWrite] = opened(addon.pipe());
+      const [reader, childChannel] = opened(addon.socketPair());
+      const [writer] = opened([addon.duplicate(reader)]);
+      const [deathRead, deathWrite] = opened(addon.pipe());
       const environment = Object.entries(env).flatMap(([name, value]) => (value === undefined || name.startsWith("NODE_CHANNEL_") ? [] : [`${name}=${value}`]));
       environment.push(`NODE_CHANNEL_FD=${CHANNEL_FD}`, "NODE_CHANNEL_SERIALIZATION_MODE=json");
       // The child's descriptors 0 to 4: no input, output, errors, the channel, the watchdog's pipe (read end).
@@ -189,15 +220,19 @@ class SpawnedRunner extends EventEmitter implements RunnerProcess {
         process.on("SIGCHLD", () => reapExited(addon));
       }
       // Its own session, as fork's `detached`: a terminal's Ctrl-C reaches the postmaster alone.
-      const pid = addon.spawn(process.execPath, [process.execPath, ...args], environment, fds, true);
-      for (const fd of [stdoutWrite, stderrWrite, childChannel, deathRead]) closeSync(fd);
-      made.length = 0;
-      const runner = new SpawnedRunner(pid, { stdout: stdoutRead, stderr: stderrRead, channel, deathPipe: deathWrite });
-      unreaped.set(pid, runner);
-      unreapedHold ??= setInterval(() => undefined, 2 ** 30);
+      const started = addon.spawn(process.execPath, [process.execPath, ...args], environment, fds, true);
+      pid = started;
+      // Reaped whatever happens next; until the runner exists, an exit goes nowhere.
+      let runner: SpawnedRunner | undefined;
+      track(addon, started, (code, signal) => runner?.exited(code, signal));
+      for (const fd of [stdoutWrite, stderrWrite, childChannel, deathRead]) closeOnce(open, fd);
+      runner = new SpawnedRunner(started, { stdout: stdoutRead, stderr: stderrRead, reader, writer, deathPipe: deathWrite });
+      open.length = 0;
       return runner;
     } catch (error) {
-      for (const fd of made) closeSync(fd);
+      for (const fd of [...open]) closeOnce(open, fd);
+      // Started, but it could not be set up: it ends now, and is reaped as the others are.
+      if (pid !== undefined) process.kill(pid, "SIGKILL");
       throw error;
     }
   }
@@ -207,15 +242,18 @@ class SpawnedRunner extends EventEmitter implements RunnerProcess {
   }
 
   send(message: ToRunner): boolean {
-    if (!this.#connected) return false;
-    return this.#channel.write(`${JSON.stringify(message)}\n`);
+    if (!this.#connected || this.#writer.destroyed) return false;
+    return this.#writer.write(`${JSON.stringify(message)}\n`);
   }
 
-  /** Closes the channel, as ChildProcess.disconnect(): the runner sees its "disconnect". */
+  /**
+   * Closes the channel, as ChildProcess.disconnect(): the runner sees its "disconnect", and no message of
+   * its is delivered after this.
+   */
   disconnect(): void {
     if (!this.#connected) return;
     this.#connected = false;
-    this.#channel.end();
+    this.#writer.end();
   }
 
   /** Called once the runner is reaped. */
@@ -230,11 +268,15 @@ class SpawnedRunner extends EventEmitter implements RunnerProcess {
   }
 
   #receive(chunk: string): void {
+    // Only the new chunk is searched for the end of a message: a long message comes in many chunks.
+    let from = this.#received.length;
     this.#received += chunk;
     let end: number;
-    while ((end = this.#received.indexOf("\n")) >= 0) {
+    while ((end = this.#received.indexOf("\n", from)) >= 0) {
       const line = this.#received.slice(0, end);
       this.#received = this.#received.slice(end + 1);
+      from = 0;
+      if (!this.#connected) continue;
       let message: unknown;
       try {
         message = JSON.parse(line);

@@ -46,6 +46,8 @@ export interface ShmAddon {
   pipe?(): [number, number];
   /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): two connected ends. */
   socketPair?(): [number, number];
+  /** fcntl(F_DUPFD_CLOEXEC): a second descriptor for the same open file or socket. */
+  duplicate?(fd: number): number;
   /**
    * posix_spawn(3) of `file` (native/spawn.cc): the child's descriptor i is `fds[i]` of this process (-1:
    * /dev/null), every signal at its default action and none blocked, in a new session if `newSession`.

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { fork } from "node:child_process";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, describe, it } from "node:test";
@@ -27,15 +28,17 @@ interface About {
   stdin: string;
 }
 
-const started: RunnerProcess[] = [];
+/** Children started and not yet exited: the ones a failed test leaves are killed (an exited one's pid may be another's now). */
+const running = new Set<RunnerProcess>();
 after(() => {
-  for (const child of started) if (child.pid !== undefined) try { process.kill(child.pid, "SIGKILL"); } catch { /* gone */ }
+  for (const child of running) process.kill(child.pid!, "SIGKILL");
 });
 
 function spawnChild(args: string[] = []): RunnerProcess {
   const child = spawnNode([CHILD, ...args], { ...process.env, RUNNER_PROCESS_PROBE: "probe value", NODE_CHANNEL_FD: "9" });
   assert.ok(child !== undefined, "the addon can spawn on Linux");
-  started.push(child);
+  running.add(child);
+  child.once("exit", () => running.delete(child));
   return child;
 }
 
@@ -55,7 +58,7 @@ function lines(child: RunnerProcess): { stdout: string[]; stderr: string[] } {
   return seen;
 }
 
-describe("runner processes started with posix_spawn", () => {
+describe("runner processes started with posix_spawn", { timeout: 60_000 }, () => {
   it("get the channel, the arguments and the environment, and a session of their own with no signal blocked, as fork() gives", async () => {
     const child = spawnChild(["one", "two words"]);
     await nextMessage(child, (m) => m.ready === true);
@@ -113,6 +116,27 @@ describe("runner processes started with posix_spawn", () => {
     assert.equal(echoes.length, 200, "every reply, however long, one message each");
     assert.equal(events.at(-1), 'message {"bye":true}');
     assert.equal(child.connected, false);
+  });
+
+  it("deliver the last messages of a runner that exited before they were read, though a send to it failed", async () => {
+    const child = spawnChild();
+    await nextMessage(child, (m) => m.ready === true);
+    const errors: Error[] = [];
+    child.on("error", (error) => errors.push(error));
+    const last = nextMessage<{ last: string }>(child, (m) => "last" in m);
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.send({ ask: "lastWords", value: "goodbye" } as never);
+    // This thread reads nothing until the child has exited with its message written: then a send fails.
+    const stat = `/proc/${child.pid}/stat`;
+    const deadline = Date.now() + 20_000;
+    while (!readFileSync(stat, "utf8").split(") ")[1]!.startsWith("Z") && Date.now() < deadline) {
+      // waiting without yielding to the event loop, so the runner's message stays unread
+    }
+    child.send({ ask: "echo", value: "too late" } as never);
+    assert.deepEqual(await last, { last: "goodbye" });
+    await exited;
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(errors.every((error) => (error as NodeJS.ErrnoException).code === "EPIPE"), `only EPIPE: ${errors.map(String).join("; ")}`);
   });
 
   it("report a death by signal with the name a forked child's exit gives it", async () => {
