@@ -8,8 +8,8 @@
 // The child is set up as libuv sets up a child of child_process: every signal back to its default action
 // and none blocked, the given descriptors at 0..n-1, optionally in a session of its own. Like fork(), it
 // inherits no other descriptor of this process but those without close-on-exec (every one Node and this
-// file open has it). Exits are collected by reap(), a waitid() for
-// this pid alone: libuv's own SIGCHLD handling waits only for the pids of its handles.
+// file open has it). Exits are collected by reap(), a waitid() for this pid alone: libuv's own SIGCHLD
+// handling waits only for the pids of its handles.
 #include "spawn.h"
 
 #include "errors.h"

@@ -31,7 +31,7 @@ const RUNNER_PATH = entryPath("runtime/bootstrap");
  * needs the loader to read its own files.
  */
 const EXEC_ARGV = FROM_SOURCE ? ["--import", import.meta.resolve("tsx")] : [];
-/** Node's IPC channel in a child: the descriptor and the serialization its `process.send` uses. */
+/** The descriptor of Node's IPC channel in a child (NODE_CHANNEL_FD). */
 const CHANNEL_FD = 3;
 
 /**
@@ -68,6 +68,7 @@ function spawningAddon(): SpawningAddon | undefined {
 
 /** Starts a runner: with posix_spawn where the addon can, else with child_process.fork(). */
 export function startRunnerProcess(): RunnerProcess {
+  // Read at each start, as an inherited environment would be: a change to process.env reaches later runners.
   const env = runnerEnvironment(process.env, cache());
   return spawnNode([...EXEC_ARGV, RUNNER_PATH], env) ?? forkRunner(env);
 }
